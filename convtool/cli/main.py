@@ -1,0 +1,72 @@
+"""The ``convtool`` command group. Subcommands are imported only when they run, so --help is fast."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+import click
+
+from convtool import __version__
+
+# command name -> (module under convtool.cli, one-line help). Modules are imported on use only.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "filter": ("filter", "Apply kernels to images (stride, padding, pooling)."),
+    "kernels": ("kernels", "List the kernel library or show one kernel."),
+    "calc": ("calc", "Convolution arithmetic for a layer or a whole network."),
+    "train": ("train", "Train a small CNN and export it to ONNX."),
+    "classify": ("classify", "Classify images with an ONNX model."),
+    "segment": ("segment", "Segment images with an ONNX model."),
+    "info": ("info", "Describe an ONNX model: inputs, outputs, metadata, layers."),
+    "features": ("features", "Show the feature maps of a layer of an ONNX model."),
+    "bench": ("bench", "Time convtool's convolution back-ends against OpenCV and scipy."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands live in their own modules and load on demand."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name in COMMANDS if self._available(name)]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS or not self._available(name):
+            return None
+        module = importlib.import_module(f"convtool.cli.{COMMANDS[name][0]}")
+        return getattr(module, "command")
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context):
+        """Run the subcommand; a library error becomes a one-line click error with its exit code."""
+        from convtool.errors import ConvtoolError
+
+        try:
+            return super().invoke(ctx)
+        except ConvtoolError as exc:
+            error = click.ClickException(str(exc))
+            error.exit_code = exc.exit_code
+            raise error from None
+
+    @staticmethod
+    def _available(name: str) -> bool:
+        return importlib.util.find_spec(f"convtool.cli.{COMMANDS[name][0]}") is not None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="convtool")
+def cli() -> None:
+    """convtool: convolutions for people who learn and apply CNNs.
+
+    Filter images with classic kernels, work out convolution arithmetic, train small CNNs
+    with hand-written backprop, and run ONNX classifiers and segmenters.
+    """
+
+
+def main() -> None:
+    """Entry point of the ``convtool`` console script."""
+    cli(prog_name="convtool")

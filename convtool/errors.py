@@ -1,0 +1,37 @@
+"""Errors the library raises; the CLI turns them into one-line messages and exit codes."""
+
+
+class ConvtoolError(Exception):
+    """Base class: a problem the user can fix. ``exit_code`` 2 means usage, 1 means failure."""
+
+    exit_code = 1
+
+
+class UsageError(ConvtoolError):
+    """A bad option value or combination (exit code 2)."""
+
+    exit_code = 2
+
+
+class InputError(ConvtoolError):
+    """An input file that is missing, unreadable or not what it should be."""
+
+
+class KernelError(UsageError):
+    """An unknown or malformed kernel."""
+
+
+class ShapeError(UsageError):
+    """Sizes that do not fit: a kernel larger than the padded input, a bad stride, ..."""
+
+
+class ModelError(ConvtoolError):
+    """An ONNX model that is missing, malformed or not usable for the task."""
+
+
+class DeviceError(ConvtoolError):
+    """A device (CUDA) that was asked for but cannot be used."""
+
+
+class OutputError(ConvtoolError):
+    """An output that cannot be written, or would overwrite something."""
