@@ -10,6 +10,7 @@ kernel first (true convolution).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence, Union
 
 import numpy as np
@@ -19,6 +20,27 @@ from convtool.errors import ShapeError, UsageError
 
 Pair = Union[int, Sequence[int]]
 Padding = Union[str, int, Sequence[int]]
+
+@dataclass(frozen=True)
+class Choice:
+    """The back-end and device that will run a correlation, and why (shown by ``--verbose``)."""
+
+    backend: str
+    device: str
+    reason: str
+
+
+def choose_backend(image_shape: Sequence[int], kernel: np.ndarray, *, backend: str = "auto",
+                   device: str = "auto") -> Choice:
+    """Pick the back-end and device for correlating an image of ``image_shape`` with ``kernel``."""
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if device not in ("auto", "cpu"):
+        raise UsageError(f"unknown device {device!r}; choose auto or cpu")
+    if backend == "auto":
+        return Choice("direct", "cpu", "the only fast back-end so far")
+    return Choice(backend, "cpu", "asked for")
+
 
 BORDERS = ("zero", "constant", "reflect", "symmetric", "replicate", "wrap")
 BACKENDS = ("auto", "direct", "reference")
