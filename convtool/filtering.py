@@ -1,0 +1,106 @@
+"""Filter images: a chain of kernels, then optional pooling, then scaling for the output file.
+
+This is the library behind ``convtool filter``; it knows nothing of click or files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from convtool import conv
+from convtool.errors import UsageError
+from convtool.kernels import OUT_SCALES, Kernel
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """Pooling after the filters: ``kind`` over ``size`` windows moved by ``stride``."""
+
+    kind: str
+    size: int
+    stride: int
+
+    @classmethod
+    def parse(cls, text: str) -> "PoolSpec":
+        """Parse ``max|avg|l2:SIZE[:STRIDE]`` (stride defaults to the size), e.g. ``max:3:2``."""
+        parts = text.split(":")
+        if len(parts) not in (2, 3) or parts[0] not in conv.POOL_KINDS:
+            raise UsageError(f"pool {text!r} must look like max:3:2 (max, avg or l2, then SIZE and optional STRIDE)")
+        try:
+            numbers = [int(p) for p in parts[1:]]
+        except ValueError:
+            raise UsageError(f"pool {text!r}: SIZE and STRIDE must be whole numbers, as in max:3:2") from None
+        if any(n <= 0 for n in numbers):
+            raise UsageError(f"pool {text!r}: SIZE and STRIDE must be positive")
+        return cls(parts[0], numbers[0], numbers[-1])
+
+
+@dataclass
+class FilterSettings:
+    """How to filter: the kernels in order and the geometry applied to each of them."""
+
+    kernels: list[Kernel]
+    mode: str = "correlate"  # or "convolve" (kernel flipped)
+    stride: tuple[int, int] = (1, 1)
+    padding: str | tuple[int, ...] = "same"
+    border: str = "reflect"
+    cval: float = 0.0
+    dilation: tuple[int, int] = (1, 1)
+    pool: PoolSpec | None = None
+    backend: str = "auto"
+    device: str = "auto"
+    options: dict = field(default_factory=dict)
+
+    def conv_options(self) -> dict:
+        return dict(stride=self.stride, padding=self.padding, border=self.border, cval=self.cval,
+                    dilation=self.dilation, backend=self.backend, **self.options)
+
+
+def apply_kernel(planes: np.ndarray, kernel: Kernel, settings: FilterSettings) -> np.ndarray:
+    """Filter (..., H, W) planes with one kernel; combined kernels give the gradient magnitude."""
+    operation = conv.convolve2d if settings.mode == "convolve" else conv.correlate2d
+    responses = [operation(planes, matrix, **settings.conv_options()) for matrix in kernel.matrices]
+    if len(responses) == 1:
+        return responses[0]
+    if kernel.combine != "magnitude":
+        raise UsageError(f"kernel {kernel.name!r}: unknown combination {kernel.combine!r}")
+    return np.sqrt(sum(r.astype(np.float32) ** 2 for r in responses)).astype(np.float32)
+
+
+def filter_pixels(pixels: np.ndarray, settings: FilterSettings) -> np.ndarray:
+    """Filter H,W or H,W,C pixels channel by channel; returns float32 of the same layout."""
+    if settings.mode not in ("correlate", "convolve"):
+        raise UsageError(f"unknown mode {settings.mode!r}; use correlate or convolve")
+    planes = np.moveaxis(pixels, -1, 0) if pixels.ndim == 3 else pixels  # C,H,W
+    planes = np.ascontiguousarray(planes, dtype=np.float32)
+    for kernel in settings.kernels:
+        planes = apply_kernel(planes, kernel, settings)
+    if settings.pool is not None:
+        pool = settings.pool
+        planes = conv.pool2d(planes, pool.size, stride=pool.stride, kind=pool.kind)
+    return np.moveaxis(planes, 0, -1) if pixels.ndim == 3 else planes
+
+
+def default_out_scale(kernels: list[Kernel]) -> str:
+    """'normalize' if any kernel in the chain asks for it (derivatives), else the last kernel's."""
+    scales = [k.out_scale for k in kernels]
+    return "normalize" if "normalize" in scales else scales[-1]
+
+
+def scale_for_output(values: np.ndarray, out_scale: str, in_max: float, out_max: float) -> np.ndarray:
+    """Map float values in the input's range (0..in_max) to 0..out_max for an integer image.
+
+    clip: rescale by out_max/in_max and clip; abs: the same on absolute values (signed
+    derivatives become edge strength); normalize: the minimum goes to 0 and the maximum to out_max.
+    """
+    if out_scale not in OUT_SCALES:
+        raise UsageError(f"unknown out-scale {out_scale!r}; choose one of {', '.join(OUT_SCALES)}")
+    if out_scale == "normalize":
+        low, high = float(values.min()), float(values.max())
+        span = high - low
+        return np.zeros_like(values) if span == 0 else (values - low) * np.float32(out_max / span)
+    if out_scale == "abs":
+        values = np.abs(values)
+    return np.clip(values * np.float32(out_max / in_max), 0, out_max)
