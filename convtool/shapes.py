@@ -74,3 +74,270 @@ def dropped_inputs(n: int, k: int, s: int = 1, padding: tuple[int, int] = (0, 0)
     out = output_size(n, k, s, padding, d)
     last_covered = (out - 1) * s + effective_kernel(k, d) - padding[0]  # 1-based index of last covered input
     return list(range(max(last_covered, 0) + 1, n + 1))
+
+
+# ---------------------------------------------------------------------------------------------
+# Beyond one output size: parsing, a whole axis worked out, transposed convolution, counts,
+# receptive fields and solving for settings. Used by ``convtool calc`` and convtool.nets.
+# ---------------------------------------------------------------------------------------------
+
+from dataclasses import dataclass  # noqa: E402  (kept below the original core on purpose)
+
+from convtool.errors import UsageError  # noqa: E402
+
+PADDING_MODES = ("valid", "same", "full")
+
+
+def parse_size(text: str, name: str = "size", *, allow_zero: bool = False) -> tuple[int, ...]:
+    """Parse ``"13"``, ``"32x32"`` or ``"3x32x32"`` into a tuple of integers; UsageError if malformed."""
+    parts = str(text).strip().lower().replace("×", "x").split("x")
+    values = []
+    for part in parts:
+        part = part.strip()
+        if not part.isdigit():
+            raise UsageError(f"{name} must be an integer or integers joined by 'x' (e.g. 5 or 5x3), got {text!r}")
+        values.append(int(part))
+    lowest = 0 if allow_zero else 1
+    if any(v < lowest for v in values):
+        raise UsageError(f"{name} must be {'non-negative' if allow_zero else 'positive'}, got {text!r}")
+    return tuple(values)
+
+
+def parse_padding(text: str, axes: int) -> tuple[tuple[int, int], ...] | str:
+    """Parse a padding: a mode name, ``N``, ``NxM`` (per axis) or ``B:A`` (before:after) per axis.
+
+    Returns the mode name unchanged, or one ``(before, after)`` pair per axis.
+    """
+    text = str(text).strip().lower()
+    if text in PADDING_MODES:
+        return text
+    form = "valid, same, full, N, NxM (per axis) or B:A (before:after), e.g. 1:2x0"
+    pairs = []
+    for part in text.replace("×", "x").split("x"):
+        fields = part.split(":")
+        if len(fields) > 2 or not all(f.strip().isdigit() for f in fields):
+            raise UsageError(f"padding must be {form}; got {text!r}")
+        numbers = [int(f) for f in fields]
+        pairs.append((numbers[0], numbers[-1]))
+    if len(pairs) == 1:
+        pairs *= axes
+    if len(pairs) != axes:
+        raise UsageError(f"padding {text!r} has {len(pairs)} axes but the input has {axes}")
+    return tuple(pairs)
+
+
+def broadcast(values: tuple[int, ...], axes: int, name: str) -> tuple[int, ...]:
+    """Repeat a single value over ``axes`` axes; UsageError if the number of axes differs."""
+    if len(values) == 1:
+        return values * axes
+    if len(values) != axes:
+        raise UsageError(f"{name} has {len(values)} axes ({'x'.join(map(str, values))}) but the input has {axes}")
+    return values
+
+
+def pad_total_tensorflow(n: int, k: int, s: int = 1, d: int = 1) -> int:
+    """TensorFlow's total "same" padding, written as in its docs: depends on ``n % s``."""
+    span = effective_kernel(k, d)
+    return max(span - s, 0) if n % s == 0 else max(span - n % s, 0)
+
+
+def transposed_output_size(n: int, k: int, s: int = 1, padding: tuple[int, int] = (0, 0), d: int = 1,
+                           output_padding: int = 0) -> int:
+    """Outputs of a transposed convolution (PyTorch's rule): ``(n-1)s - p_total + (k-1)d + 1 + output_padding``.
+
+    ``padding`` removes cells from the full output, as ``ConvTranspose2d(padding=...)`` does.
+    """
+    for name, value in (("input size", n), ("kernel size", k), ("stride", s), ("dilation", d)):
+        check_positive(name, value)
+    if output_padding < 0 or output_padding >= max(s, d):
+        raise ShapeError(f"output padding must be at least 0 and smaller than the stride or dilation, got {output_padding}")
+    out = (n - 1) * s - padding[0] - padding[1] + effective_kernel(k, d) + output_padding
+    if out <= 0:
+        raise ShapeError(f"padding {padding[0]}+{padding[1]} removes every output of the transposed convolution "
+                         f"(it would have {out + padding[0] + padding[1]}); use less padding")
+    return out
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One axis of one convolution or pooling, worked out.
+
+    ``pad`` is ``(before, after)``; ``dropped`` are the 1-based inputs past the last window;
+    ``unused`` every input no kernel tap reads (also gaps between windows and dilation holes).
+    For a transposed convolution ``pad`` is the cropping of the full output.
+    """
+
+    n: int
+    k: int
+    s: int
+    d: int
+    pad: tuple[int, int]
+    out: int
+    mode: str
+    transposed: bool = False
+    output_padding: int = 0
+
+    @property
+    def span(self) -> int:
+        return effective_kernel(self.k, self.d)
+
+    @property
+    def dropped(self) -> list[int]:
+        return [] if self.transposed else dropped_inputs(self.n, self.k, self.s, self.pad, self.d)
+
+    @property
+    def unused(self) -> list[int]:
+        if self.transposed:
+            return []
+        read = {w * self.s + t * self.d - self.pad[0] for w in range(self.out) for t in range(self.k)}
+        return [i + 1 for i in range(self.n) if i not in read]
+
+    def window(self, index: int) -> tuple[int, int]:
+        """1-based first and last padded-coordinate cell of window ``index`` (0-based), padding cells included."""
+        first = index * self.s + 1
+        return first, first + self.span - 1
+
+    @property
+    def receptive_field(self) -> int:
+        """Inputs one output depends on: the dilated span, or for a transposed conv at most ceil(span / s)."""
+        if not self.transposed:
+            return self.span
+        return max(sum(1 for t in range(self.k) if (o + self.pad[0] - t * self.d) % self.s == 0)
+                   for o in range(self.s))
+
+
+def conv_axis(n: int, k: int, s: int = 1, padding: str | int | tuple[int, int] = "valid", d: int = 1) -> Axis:
+    """Work out one axis of a correlation: padding split, output size (ShapeError if the kernel does not fit)."""
+    for name, value in (("input size", n), ("kernel size", k), ("stride", s), ("dilation", d)):
+        check_positive(name, value)
+    pad = resolve_padding(padding, n, k, s, d)
+    mode = padding if isinstance(padding, str) else "explicit"
+    return Axis(n, k, s, d, pad, output_size(n, k, s, pad, d), mode)
+
+
+def transposed_axis(n: int, k: int, s: int = 1, padding: str | int | tuple[int, int] = "valid", d: int = 1,
+                    output_padding: int = 0) -> Axis:
+    """One axis of a transposed convolution. 'same' gives ``n * s`` outputs (TensorFlow's rule)."""
+    for name, value in (("input size", n), ("kernel size", k), ("stride", s), ("dilation", d)):
+        check_positive(name, value)
+    if padding == "full":
+        raise UsageError("padding 'full' has no meaning for a transposed convolution; use valid, same or N")
+    if padding == "same":
+        total = effective_kernel(k, d) - s
+        if total < 0:  # the kernel is shorter than the stride: PyTorch needs output_padding instead
+            output_padding, total = -total, 0
+        pad = (total // 2, total - total // 2)
+    else:
+        pad = resolve_padding(padding, n, k, s, d)
+    mode = padding if isinstance(padding, str) else "explicit"
+    out = transposed_output_size(n, k, s, pad, d, output_padding)
+    return Axis(n, k, s, d, pad, out, mode, transposed=True, output_padding=output_padding)
+
+
+def pool_axis(n: int, size: int, stride: int | None = None, padding: str | int | tuple[int, int] = "valid") -> Axis:
+    """One axis of a pooling window of ``size`` (stride defaults to the size)."""
+    return conv_axis(n, size, size if stride is None else stride, padding, 1)
+
+
+def symmetric_alternatives(axis: Axis) -> list[tuple[int, int]]:
+    """For an asymmetric split, the symmetric paddings ``p`` (each side) and their output sizes.
+
+    Returns ``[(p, out), ...]`` for ``p = floor(total/2)`` and ``ceil(total/2)``.
+    """
+    total = axis.pad[0] + axis.pad[1]
+    results = []
+    for p in sorted({total // 2, (total + 1) // 2}):
+        try:
+            results.append((p, output_size(axis.n, axis.k, axis.s, (p, p), axis.d)))
+        except ShapeError:
+            results.append((p, 0))
+    return results
+
+
+def pytorch_pad_tuple(pads: list[tuple[int, int]]) -> tuple[int, ...]:
+    """``torch.nn.functional.pad`` order: last axis first, ``(left, right, top, bottom, ...)``."""
+    return tuple(v for before, after in reversed(pads) for v in (before, after))
+
+
+def receptive_field(layers: list[tuple[int, int, int]]) -> tuple[int, int]:
+    """Receptive field and jump (input cells between neighbouring outputs) of a stack of ``(k, s, d)`` layers.
+
+    ``r_out = r_in + (k-1) d j_in`` and ``j_out = j_in s``, starting from ``r = j = 1``.
+    """
+    r, j = 1, 1
+    for k, s, d in layers:
+        r += (effective_kernel(k, d) - 1) * j
+        j *= s
+    return r, j
+
+
+def conv_weights(cin: int, cout: int, kernel: tuple[int, ...], groups: int = 1) -> int:
+    """Weights of a convolution (no biases): ``cout * cin/groups * prod(kernel)``."""
+    check_positive("groups", groups)
+    if cin % groups or cout % groups:
+        raise ShapeError(f"groups {groups} must divide both the input channels {cin} and the output channels {cout}")
+    return cout * (cin // groups) * math.prod(kernel)
+
+
+def conv_macs(out_units: int, cin: int, kernel: tuple[int, ...], groups: int = 1) -> int:
+    """Multiply-accumulates of a convolution: every output unit reads ``cin/groups * prod(kernel)`` inputs."""
+    return out_units * (cin // groups) * math.prod(kernel)
+
+
+@dataclass(frozen=True)
+class MatrixView:
+    """A single-channel correlation as a matrix product ``y = M x`` (the lecture's comparison)."""
+
+    kernel_floats: int  # what the convolution stores
+    dense_floats: int  # a dense M: (output units) x (input units)
+    sparse_floats: int  # non-zeros of M: one per tap and output
+    muls: int
+    adds: int  # taps - 1 per output (no bias)
+
+    @property
+    def float_ops(self) -> int:
+        return self.muls + self.adds
+
+
+def matrix_view(in_units: int, out_units: int, taps: int) -> MatrixView:
+    """Stored floats and float operations of a convolution with ``taps`` taps seen as a (sparse) matrix."""
+    return MatrixView(taps, in_units * out_units, taps * out_units, taps * out_units, (taps - 1) * out_units)
+
+
+@dataclass(frozen=True)
+class Solution:
+    """Settings of one axis that map ``n`` inputs to the wanted number of outputs."""
+
+    k: int
+    s: int
+    d: int
+    pad: tuple[int, int]
+    modes: tuple[str, ...]  # which of valid/same/full give exactly this padding
+    dropped: int  # inputs past the last window
+
+
+def solve(n: int, out: int, *, k: int | None = None, s: int | None = None, d: int | None = None,
+          max_kernel: int = 11) -> list[Solution]:
+    """All (k, s, d) with the smallest padding that gives ``out`` outputs from ``n`` inputs.
+
+    Unknown kernels range over 1..``max_kernel``, unknown strides over 1..n, unknown dilation is 1.
+    Padding is split TensorFlow's way (extra after) and never exceeds ``span - 1`` on a side.
+    """
+    check_positive("input size", n)
+    check_positive("wanted output size", out)
+    for name, value in (("kernel size", k), ("stride", s), ("dilation", d)):
+        if value is not None:
+            check_positive(name, value)
+    found = []
+    for kk in [k] if k else range(1, max_kernel + 1):
+        for dd in [d] if d else [1]:
+            span = effective_kernel(kk, dd)
+            for ss in [s] if s else range(1, n + 1):
+                # out = floor((n + P - span) / s) + 1  <=>  (out-1)s <= n + P - span < out*s
+                low = max((out - 1) * ss + span - n, 0)
+                if low >= out * ss + span - n or low > 2 * (span - 1):
+                    continue
+                pad = (low // 2, low - low // 2)
+                modes = tuple(m for m in PADDING_MODES if resolve_padding(m, n, kk, ss, dd) == pad)
+                found.append(Solution(kk, ss, dd, pad, modes, len(dropped_inputs(n, kk, ss, pad, dd))))
+    return found
