@@ -5,7 +5,7 @@ This is the library behind ``convtool filter``; it knows nothing of click or fil
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -51,11 +51,10 @@ class FilterSettings:
     pool: PoolSpec | None = None
     backend: str = "auto"
     device: str = "auto"
-    options: dict = field(default_factory=dict)
 
     def conv_options(self) -> dict:
         return dict(stride=self.stride, padding=self.padding, border=self.border, cval=self.cval,
-                    dilation=self.dilation, backend=self.backend, **self.options)
+                    dilation=self.dilation, backend=self.backend)
 
 
 def apply_kernel(planes: np.ndarray, kernel: Kernel, settings: FilterSettings) -> np.ndarray:

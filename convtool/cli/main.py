@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import importlib.util
 
 import click
@@ -51,6 +52,16 @@ class LazyGroup(click.Group):
             error = click.ClickException(str(exc))
             error.exit_code = exc.exit_code
             raise error from None
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except MemoryError:
+            raise click.ClickException("out of memory; try smaller images or batches") from None
+        except Exception as exc:  # a bug: still one line, with the way to see the traceback
+            if os.environ.get("CONVTOOL_DEBUG"):
+                raise
+            raise click.ClickException(
+                f"internal error {type(exc).__name__}: {exc} (a bug; rerun with CONVTOOL_DEBUG=1 "
+                "for the traceback and report it)") from None
 
     @staticmethod
     def _available(name: str) -> bool:
