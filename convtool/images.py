@@ -122,7 +122,11 @@ def save_image(path: str | os.PathLike, pixels: np.ndarray, *, alpha: np.ndarray
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        atomic_write(path, lambda tmp: np.save(tmp, np.asarray(pixels, dtype=np.float32), allow_pickle=False))
+        def write_npy(tmp: Path) -> None:
+            with open(tmp, "wb") as handle:  # a handle: np.save would append .npy to the temp name
+                np.save(handle, np.asarray(pixels, dtype=np.float32), allow_pickle=False)
+
+        atomic_write(path, write_npy)
     elif suffix in (".tif", ".tiff"):
         from convtool.tiff import write_float_tiff
 
