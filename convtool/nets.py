@@ -193,7 +193,7 @@ class Builder:
         units = math.prod(shape)
         rf = tuple(r + (kk - 1) * j for r, j, kk in zip(self.state.rf, self.state.jump, size))
         jump = tuple(j * ss for j, ss in zip(self.state.jump, s))
-        detail = f"{kind} {'x'.join(map(str, size))}" + _settings(s, axes, (1,) * len(size), 1)
+        detail = f"{'x'.join(map(str, size))}" + _settings(s, axes, (1,) * len(size), 1, default_stride=size)
         self._add(Layer(self._name(name, "pool"), f"{kind}pool", shape, units, 0, 0, 0, units * math.prod(size),
                         0, rf, detail))
         self.state = State(shape, rf, jump)
@@ -261,21 +261,26 @@ class Builder:
         self.network.layers.append(layer)
 
 
-def _settings(s, axes, d, groups) -> str:
+def _settings(s, axes, d, groups, default_stride: tuple[int, ...] | None = None) -> str:
+    """Compact non-default settings: 's2 p1 d2 g32' (one number when every axis agrees)."""
     parts = []
-    if any(v != 1 for v in s):
-        parts.append(f"s{'x'.join(map(str, s))}")
+    if s != (default_stride or (1,) * len(s)):
+        parts.append(f"s{_compact(s)}")
     pads = [a.pad for a in axes]
     if any(p != (0, 0) for p in pads):
         if all(p[0] == p[1] for p in pads):
-            parts.append(f"p{'x'.join(str(p[0]) for p in pads)}")
+            parts.append(f"p{_compact(tuple(p[0] for p in pads))}")
         else:
             parts.append("p" + "x".join(f"{a}:{b}" for a, b in pads))
     if any(v != 1 for v in d):
-        parts.append(f"d{'x'.join(map(str, d))}")
+        parts.append(f"d{_compact(d)}")
     if groups != 1:
         parts.append(f"g{groups}")
     return (" " + " ".join(parts)) if parts else ""
+
+
+def _compact(values: tuple[int, ...]) -> str:
+    return str(values[0]) if len(set(values)) == 1 else "x".join(map(str, values))
 
 
 def _fmt(shape: tuple) -> str:

@@ -111,7 +111,17 @@ def parse_padding(text: str, axes: int) -> tuple[tuple[int, int], ...] | str:
     text = str(text).strip().lower()
     if text in PADDING_MODES:
         return text
-    form = "valid, same, full, N, NxM (per axis) or B:A (before:after), e.g. 1:2x0"
+    form = "valid, same, full, N, NxM (per axis), B:A (before:after, e.g. 1:2x0) or T,B,L,R"
+    if "," in text:  # the filter command's spelling: V,H (per axis) or T,B,L,R (before,after per axis)
+        fields = text.split(",")
+        if not all(f.strip().isdigit() for f in fields):
+            raise UsageError(f"padding must be {form}; got {text!r}")
+        numbers = [int(f) for f in fields]
+        if len(numbers) == axes:
+            return tuple((v, v) for v in numbers)
+        if len(numbers) == 2 * axes:
+            return tuple((numbers[2 * a], numbers[2 * a + 1]) for a in range(axes))
+        raise UsageError(f"padding {text!r} needs {axes} or {2 * axes} numbers for a {axes}D input")
     pairs = []
     for part in text.replace("×", "x").split("x"):
         fields = part.split(":")

@@ -1,0 +1,503 @@
+"""``convtool calc``: convolution arithmetic for one layer (with its working) or a whole network.
+
+The numbers come from :mod:`convtool.shapes` and :mod:`convtool.nets`; this module only parses options,
+collects one report dictionary (what ``--json`` prints) and renders it with rich.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import click
+
+from convtool import shapes
+from convtool.errors import InputError, ModelError, UsageError
+
+DIAGRAM_CELLS = 64  # widest padded strip drawn by --explain
+DIAGRAM_WINDOWS = 12
+SOLVE_ROWS = 25
+
+
+@click.command(short_help="Convolution arithmetic for a layer or a whole network.")
+@click.option("--n", "n_text", metavar="SIZE", help="Input size: 13 (1D) or 32x32 (2D).")
+@click.option("--k", "k_text", metavar="SIZE", help="Kernel size: 5 or 5x3.")
+@click.option("--s", "s_text", metavar="SIZE", default=None, help="Stride (default 1): 2 or 2x1.")
+@click.option("--p", "p_text", metavar="PAD", help="Explicit padding: N, NxM (per axis), B:A (before:after) or T,B,L,R.")
+@click.option("--padding", "padding_mode", type=click.Choice(shapes.PADDING_MODES), help="Padding mode (default valid).")
+@click.option("--d", "d_text", metavar="SIZE", default=None, help="Dilation (default 1).")
+@click.option("--cin", "cin_text", metavar="N", default="1", show_default=True, help="Input channels.")
+@click.option("--cout", "cout_text", metavar="N", default="1", show_default=True, help="Output channels (kernels).")
+@click.option("--groups", "groups_text", metavar="N", default="1", show_default=True, help="Channel groups.")
+@click.option("--bias/--no-bias", default=None,
+              help="Count biases. One layer: on by default. --net: off by default (the lecture's convention).")
+@click.option("--pool", "pool_text", metavar="SIZE[:STRIDE]", help="Pooling after the convolution (or alone without --k).")
+@click.option("--pool-kind", type=click.Choice(["max", "avg"]), default="max", show_default=True)
+@click.option("--transpose", is_flag=True, help="Transposed convolution (PyTorch's ConvTranspose rule).")
+@click.option("--output-padding", "output_padding_text", metavar="N", default="0", help="Extra outputs of a transposed convolution.")
+@click.option("--explain", is_flag=True, help="Show the working with your numbers and a diagram of the input strip.")
+@click.option("--solve", "solve_text", metavar="OUT", help="List kernel/stride/padding settings that give OUT outputs.")
+@click.option("--net", "net_text", metavar="NAME|FILE", help="lenet5, alexnet, vgg16, resnet18, a .net spec file or a .onnx model.")
+@click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON instead of tables.")
+def command(n_text, k_text, s_text, p_text, padding_mode, d_text, cin_text, cout_text, groups_text, bias, pool_text,
+            pool_kind, transpose, output_padding_text, explain, solve_text, net_text, as_json) -> None:
+    """Output sizes, padding and its split, parameters, MACs, connections and receptive fields.
+
+    \b
+    Examples:
+      convtool calc --n 13 --k 6 --s 5 --padding same --explain
+      convtool calc --n 32x32 --k 5 --cin 3 --cout 6 --pool 2
+      convtool calc --n 320x280 --k 2x1
+      convtool calc --n 32 --solve 16 --k 3
+      convtool calc --net lenet5
+      convtool calc --net model.onnx --bias --json
+    """
+    if net_text:
+        layer_options = [n_text, k_text, s_text, p_text, padding_mode, d_text, pool_text, solve_text]
+        if any(v is not None for v in layer_options) or transpose:
+            raise UsageError("--net describes a whole network: leave out the one-layer options (--n, --k, --s, ...)")
+        report = net_report(net_text, include_bias=bool(bias))
+        _emit(report, as_json, render_net)
+        return
+    if n_text is None:
+        raise UsageError("give the input size with --n (e.g. --n 32x32), or a network with --net")
+    if solve_text:
+        report = solve_report(n_text, solve_text, k_text, s_text, d_text, padding_mode, p_text, transpose)
+        _emit(report, as_json, render_solve)
+        return
+    report = layer_report(n_text, k_text, s_text, p_text, padding_mode, d_text, cin_text, cout_text, groups_text,
+                          True if bias is None else bias, pool_text, pool_kind, transpose, output_padding_text)
+    if as_json:
+        _emit(report, True, render_layer)
+    else:
+        console = _console()
+        render_layer(report, console)
+        if explain:
+            render_explain(report, console)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reports: plain dictionaries, the single source of the tables and of --json
+# ---------------------------------------------------------------------------------------------
+
+
+def _one_int(text: str, name: str, *, allow_zero: bool = False) -> int:
+    values = shapes.parse_size(text, name, allow_zero=allow_zero)
+    if len(values) != 1:
+        raise UsageError(f"{name} must be one integer, got {text!r}")
+    return values[0]
+
+
+def _axis_dict(axis: shapes.Axis) -> dict:
+    entry = {"n": axis.n, "k": axis.k, "s": axis.s, "d": axis.d, "span": axis.span, "mode": axis.mode,
+             "pad_before": axis.pad[0], "pad_after": axis.pad[1], "output": axis.out}
+    if axis.transposed:
+        entry["output_padding"] = axis.output_padding
+    else:
+        entry["dropped"] = axis.dropped
+        entry["unused"] = axis.unused
+    entry["receptive_field"] = axis.receptive_field
+    return entry
+
+
+def layer_report(n_text, k_text, s_text, p_text, padding_mode, d_text, cin_text, cout_text, groups_text, bias,
+                 pool_text, pool_kind, transpose, output_padding_text) -> dict:
+    """Everything ``calc`` says about one layer (convolution, then optional pooling)."""
+    n = shapes.parse_size(n_text, "input size (--n)")
+    axes_count = len(n)
+    cin = _one_int(cin_text, "input channels (--cin)")
+    cout = _one_int(cout_text, "output channels (--cout)")
+    groups = _one_int(groups_text, "groups (--groups)")
+    if p_text is not None and padding_mode is not None:
+        raise UsageError("give either --p or --padding, not both")
+    padding = shapes.parse_padding(p_text, axes_count) if p_text is not None else (padding_mode or "valid")
+    pads = [padding] * axes_count if isinstance(padding, str) else list(padding)
+    report: dict = {"input": list(n), "cin": cin}
+    spatial = n
+    rf, jump = [1] * axes_count, [1] * axes_count
+    if k_text is None and pool_text is None:
+        raise UsageError("give the kernel size with --k (e.g. --k 5x5), a pooling with --pool, or --solve OUT")
+    if k_text is not None:
+        k = shapes.broadcast(shapes.parse_size(k_text, "kernel size (--k)"), axes_count, "--k")
+        s = shapes.broadcast(shapes.parse_size(s_text or "1", "stride (--s)"), axes_count, "--s")
+        d = shapes.broadcast(shapes.parse_size(d_text or "1", "dilation (--d)"), axes_count, "--d")
+        if transpose:
+            output_padding = _one_int(output_padding_text, "output padding", allow_zero=True)
+            axes = [shapes.transposed_axis(*args, output_padding) for args in zip(n, k, s, pads, d)]
+        else:
+            axes = [shapes.conv_axis(*args) for args in zip(n, k, s, pads, d)]
+        weights = shapes.conv_weights(cin, cout, k, groups)
+        spatial = tuple(a.out for a in axes)
+        units = cout * math.prod(spatial)
+        fan_in = (cin // groups) * math.prod(k)
+        if transpose:
+            macs = math.prod(n) * cin * (cout // groups) * math.prod(k)
+        else:
+            macs = shapes.conv_macs(units, cin, k, groups)
+        for i, a in enumerate(axes):
+            rf[i] += (a.receptive_field - 1) * jump[i]
+            jump[i] = jump[i] * a.s if not transpose else max(jump[i] // a.s, 1)
+        report["conv"] = {
+            "transposed": transpose, "kernel": list(k), "stride": list(s), "dilation": list(d), "groups": groups,
+            "cout": cout, "axes": [_axis_dict(a) for a in axes], "output_shape": [cout, *spatial], "units": units,
+            "weights": weights, "biases": cout if bias else 0, "params": weights + (cout if bias else 0),
+            "macs": macs, "flops": 2 * macs, "connections": macs, "connections_with_bias": macs + (units if bias else 0),
+        }
+        if not transpose:
+            report["conv"]["pytorch"] = _pytorch(axes)
+            in_units = cin * math.prod(n)
+            view = shapes.matrix_view(in_units, units, fan_in)
+            report["fully_connected"] = {"weights": in_units * units, "biases": units if bias else 0,
+                                         "macs": in_units * units, "flops": 2 * in_units * units}
+            report["matrix"] = {"kernel_floats": weights, "dense_floats": view.dense_floats,
+                                "sparse_floats": view.sparse_floats, "muls": view.muls, "adds": view.adds,
+                                "float_ops": view.float_ops}
+        channels = cout
+    else:
+        channels = cin
+    if pool_text is not None:
+        size_text, _, stride_text = pool_text.partition(":")
+        size = shapes.broadcast(shapes.parse_size(size_text, "pool size (--pool)"), axes_count, "--pool")
+        stride = shapes.broadcast(shapes.parse_size(stride_text, "pool stride (--pool SIZE:STRIDE)"), axes_count,
+                                  "--pool stride") if stride_text else size
+        pool_pads = pads if k_text is None else ["valid"] * axes_count
+        pool_axes = [shapes.pool_axis(*args) for args in zip(spatial, size, stride, pool_pads)]
+        spatial = tuple(a.out for a in pool_axes)
+        pool_units = channels * math.prod(spatial)
+        for i, a in enumerate(pool_axes):
+            rf[i] += (a.k - 1) * jump[i]
+            jump[i] *= a.s
+        report["pool"] = {"kind": pool_kind, "size": list(size), "stride": list(stride),
+                          "axes": [_axis_dict(a) for a in pool_axes], "output_shape": [channels, *spatial],
+                          "units": pool_units, "connections": pool_units * math.prod(size)}
+    report["output_shape"] = [channels, *spatial]
+    report["units"] = channels * math.prod(spatial)
+    report["receptive_field"] = rf
+    return report
+
+
+def _pytorch(axes: list[shapes.Axis]) -> dict:
+    pads = [a.pad for a in axes]
+    symmetric = all(b == a for b, a in pads)
+    entry = {"pad": list(shapes.pytorch_pad_tuple(pads)), "symmetric": symmetric,
+             "padding": [b for b, _ in pads] if symmetric else None, "alternatives": []}
+    if not symmetric:
+        for axis in axes:
+            entry["alternatives"].append([{"padding": p, "output": out} for p, out in shapes.symmetric_alternatives(axis)])
+    return entry
+
+
+def solve_report(n_text, out_text, k_text, s_text, d_text, padding_mode, p_text, transpose) -> dict:
+    """Settings per axis that map the input size to the wanted output size."""
+    if transpose or p_text is not None:
+        raise UsageError("--solve chooses the padding itself and handles ordinary convolutions only; "
+                         "leave out --p and --transpose")
+    n = shapes.parse_size(n_text, "input size (--n)")
+    out = shapes.broadcast(shapes.parse_size(out_text, "wanted output size (--solve)"), len(n), "--solve")
+    known = {}
+    for key, text, name in (("k", k_text, "kernel size (--k)"), ("s", s_text, "stride (--s)"),
+                            ("d", d_text, "dilation (--d)")):
+        known[key] = shapes.broadcast(shapes.parse_size(text, name), len(n), f"--{key}") if text else (None,) * len(n)
+    axes = []
+    for i in range(len(n)):
+        found = shapes.solve(n[i], out[i], k=known["k"][i], s=known["s"][i], d=known["d"][i])
+        if padding_mode:
+            found = [f for f in found if padding_mode in f.modes]
+        axes.append({"n": n[i], "output": out[i], "solutions": [
+            {"k": f.k, "s": f.s, "d": f.d, "pad_before": f.pad[0], "pad_after": f.pad[1], "modes": list(f.modes),
+             "dropped": f.dropped} for f in found]})
+    return {"input": list(n), "output": list(out), "padding_mode": padding_mode, "axes": axes}
+
+
+def net_report(text: str, include_bias: bool) -> dict:
+    """The per-layer table of a built-in, spec or ONNX network."""
+    from convtool import nets
+
+    try:
+        network = nets.load_network(text)
+    except (ModelError, InputError) as exc:  # the issue asks for usage exit codes for every bad --net
+        raise UsageError(str(exc)) from None
+    totals = network.totals(include_bias)
+    rows = []
+    for layer in network.layers:
+        rows.append({"name": layer.name, "op": layer.op, "detail": layer.detail, "shape": list(layer.shape),
+                     "units": layer.units, "weights": layer.weights,
+                     "biases": layer.biases if include_bias else 0,
+                     "params": layer.weights + (layer.biases if include_bias else 0),
+                     "macs": layer.macs, "flops": layer.flops,
+                     "connections": layer.connections + (layer.bias_connections if include_bias else 0),
+                     "receptive_field": list(layer.receptive_field) if layer.receptive_field else None})
+    return {"network": network.name, "source": network.source, "input_shape": list(network.input_shape),
+            "include_bias": include_bias, "layers": rows, "unknown_ops": network.unknown_ops,
+            "totals": {"units": totals.units, "weights": totals.weights, "biases": totals.biases,
+                       "params": totals.params, "macs": totals.macs, "flops": totals.flops,
+                       "connections": totals.connections}}
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering
+# ---------------------------------------------------------------------------------------------
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+
+
+def _emit(report: dict, as_json: bool, render) -> None:
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        render(report, _console())
+
+
+def _num(value: int) -> str:
+    """1,234,567; large values also as 8.0e9."""
+    text = f"{value:,}"
+    return f"{text} ({value:.1e})".replace("e+0", "e").replace("e+", "e") if value >= 10**7 else text
+
+
+def _shape(values) -> str:
+    return "x".join(str(v) for v in values) if values else "-"
+
+
+def _table(title: str | None = None, *columns: str, right_from: int = 1):
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", title_style="bold")
+    for i, column in enumerate(columns):
+        table.add_column(column, justify="right" if i >= right_from else "left")
+    return table
+
+
+def _inputs(cells: list[int]) -> str:
+    if not cells:
+        return "none"
+    runs, start = [], cells[0]
+    for prev, cur in zip(cells, cells[1:] + [None]):
+        if cur != prev + 1:
+            runs.append(str(start) if start == prev else f"{start}-{prev}")
+            start = cur
+    return ", ".join(runs)
+
+
+def render_layer(report: dict, console) -> None:
+    conv, pool = report.get("conv"), report.get("pool")
+    axes_table = _table("Axes (1-based input positions)", "layer", "axis", "n", "k", "s", "d", "padding",
+                        "output", "dropped inputs", right_from=2)
+    multi = len(report["input"]) > 1
+    for layer_name, layer in (("convT" if conv and conv["transposed"] else "conv", conv), ("pool", pool)):
+        if not layer:
+            continue
+        for i, axis in enumerate(layer["axes"]):
+            split = f"{axis['pad_before']}+{axis['pad_after']}"
+            if axis["mode"] != "explicit":
+                split += f" ({axis['mode']})"
+            if "output_padding" in axis and axis["output_padding"]:
+                split += f", +{axis['output_padding']} after"
+            dropped = "-" if "dropped" not in axis else _inputs(axis["dropped"])
+            axes_table.add_row(layer_name, ("H", "W", "D")[i] if multi and i < 3 else str(i + 1), str(axis["n"]),
+                               str(axis["k"]), str(axis["s"]), str(axis["d"]), split, str(axis["output"]), dropped)
+    console.print(axes_table)
+    if conv and not conv["transposed"]:
+        torch = conv["pytorch"]
+        if torch["symmetric"]:
+            console.print(f"PyTorch: padding={tuple(torch['padding']) if multi else torch['padding'][0]} "
+                          "reproduces it (symmetric).")
+        else:
+            alternatives = "; ".join(
+                ", ".join(f"padding={alt['padding']} gives {alt['output']}" for alt in axis_alts)
+                for axis_alts in torch["alternatives"])
+            console.print(f"PyTorch: asymmetric, so F.pad(x, {tuple(torch['pad'])}) then padding=0; symmetric padding "
+                          f"cannot reproduce it ({alternatives}; an equal count still shifts the windows).")
+        unused = [a["unused"] for a in conv["axes"] if a["unused"] != a["dropped"]]
+        if unused:
+            console.print("Never read (gaps between windows or dilation holes): "
+                          + "; ".join(_inputs(u) for u in unused))
+    counts = _table("Counts", "quantity", "value")
+    counts.add_row("output shape (channels x size)", _shape(report["output_shape"]))
+    counts.add_row("output units", _num(report["units"]))
+    if conv:
+        counts.add_row("weights", _num(conv["weights"]))
+        counts.add_row("biases", _num(conv["biases"]))
+        counts.add_row("parameters", _num(conv["params"]))
+        counts.add_row("MACs (multiply-accumulates)", _num(conv["macs"]))
+        counts.add_row("FLOPs (= 2 x MACs)", _num(conv["flops"]))
+        counts.add_row("connections (units x fan-in)", _num(conv["connections"]))
+        if conv["biases"]:
+            counts.add_row("connections with biases", _num(conv["connections_with_bias"]))
+    if pool:
+        counts.add_row(f"{pool['kind']} pooling connections", _num(pool["connections"]))
+    counts.add_row("receptive field (input cells)", _shape(report["receptive_field"]))
+    console.print(counts)
+    if "matrix" in report:
+        fc, matrix = report["fully_connected"], report["matrix"]
+        compare = _table("The same layer as a convolution, a dense (fully-connected) matrix and a sparse matrix",
+                         "", "convolution", "fully connected", "sparse matrix")
+        compare.add_row("stored floats (no biases)", _num(matrix["kernel_floats"]), _num(fc["weights"]),
+                        _num(matrix["sparse_floats"]))
+        compare.add_row("MACs", _num(conv["macs"]), _num(fc["macs"]), _num(matrix["muls"]))
+        fc_adds = fc["macs"] - report["units"]
+        compare.add_row("float muls", _num(matrix["muls"]), _num(fc["macs"]), _num(matrix["muls"]))
+        compare.add_row("float adds", _num(matrix["adds"]), _num(fc_adds), _num(matrix["adds"]))
+        compare.add_row("float operations", _num(matrix["float_ops"]), _num(fc["macs"] + fc_adds),
+                        _num(matrix["float_ops"]))
+        console.print(compare)
+
+
+def render_explain(report: dict, console) -> None:
+    """The working, step by step with the user's numbers, and a diagram per distinct axis."""
+    lines: list[str] = []
+    seen = set()
+    for layer_key in ("conv", "pool"):
+        layer = report.get(layer_key)
+        if not layer:
+            continue
+        for i, axis in enumerate(layer["axes"]):
+            key = (layer_key, tuple(sorted((k, str(v)) for k, v in axis.items())))
+            if key in seen:
+                lines.append(f"{layer_key} axis {i + 1}: the same as above")
+                continue
+            seen.add(key)
+            lines.append(f"[bold]{layer_key} axis {i + 1}[/bold]: n={axis['n']}, k={axis['k']}, s={axis['s']}, "
+                         f"d={axis['d']}, padding {axis['mode']}")
+            lines.extend("  " + step for step in _axis_steps(axis, layer_key == "conv" and layer.get("transposed")))
+            if not (layer_key == "conv" and layer.get("transposed")):
+                lines.extend("  " + row for row in _diagram(axis))
+    conv = report.get("conv")
+    if conv:
+        k, cin, g, cout = conv["kernel"], report["cin"], conv["groups"], conv["cout"]
+        kernel = " x ".join(map(str, k))
+        lines.append("[bold]counts[/bold]")
+        lines.append(f"  units = cout x output size = {cout} x {' x '.join(str(v) for v in conv['output_shape'][1:])} "
+                     f"= {conv['units']:,}")
+        lines.append(f"  weights = cout x cin/groups x kernel = {cout} x {cin}/{g} x {kernel} = {conv['weights']:,}; "
+                     f"biases = {conv['biases']:,}")
+        if conv["transposed"]:
+            lines.append(f"  MACs = input positions x cin x cout/groups x kernel = {math.prod(report['input']):,} x "
+                         f"{cin} x {cout}/{g} x {kernel} = {conv['macs']:,}")
+        else:
+            lines.append(f"  MACs = units x cin/groups x kernel = {conv['units']:,} x {cin // g} x {kernel} "
+                         f"= {conv['macs']:,}; FLOPs = 2 x MACs = {conv['flops']:,}")
+    rf_steps = []
+    for layer_key in ("conv", "pool"):
+        layer = report.get(layer_key)
+        if layer:
+            rf_steps.append(f"{layer_key}: span {', '.join(str(a['receptive_field']) for a in layer['axes'])}")
+    lines.append("[bold]receptive field[/bold]")
+    lines.append("  r = r_prev + (span - 1) x jump_prev, jump = jump_prev x s, from r = jump = 1 ("
+                 + "; ".join(rf_steps) + f") -> {_shape(report['receptive_field'])}")
+    for line in lines:
+        console.print(line, markup=True, soft_wrap=True)
+
+
+def _axis_steps(axis: dict, transposed: bool) -> list[str]:
+    n, k, s, d, before, after = (axis[key] for key in ("n", "k", "s", "d", "pad_before", "pad_after"))
+    span, total = axis["span"], before + after
+    steps = [f"span = (k-1)d + 1 = ({k}-1)x{d} + 1 = {span}"]
+    if transposed:
+        if axis["mode"] == "same":
+            steps.append(f"same: output = n x s = {n} x {s} = {n * s}, so the full output is cropped by "
+                         f"span - s = {span} - {s} = {span - s} -> {before} before, {after} after")
+        steps.append(f"output = (n-1)s - p + span + output_padding = ({n}-1)x{s} - {total} + {span} + "
+                     f"{axis['output_padding']} = {axis['output']}")
+        return steps
+    if axis["mode"] == "same":
+        blocks = math.ceil(n / s)
+        steps.append(f"p = max(s(ceil(n/s)-1) + span - n, 0) = max({s}(ceil({n}/{s})-1) + {span} - {n}, 0) "
+                     f"= max({s * (blocks - 1)} + {span} - {n}, 0) = {total} -> {before} before, {after} after"
+                     + (" (the extra goes after)" if before != after else ""))
+    elif axis["mode"] == "full":
+        steps.append(f"full: span - 1 = {span - 1} on each side")
+    elif total:
+        steps.append(f"padding {before} before, {after} after")
+    padded = n + total
+    steps.append(f"output = floor((n + p - span)/s) + 1 = floor(({n} + {total} - {span})/{s}) + 1 "
+                 f"= floor({padded - span}/{s}) + 1 = {axis['output']}")
+    last_end = (axis["output"] - 1) * s + span - before
+    if axis.get("dropped"):
+        steps.append(f"the last window ends at input (out-1)s + span - p_before = ({axis['output']}-1)x{s} + {span} - "
+                     f"{before} = {last_end}, so inputs {_inputs(axis['dropped'])} are dropped")
+    else:
+        steps.append("no input is dropped")
+    return steps
+
+
+def _diagram(axis: dict) -> list[str]:
+    """The padded strip: padding cells 'p', inputs numbered, each window's span, dropped cells marked."""
+    before, after, n = axis["pad_before"], axis["pad_after"], axis["n"]
+    cells = before + n + after
+    if cells > DIAGRAM_CELLS:
+        return [f"(diagram left out: {cells} padded cells, more than {DIAGRAM_CELLS})"]
+    width = max(3, len(str(n)) + 1)
+    labels = ["p"] * before + [str(i) for i in range(1, n + 1)] + ["p"] * after
+    rows = ["input   " + "".join(label.rjust(width) for label in labels)]
+    for w in range(min(axis["output"], DIAGRAM_WINDOWS)):
+        start = w * axis["s"]
+        taps = {start + t * axis["d"] for t in range(axis["k"])}
+        strip = "".join((("=" * width) if c in taps else ("-" * width)) if start <= c <= max(taps) else " " * width
+                        for c in range(cells))
+        first = strip.index("=")
+        strip = strip[:first] + "[" + strip[first + 1:]
+        last = strip.rindex("=")
+        strip = strip[:last] + "]" + strip[last + 1:]
+        rows.append(f"win {w + 1:<4}" + strip.rstrip())
+    if axis["output"] > DIAGRAM_WINDOWS:
+        rows.append(f"... {axis['output'] - DIAGRAM_WINDOWS} more windows")
+    if axis.get("dropped") or axis.get("unused"):
+        marks = set(axis.get("unused", [])) | set(axis.get("dropped", []))
+        rows.append("unread  " + "".join(("x" if (c - before + 1) in marks and before <= c < before + n else " ")
+                                         .rjust(width) for c in range(cells)).rstrip())
+    return [row.replace("[", "\\[") for row in rows]
+
+
+def render_solve(report: dict, console) -> None:
+    for i, axis in enumerate(report["axes"]):
+        if i and axis == report["axes"][i - 1]:
+            console.print(f"axis {i + 1}: the same as axis {i}")
+            continue
+        solutions = axis["solutions"]
+        title = (f"Settings that map {axis['n']} inputs to {axis['output']} outputs"
+                 + (f" (axis {i + 1})" if len(report["axes"]) > 1 else ""))
+        if not solutions:
+            console.print(f"{title}: none with kernels up to 11 and padding below the kernel span; "
+                          "try other --k, --s or --d values")
+            continue
+        table = _table(title, "k", "s", "d", "padding before+after", "also known as", "dropped inputs", right_from=0)
+        for row in solutions[:SOLVE_ROWS]:
+            table.add_row(str(row["k"]), str(row["s"]), str(row["d"]), f"{row['pad_before']}+{row['pad_after']}",
+                          ", ".join(row["modes"]) or "-", str(row["dropped"]))
+        console.print(table)
+        if len(solutions) > SOLVE_ROWS:
+            console.print(f"... {len(solutions) - SOLVE_ROWS} more (--json lists all); fix --k or --s to narrow")
+
+
+def render_net(report: dict, console) -> None:
+    bias = report["include_bias"]
+    columns = ["layer", "op", "output", "units", "weights"] + (["biases", "params"] if bias else []) + [
+        "MACs", "connections", "RF"]
+    table = _table(f"{report['network']}: input {_shape(report['input_shape'])}", *columns, right_from=3)
+    for row in report["layers"]:
+        label = row["op"] + (f" {row['detail']}" if row["detail"] else "")
+        cells = [row["name"], label, _shape(row["shape"]), f"{row['units']:,}", f"{row['weights']:,}"]
+        if bias:
+            cells += [f"{row['biases']:,}", f"{row['params']:,}"]
+        cells += [f"{row['macs']:,}", f"{row['connections']:,}", _shape(row["receptive_field"])]
+        table.add_row(*cells)
+    totals = report["totals"]
+    cells = ["total", "", "", f"{totals['units']:,}", f"{totals['weights']:,}"]
+    if bias:
+        cells += [f"{totals['biases']:,}", f"{totals['params']:,}"]
+    cells += [f"{totals['macs']:,}", f"{totals['connections']:,}", ""]
+    table.add_section()
+    table.add_row(*cells, style="bold")
+    console.print(table)
+    note = "weights and connections include biases" if bias else "weights exclude biases (--bias to count them)"
+    console.print(f"MACs = multiply-accumulates of conv and fc layers; FLOPs = 2 x MACs = {totals['flops']:,}. "
+                  f"{note}; connections = units x fan-in; RF = receptive field in input cells.")
+    if report["source"]:
+        console.print(f"Source: {report['source']}")
+    if report["unknown_ops"]:
+        console.print(f"Not counted (unknown ops): {', '.join(report['unknown_ops'])}")
