@@ -1,0 +1,232 @@
+"""``convtool classify``: run an ONNX image classifier over files and folders.
+
+The preprocessing options defined here are shared with ``segment`` and ``features``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import click
+
+DEVICE_CHOICE = click.Choice(["auto", "cpu", "cuda"])
+TABLE_LIMIT = 100  # more results than this go to --output only
+
+
+def _parse_size(ctx, param, value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        height, width = (int(v) for v in value.lower().split("x"))
+        if height < 1 or width < 1:
+            raise ValueError
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not HEIGHTxWIDTH (e.g. 224x224)") from None
+    return height, width
+
+
+def _parse_floats(ctx, param, value: str | None) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a number or comma-separated numbers (e.g. 0.485,0.456,0.406)") from None
+
+
+def preprocess_options(func: Callable) -> Callable:
+    """The options that override how images become model inputs."""
+    options = [
+        click.option("--size", callback=_parse_size, metavar="HxW", help="Resize images to this input size."),
+        click.option("--layout", type=click.Choice(["nchw", "nhwc"]), help="Input layout (default: from the model)."),
+        click.option("--channels", type=click.Choice(["gray", "rgb", "bgr"]), help="Colour channels the model wants."),
+        click.option("--scale", type=float, help="Pixel scale: x = (pixel*scale - mean)/std (default 1/255)."),
+        click.option("--mean", callback=_parse_floats, help="Mean, one value or one per channel: 0.485,0.456,0.406."),
+        click.option("--std", callback=_parse_floats, help="Standard deviation, one value or one per channel."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def recipe_overrides(size, layout, channels, scale, mean, std) -> dict:
+    """Keyword overrides for ``preprocess_for`` from the option values (None = not given)."""
+    height, width = size if size else (None, None)
+    return dict(layout=layout, channels=channels, height=height, width=width, scale=scale, mean=mean, std=std)
+
+
+def open_model(model: Path, device: str, **overrides):
+    """Open the model on the device (saying why when auto falls back) and work out its preprocessing."""
+    from convtool.infer.preprocess import preprocess_for
+    from convtool.infer.session import open_session
+
+    session = open_session(model, device)
+    if session.note:
+        click.echo(f"convtool: {session.note}", err=True)
+    recipe = preprocess_for(session.input, session.metadata, **overrides)
+    return session, recipe
+
+
+def report_failures(failures: list, total: int) -> None:
+    """List the files that could not be used, then fail with exit code 1."""
+    from convtool.errors import InputError
+
+    if not failures:
+        return
+    click.echo(f"{len(failures)} of {total} files could not be used:", err=True)
+    for failure in failures:
+        click.echo(f"  {failure.message}", err=True)
+    raise InputError(f"{len(failures)} of {total} files skipped (listed above); the others were processed")
+
+
+def progress_bar(total: int):
+    """A transient rich progress bar on stderr when it is a terminal; else a no-op."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    progress = Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal or total < 200,
+    )
+    task = progress.add_task("images", total=total)
+    return progress, (lambda n: progress.advance(task, n))
+
+
+@click.command(short_help="Classify images with an ONNX model.")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--model", "-m", required=True, type=click.Path(path_type=Path), help="ONNX classifier.")
+@click.option("--labels", type=click.Path(path_type=Path), help="Class names, one per line (default: from the model).")
+@click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=1), help="Classes to report per image.")
+@click.option("--batch", default=64, show_default=True, type=click.IntRange(min=1), help="Images per model run (dynamic-batch models).")
+@click.option("--device", default="auto", show_default=True, type=DEVICE_CHOICE, help="auto uses CUDA only if it really starts.")
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="Write every top-k result to .csv, .json or .jsonl.")
+@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@click.option("--recursive", "-r", is_flag=True, help="Look into subfolders.")
+@click.option("--eval", "evaluate", is_flag=True, help="Folders are class-per-subfolder: report accuracy and confusion.")
+@click.option("--confusion", type=click.Path(path_type=Path), help="With --eval: save the confusion matrix as PNG.")
+@click.option("--softmax/--no-softmax", default=None, help="Apply softmax to the outputs (default: unless they already are probabilities).")
+@preprocess_options
+def command(paths, model, labels, top_k, batch, device, output, overwrite, recursive, evaluate, confusion, softmax, **prep) -> None:
+    """Classify images with an ONNX model, in batches, decoding while the model runs.
+
+    \b
+    Examples:
+      convtool classify digits/ --model mnist-12.onnx --top-k 3
+      convtool classify photos/ -m net.onnx --labels labels.txt -o results.csv
+      convtool classify test/ -m lenet.onnx --eval --confusion confusion.png
+    """
+    from convtool.errors import UsageError
+    from convtool.infer import classify as cls
+    from convtool.infer.pipeline import Timings, find_images
+    from convtool.infer.results import check_output, format_of, write_streaming
+
+    if confusion is not None and not evaluate:
+        raise UsageError("--confusion needs --eval")
+    scan = find_images(paths, recursive=recursive or evaluate)
+    fmt = None
+    if output is not None:
+        fmt = format_of(output)
+        check_output(output, overwrite=overwrite, inputs=scan.files)
+    if confusion is not None:
+        check_output(confusion, overwrite=overwrite, inputs=scan.files)
+    session, recipe = open_model(model, device, **recipe_overrides(**prep))
+    names = cls.read_labels(labels) if labels else cls.labels_from_metadata(session.metadata)
+    classifier = cls.Classifier(session, recipe, labels=names, top_k=top_k, softmax=softmax)
+
+    timings = Timings()
+    failures: list = []
+    shown: list[tuple[str, list[str], list[float]]] = []
+    evaluation: cls.Evaluation | None = None
+    show_table = output is None and len(scan.files) <= TABLE_LIMIT
+    progress, advance = progress_bar(len(scan.files))
+
+    def consume(writer) -> None:
+        nonlocal evaluation
+        with progress:
+            for result in classifier.run(scan.files, batch=batch, timings=timings, on_progress=advance):
+                failures.extend(result.failures)
+                for path, indices, probs in zip(result.paths, result.indices, result.probs):
+                    top_labels = [classifier.label(i) for i in indices]
+                    if writer is not None:
+                        writer.write(str(path), top_labels, indices, probs)
+                    if show_table:
+                        shown.append((str(path), top_labels, probs.tolist()))
+                    if evaluate:
+                        if evaluation is None:
+                            count = classifier.classes
+                            evaluation = cls.Evaluation(count, classifier.labels or [str(i) for i in range(count)])
+                        truth = evaluation.true_class(path, scan.roots.get(path))
+                        if truth is not None:
+                            evaluation.add(truth, int(indices[0]))
+
+    if output is not None:
+        write_streaming(output, fmt, top_k, consume)
+    else:
+        consume(None)
+
+    for warning in classifier.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if shown:
+        _print_table(shown, top_k)
+    if evaluate:
+        _print_evaluation(evaluation, confusion)
+    click.echo(timings.summary(session.device), err=True)
+    if output is not None:
+        click.echo(f"wrote {timings.images} results to {output}", err=True)
+    elif not show_table and timings.images:
+        click.echo(f"({timings.images} results not shown; use --output results.csv to save them)", err=True)
+    if timings.images == 0 and not failures:
+        raise UsageError("no images were classified")
+    report_failures(failures, len(scan.files))
+
+
+def _print_table(rows: list[tuple[str, list[str], list[float]]], top_k: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    table.add_column("file", overflow="fold")
+    table.add_column("top-1")
+    table.add_column("prob", justify="right")
+    if top_k > 1:
+        table.add_column(f"top-2..{top_k}")
+    for file, labels, probs in rows:
+        rest = ", ".join(f"{label} {prob:.3f}" for label, prob in zip(labels[1:], probs[1:]))
+        cells = [file, labels[0], f"{probs[0]:.3f}"] + ([rest] if top_k > 1 else [])
+        table.add_row(*cells)
+    Console(soft_wrap=False).print(table)
+
+
+def _print_evaluation(evaluation, confusion: Path | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from convtool.errors import InputError
+    from convtool.infer.results import confusion_image, save_png
+
+    if evaluation is None or evaluation.total == 0:
+        raise InputError("--eval found no images in class subfolders (expected folder/<class name>/image.png)")
+    console = Console()
+    for folder, count in sorted(evaluation.unknown_folders.items()):
+        click.echo(f"warning: --eval: folder {folder!r} is not a class of the model; its {count} images are not scored", err=True)
+    console.print(f"accuracy {evaluation.accuracy:.2%} ({int(evaluation.confusion.trace())} of {evaluation.total})")
+    per_class = evaluation.per_class()
+    table = Table(title="confusion matrix (rows: true class, columns: predicted)", box=None)
+    table.add_column("true")
+    for name in evaluation.names:
+        table.add_column(name, justify="right")
+    table.add_column("accuracy", justify="right")
+    for i, name in enumerate(evaluation.names):
+        recall = "-" if per_class[i] != per_class[i] else f"{per_class[i]:.1%}"
+        table.add_row(name, *(str(v) for v in evaluation.confusion[i]), recall)
+    console.print(table)
+    if confusion is not None:
+        save_png(confusion, confusion_image(evaluation.confusion, evaluation.names))
+        click.echo(f"wrote the confusion matrix to {confusion}", err=True)

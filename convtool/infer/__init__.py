@@ -1,0 +1,1 @@
+"""Running ONNX models: sessions and devices, preprocessing, classification, segmentation, features."""

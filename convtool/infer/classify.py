@@ -1,0 +1,242 @@
+"""Image classification with any ONNX classifier: batches, softmax, top-k, labels, evaluation."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from convtool.errors import InputError, ModelError
+from convtool.infer.pipeline import Chunk, Failure, Timings, decoded_chunks
+from convtool.infer.preprocess import Preparer, Preprocess
+from convtool.infer.session import ModelSession
+
+LABELS_KEY = "convtool.labels"
+
+
+@dataclass
+class ChunkResult:
+    """Top-k classes of a chunk of images: ``indices`` and ``probs`` are N, k, best first."""
+
+    paths: list[Path]
+    indices: np.ndarray
+    probs: np.ndarray
+    failures: list[Failure]
+
+
+class Classifier:
+    """Runs a classifier on prepared batches: fixed batch sizes, logits or probabilities, top-k."""
+
+    def __init__(
+        self,
+        model: ModelSession,
+        recipe: Preprocess,
+        *,
+        labels: list[str] | None = None,
+        top_k: int = 5,
+        softmax: bool | None = None,
+    ) -> None:
+        self.model = model
+        self.recipe = recipe
+        self.preparer = Preparer(recipe)
+        self.output = model.outputs[0]
+        if len(self.output.shape) not in (2, 4) or (len(self.output.shape) == 4 and _spatial(self.output.shape)):
+            raise ModelError(
+                f"the model's output {self.output.describe()} is not [batch, classes]; "
+                "for per-pixel outputs use `convtool segment`"
+            )
+        self.classes: int | None = self.output.shape[1]
+        self.fixed_batch = model.input.shape[0]
+        self.top_k = top_k
+        self.softmax = softmax  # None: decided on the first batch (probabilities pass through)
+        self.warnings: list[str] = []
+        self.labels = self._check_labels(labels)
+
+    def scores(self, batch: np.ndarray) -> np.ndarray:
+        """Class probabilities N, classes for a prepared batch of any length."""
+        return self._probabilities(self.logits(batch))
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """Raw model output N, classes; a model with a fixed batch size gets slices (the last padded)."""
+        step = self.fixed_batch
+        if step is None or step == len(batch):
+            return self._flat(self.model.run(batch, [self.output.name])[0])
+        run, name = self.model.session.run, self.output.name
+        feeds_name = self.model.input.name
+        outputs = []
+        for start in range(0, len(batch), step):
+            part = batch[start : start + step]
+            if len(part) < step:
+                part = np.concatenate([part, np.zeros((step - len(part), *part.shape[1:]), part.dtype)])
+            try:
+                outputs.append(run([name], {feeds_name: part})[0])
+            except Exception as exc:
+                raise ModelError(f"{self.model.path.name}: onnxruntime failed: {str(exc).splitlines()[0]}") from None
+        return self._flat(np.concatenate(outputs)[: len(batch)])
+
+    def top(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Indices and probabilities of the ``top_k`` best classes per row, best first."""
+        k = min(self.top_k, probs.shape[1])
+        if k == 1:
+            indices = probs.argmax(axis=1)[:, None]
+        else:
+            indices = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        return indices, np.take_along_axis(probs, indices, axis=1)
+
+    def label(self, index: int) -> str:
+        return self.labels[index] if self.labels else str(index)
+
+    def run(
+        self,
+        files: list[Path],
+        *,
+        batch: int = 64,
+        workers: int = 1,
+        depth: int = 3,
+        timings: Timings | None = None,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> Iterator[ChunkResult]:
+        """Classify ``files`` chunk by chunk while the next chunks decode in the background."""
+        timings = timings if timings is not None else Timings()
+        started = time.perf_counter()
+        if self.fixed_batch is not None and self.fixed_batch > 1:
+            batch = max(self.fixed_batch, batch - batch % self.fixed_batch)
+        for chunk in decoded_chunks(files, self.preparer, chunk_size=batch, depth=depth, workers=workers, timings=timings):
+            timings.decode += chunk.decode_seconds
+            result = self._classify_chunk(chunk, timings)
+            handed_over = time.perf_counter()
+            yield result  # the caller's time with the result (writing, tables) counts as post-processing
+            timings.post += time.perf_counter() - handed_over
+            if on_progress is not None:
+                on_progress(len(chunk.paths) + len(chunk.failures))
+        timings.wall += time.perf_counter() - started
+
+    def _classify_chunk(self, chunk: Chunk, timings: Timings) -> ChunkResult:
+        if not chunk.paths:
+            empty = np.empty((0, self.top_k))
+            return ChunkResult([], empty.astype(np.int64), empty, chunk.failures)
+        t0 = time.perf_counter()
+        logits = self.logits(chunk.batch)
+        t1 = time.perf_counter()
+        indices, top = self.top(self._probabilities(logits))
+        timings.infer += t1 - t0
+        timings.post += time.perf_counter() - t1
+        timings.images += len(chunk.paths)
+        return ChunkResult(chunk.paths, indices, top, chunk.failures)
+
+    def _probabilities(self, logits: np.ndarray) -> np.ndarray:
+        if self.classes is None:
+            self.classes = logits.shape[1]
+            self.labels = self._check_labels(self.labels)
+        if self.softmax is None:
+            self.softmax = not _looks_like_probabilities(logits)
+        return softmax(logits) if self.softmax else logits
+
+    def _flat(self, logits: np.ndarray) -> np.ndarray:
+        return logits.reshape(len(logits), -1).astype(np.float32, copy=False)
+
+    def _check_labels(self, labels: list[str] | None) -> list[str] | None:
+        if labels is None or self.classes is None or len(labels) == self.classes:
+            return labels
+        self.warnings.append(
+            f"{len(labels)} labels given but the model has {self.classes} classes; showing class indices instead"
+        )
+        return None
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, stable for large logits."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    np.exp(shifted, out=shifted)
+    shifted /= shifted.sum(axis=1, keepdims=True)
+    return shifted
+
+
+def _looks_like_probabilities(values: np.ndarray) -> bool:
+    """True when every row is already a probability distribution (the model ends in a softmax)."""
+    if values.size == 0 or values.min() < 0 or values.max() > 1:
+        return False
+    return bool(np.allclose(values.sum(axis=1), 1.0, atol=1e-3))
+
+
+def _spatial(shape: tuple[int | None, ...]) -> bool:
+    """True for an N,C,H,W (or N,H,W,C) output whose H, W are not 1x1."""
+    dims = [d for d in shape[1:] if d != 1]
+    return len(dims) > 1
+
+
+def read_labels(path: str | Path) -> list[str]:
+    """Class names from a text file, one per line (blank lines at the end ignored)."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such labels file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the labels file ({exc})") from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise InputError(f"{path}: the labels file is empty; put one class name per line")
+    return [line.strip() for line in lines]
+
+
+def labels_from_metadata(metadata: dict[str, str]) -> list[str] | None:
+    """The class names stored by ``convtool train`` in the model, if any."""
+    if LABELS_KEY not in metadata:
+        return None
+    try:
+        labels = json.loads(metadata[LABELS_KEY])
+    except ValueError:
+        return None
+    return [str(label) for label in labels] if isinstance(labels, list) else None
+
+
+@dataclass
+class Evaluation:
+    """Accuracy and confusion matrix against class-per-subfolder ground truth."""
+
+    classes: int
+    names: list[str]
+    confusion: np.ndarray = field(init=False)  # rows: true class, columns: predicted class
+    unknown_folders: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.confusion = np.zeros((self.classes, self.classes), dtype=np.int64)
+        self._index = {name: i for i, name in enumerate(self.names)}
+
+    def true_class(self, path: Path, root: Path | None) -> int | None:
+        """The class a file belongs to: its first folder under ``root``, by name or number."""
+        if root is None:
+            return None
+        parts = path.relative_to(root).parts
+        folder = parts[0] if len(parts) > 1 else None
+        if folder is None:
+            return None
+        if folder in self._index:
+            return self._index[folder]
+        if folder.isdigit() and int(folder) < self.classes:
+            return int(folder)
+        self.unknown_folders[folder] = self.unknown_folders.get(folder, 0) + 1
+        return None
+
+    def add(self, truth: int, predicted: int) -> None:
+        self.confusion[truth, predicted] += 1
+
+    @property
+    def total(self) -> int:
+        return int(self.confusion.sum())
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.trace(self.confusion) / max(self.total, 1))
+
+    def per_class(self) -> np.ndarray:
+        """Recall per true class (nan for a class with no images)."""
+        counts = self.confusion.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.diag(self.confusion) / counts

@@ -1,0 +1,122 @@
+"""Classification results as CSV, JSON or JSONL (streamed, every top-k entry) and a confusion-matrix PNG."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Callable, TextIO
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from convtool.errors import OutputError, UsageError
+from convtool.images import atomic_write
+
+FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl"}
+
+
+def check_output(path: Path, *, overwrite: bool, inputs: list[Path] = ()) -> None:
+    """Refuse an output that exists (without ``overwrite``), is an input, or sits in a missing folder."""
+    if path.exists() and any(_same(path, p) for p in inputs):
+        raise OutputError(f"{path}: is one of the input files; choose another output name")
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; give a file name for the results")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path}: already exists; pass --overwrite to replace it")
+    if not path.parent.is_dir():
+        raise OutputError(f"{path.parent}: output folder does not exist; create it first")
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False
+
+
+def format_of(path: Path) -> str:
+    """csv, json or jsonl from the output's suffix."""
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise UsageError(f"--output {path}: unknown result format {path.suffix!r}; use .csv, .json or .jsonl")
+    return fmt
+
+
+class ResultWriter:
+    """Writes rows of (file, top-k labels, indices, probabilities) as they come, to an open text file."""
+
+    def __init__(self, stream: TextIO, fmt: str, top_k: int) -> None:
+        self.stream, self.fmt, self.top_k = stream, fmt, top_k
+        self.rows = 0
+        if fmt == "csv":
+            self.csv = csv.writer(stream)
+            header = ["file"]
+            for rank in range(1, top_k + 1):
+                header += [f"label_{rank}", f"index_{rank}", f"probability_{rank}"]
+            self.csv.writerow(header)
+        elif fmt == "json":
+            stream.write("[")
+
+    def write(self, file: str, labels: list[str], indices: np.ndarray, probs: np.ndarray) -> None:
+        if self.fmt == "csv":
+            row = [file]
+            for label, index, prob in zip(labels, indices.tolist(), probs.tolist()):
+                row += [label, index, f"{prob:.6g}"]
+            self.csv.writerow(row)
+        else:
+            record = {
+                "file": file,
+                "top_k": [
+                    {"label": label, "index": index, "probability": round(prob, 7)}
+                    for label, index, prob in zip(labels, indices.tolist(), probs.tolist())
+                ],
+            }
+            text = json.dumps(record)
+            if self.fmt == "json":
+                self.stream.write(("\n  " if self.rows == 0 else ",\n  ") + text)
+            else:
+                self.stream.write(text + "\n")
+        self.rows += 1
+
+    def close(self) -> None:
+        if self.fmt == "json":
+            self.stream.write("\n]\n" if self.rows else "]\n")
+
+
+def write_streaming(path: Path, fmt: str, top_k: int, produce: Callable[[ResultWriter], None]) -> None:
+    """Run ``produce(writer)`` writing into a temporary file that replaces ``path`` only on success."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as stream:
+            writer = ResultWriter(stream, fmt, top_k)
+            produce(writer)
+            writer.close()
+
+    atomic_write(path, write)
+
+
+def confusion_image(confusion: np.ndarray, names: list[str], cell: int = 28) -> Image.Image:
+    """The confusion matrix as a picture: rows true class, columns predicted, shade = row fraction."""
+    n = len(confusion)
+    margin = 8 + 7 * max((len(name) for name in names), default=1)
+    size = margin + n * cell + 8
+    image = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(image)
+    rows = confusion.sum(axis=1, keepdims=True)
+    fraction = np.divide(confusion, rows, out=np.zeros(confusion.shape), where=rows > 0)
+    for i in range(n):
+        draw.text((4, margin + i * cell + cell // 3), names[i], fill="black")
+        draw.text((margin + i * cell + 4, 4), names[i][: max(1, cell // 7)], fill="black")
+        for j in range(n):
+            shade = int(255 * (1 - fraction[i, j]))
+            x, y = margin + j * cell, margin + i * cell
+            draw.rectangle([x, y, x + cell - 1, y + cell - 1], fill=(shade, shade, 255), outline=(200, 200, 200))
+            if confusion[i, j]:
+                draw.text((x + 3, y + cell // 3), str(confusion[i, j]), fill="white" if shade < 128 else "black")
+    return image
+
+
+def save_png(path: Path, image: Image.Image) -> None:
+    """Write a Pillow image as PNG atomically."""
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
