@@ -73,7 +73,7 @@ def command(inputs, kernel_specs, output, mode, stride, padding, border, cval, d
       convtool filter photos/ --kernel gaussian:sigma=2 --kernel laplacian -o out/
       convtool filter photo.png --kernel blob --padding valid --stride 2 --pool max:3:2 -o blobs.npy
     """
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
     kernels = [load_kernel(spec) for spec in kernel_specs]
     settings = FilterSettings(kernels, mode=mode, stride=stride, padding=padding, border=border, cval=cval,
                               dilation=dilation, pool=pool, backend=backend, device=device)
