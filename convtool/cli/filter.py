@@ -40,14 +40,16 @@ def _parse_pool(ctx, param, value):
 @click.option("--mode", type=click.Choice(["correlate", "convolve"]), default="correlate", show_default=True,
               help="correlate: cross-correlation, what CNN libraries and OpenCV call convolution. "
                    "convolve: true convolution (the kernel flipped in both axes).")
-@click.option("--stride", default="1", callback=parse_pair, show_default=True, help="One value or V,H.")
-@click.option("--padding", default="same", callback=parse_padding, show_default=True,
+@click.option("--stride", default="1", callback=parse_pair, show_default=True, metavar="N|V,H",
+              help="Step between windows: one value or vertical,horizontal.")
+@click.option("--padding", default="same", callback=parse_padding, show_default=True, metavar="MODE|N",
               help="valid, same (TensorFlow split: extra row/column after), full, N, V,H or T,B,L,R.")
 @click.option("--border", type=click.Choice(conv.BORDERS), default="reflect", show_default=True,
               help="What fills the padding: zero, constant (--cval), reflect (mirror, edge not repeated, "
                    "like OpenCV's default), symmetric (edge repeated), replicate or wrap.")
 @click.option("--cval", type=float, default=0.0, show_default=True, help="Value for --border constant.")
-@click.option("--dilation", default="1", callback=parse_pair, show_default=True, help="One value or V,H.")
+@click.option("--dilation", default="1", callback=parse_pair, show_default=True, metavar="N|V,H",
+              help="Spacing between kernel taps: one value or vertical,horizontal.")
 @click.option("--gray", is_flag=True, help="Convert colour images to gray (BT.601 luma) first.")
 @click.option("--pool", callback=_parse_pool, metavar="KIND:SIZE[:STRIDE]",
               help="Pool after filtering: max, avg or l2, e.g. max:3:2.")
