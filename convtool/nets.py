@@ -424,14 +424,15 @@ def parse_spec(text: str, name: str = "network", where: str = "spec") -> Network
                 builder = Builder(name, shapes.parse_size(words[1], "input size"), where)
                 continue
             if builder is None:
-                raise UsageError(f"the first layer line must be '{SPEC_FORMS['input']}'", )
+                raise UsageError("the first line must give the input size")
             _spec_layer(builder, op, words[1:], layer_name)
         except (UsageError, ShapeError) as exc:
-            expected = SPEC_FORMS.get(form_key)
+            expected = SPEC_FORMS.get("input" if builder is None else form_key)
             hint = f"; expected '{expected}'" if expected else ""
             if op and op not in SPEC_FORMS and form_key not in SPEC_FORMS and op not in ELEMENTWISE:
                 hint = f"; unknown layer {op!r}, use one of input, conv, convT, pool, fc, bn, flatten, {', '.join(ELEMENTWISE)}"
-            raise UsageError(f"{where} line {number}: {exc}{hint} (got {raw.strip()!r})") from None
+            message = str(exc).replace("--padding same", "p=same")  # the spec spelling of the CLI's hint
+            raise UsageError(f"{where} line {number}: {message}{hint} (got {raw.strip()!r})") from None
     if builder is None or not builder.network.layers:
         raise UsageError(f"{where} has no layers; {SPEC_HELP}")
     return builder.network

@@ -94,7 +94,7 @@ def parse_size(text: str, name: str = "size", *, allow_zero: bool = False) -> tu
     values = []
     for part in parts:
         part = part.strip()
-        if not part.isdigit():
+        if not part.lstrip("-").isdigit() or part.count("-") > 1:
             raise UsageError(f"{name} must be an integer or integers joined by 'x' (e.g. 5 or 5x3), got {text!r}")
         values.append(int(part))
     lowest = 0 if allow_zero else 1
