@@ -68,3 +68,14 @@ def test_bad_geometry_is_a_shape_error():
     with pytest.raises(ShapeError, match="N,C,H,W"):
         im2col(np.ones((4, 4)), 2)
     assert conv_output_shape(28, 28, 5, 1, 2) == (28, 28)
+
+
+@pytest.mark.parametrize("kernel, stride, padding, dilation", GEOMETRIES)
+def test_cnl_order_is_a_transpose_of_ncl(kernel, stride, padding, dilation):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 2, 9, 8)).astype(np.float32)
+    ncl = im2col(x, kernel, stride, padding, dilation)
+    cnl = im2col(x, kernel, stride, padding, dilation, order="cnl")
+    np.testing.assert_array_equal(cnl, ncl.transpose(1, 0, 2))
+    back = col2im(cnl, x.shape, kernel, stride, padding, dilation, order="cnl")
+    np.testing.assert_allclose(back, col2im_reference(ncl, x.shape, kernel, stride, padding, dilation), rtol=1e-5, atol=1e-5)

@@ -15,13 +15,18 @@ Padding is zero padding and may be asymmetric: ``p`` (all sides), ``(ph, pw)`` o
 ``((top, bottom), (left, right))``. Other borders (reflect, replicate) are the caller's job:
 pad first (``np.pad``), then call with ``padding=0``.
 
-``im2col`` / ``col2im`` are the fast NumPy versions (one strided copy or add per kernel tap);
-``im2col_reference`` / ``col2im_reference`` are plain loops kept beside them as the oracle.
+With ``order="cnl"`` the columns come as ``(C*KH*KW, N, OH*OW)`` instead, so a whole batch is
+one GEMM: ``w.reshape(F, -1) @ cols.reshape(C*KH*KW, -1)`` (what training uses).
+
+``im2col`` / ``col2im`` are the fast versions (private Numba kernels, compiled once and cached,
+borders handled in the loop so no padded copy is made); ``im2col_reference`` /
+``col2im_reference`` are plain loops kept beside them as the oracle.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from convtool.errors import ShapeError
 from convtool.shapes import output_size
@@ -72,10 +77,21 @@ def _check_input(x: np.ndarray) -> None:
         raise ShapeError(f"im2col expects an N,C,H,W array, got shape {getattr(x, 'shape', None)}")
 
 
-def _padded(x: np.ndarray, rows: Pair, cols: Pair) -> np.ndarray:
-    if rows == (0, 0) and cols == (0, 0):
-        return x
-    return np.pad(x, ((0, 0), (0, 0), rows, cols))
+_ORDERS = ("ncl", "cnl")
+
+
+def _geometry(shape, kernel_size, stride, padding, dilation) -> tuple[int, ...]:
+    """Validated ``(kh, kw, sh, sw, top, left, dh, dw, oh, ow)`` for an input of ``shape`` (N,C,H,W)."""
+    (kh, kw), (sh, sw), (dh, dw) = _pair("kernel_size", kernel_size), _pair("stride", stride), _pair("dilation", dilation)
+    rows, cols = normalize_padding(padding)
+    oh, ow = conv_output_shape(shape[2], shape[3], (kh, kw), (sh, sw), (rows, cols), (dh, dw))
+    return kh, kw, sh, sw, rows[0], cols[0], dh, dw, oh, ow
+
+
+def _columns_shape(order: str, n: int, rows: int, length: int) -> tuple[int, int, int]:
+    if order not in _ORDERS:
+        raise ShapeError(f"order must be one of {_ORDERS}, got {order!r}")
+    return (n, rows, length) if order == "ncl" else (rows, n, length)
 
 
 def im2col(
@@ -85,38 +101,35 @@ def im2col(
     padding: Padding = 0,
     dilation: int | Pair = 1,
     *,
+    order: str = "ncl",
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Unroll the receptive fields of ``x`` (N,C,H,W) into columns.
 
     Parameters
     ----------
-    x : array (N, C, H, W), any float or integer dtype (the result keeps it).
+    x : array (N, C, H, W), float32 or float64 (the result keeps the dtype).
     kernel_size, stride, dilation : int or (h, w) pair of positive ints.
     padding : zero padding, ``p``, ``(ph, pw)`` or ``((top, bottom), (left, right))``.
-    out : optional preallocated result of the right shape and dtype, reused between calls.
+    order : {'ncl', 'cnl'}
+        ``'ncl'`` gives (N, C*KH*KW, OH*OW); ``'cnl'`` gives (C*KH*KW, N, OH*OW).
+    out : optional preallocated C-contiguous result of the right shape and dtype, reused between calls.
 
     Returns
     -------
-    cols : array (N, C*KH*KW, OH*OW), C-contiguous, layout as in the module docstring.
+    cols : C-contiguous array, layout as in the module docstring.
     """
     _check_input(x)
-    n, c, h, w = x.shape
-    (kh, kw), (sh, sw), (dh, dw) = _pair("kernel_size", kernel_size), _pair("stride", stride), _pair("dilation", dilation)
-    rows, cols_pad = normalize_padding(padding)
-    oh, ow = conv_output_shape(h, w, (kh, kw), (sh, sw), (rows, cols_pad), (dh, dw))
-    shape = (n, c * kh * kw, oh * ow)
+    n, c = x.shape[:2]
+    kh, kw, sh, sw, top, left, dh, dw, oh, ow = _geometry(x.shape, kernel_size, stride, padding, dilation)
+    shape = _columns_shape(order, n, c * kh * kw, oh * ow)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float32)
     if out is None:
         out = np.empty(shape, dtype=x.dtype)
     elif out.shape != shape or out.dtype != x.dtype or not out.flags.c_contiguous:
         raise ShapeError(f"out must be a C-contiguous {x.dtype} array of shape {shape}, got {out.dtype} {out.shape}")
-    xp = _padded(x, rows, cols_pad)
-    view = out.reshape(n, c, kh, kw, oh, ow)  # N,C,KH,KW,OH,OW
-    for i in range(kh):
-        y0 = i * dh
-        for j in range(kw):
-            x0 = j * dw
-            view[:, :, i, j] = xp[:, :, y0 : y0 + sh * (oh - 1) + 1 : sh, x0 : x0 + sw * (ow - 1) + 1 : sw]
+    _im2col_kernel(np.ascontiguousarray(x), kh, kw, sh, sw, top, left, dh, dw, oh, ow, out.reshape(-1, oh * ow), order == "ncl")
     return out
 
 
@@ -127,28 +140,90 @@ def col2im(
     stride: int | Pair = 1,
     padding: Padding = 0,
     dilation: int | Pair = 1,
+    *,
+    order: str = "ncl",
 ) -> np.ndarray:
     """Adjoint of :func:`im2col`: sum every column entry back into its input pixel.
 
-    ``cols`` is (N, C*KH*KW, OH*OW) for an input of ``input_shape`` (N, C, H, W) and the same
-    geometry arguments as the ``im2col`` call. Returns an (N, C, H, W) array of ``cols.dtype``;
-    padding positions are dropped. This is the input gradient of a convolution given
-    ``w.T @ dy`` in column form.
+    ``cols`` is laid out as ``im2col(..., order=order)`` returns it for an input of ``input_shape``
+    (N, C, H, W) with the same geometry arguments. Returns an (N, C, H, W) array of ``cols.dtype``
+    (float32 or float64); entries that fall on the padding are dropped. With ``cols = W^T @ dY`` this
+    is the input gradient of a convolution (and the forward pass of a transposed convolution).
     """
     n, c, h, w = input_shape
-    (kh, kw), (sh, sw), (dh, dw) = _pair("kernel_size", kernel_size), _pair("stride", stride), _pair("dilation", dilation)
-    rows, cols_pad = normalize_padding(padding)
-    oh, ow = conv_output_shape(h, w, (kh, kw), (sh, sw), (rows, cols_pad), (dh, dw))
-    if cols.shape != (n, c * kh * kw, oh * ow):
-        raise ShapeError(f"cols must have shape {(n, c * kh * kw, oh * ow)} for input {input_shape}, got {cols.shape}")
-    xp = np.zeros((n, c, h + rows[0] + rows[1], w + cols_pad[0] + cols_pad[1]), dtype=cols.dtype)
-    view = cols.reshape(n, c, kh, kw, oh, ow)
-    for i in range(kh):
-        y0 = i * dh
-        for j in range(kw):
-            x0 = j * dw
-            xp[:, :, y0 : y0 + sh * (oh - 1) + 1 : sh, x0 : x0 + sw * (ow - 1) + 1 : sw] += view[:, :, i, j]
-    return xp[:, :, rows[0] : rows[0] + h, cols_pad[0] : cols_pad[0] + w]
+    kh, kw, sh, sw, top, left, dh, dw, oh, ow = _geometry(input_shape, kernel_size, stride, padding, dilation)
+    shape = _columns_shape(order, n, c * kh * kw, oh * ow)
+    if cols.shape != shape:
+        raise ShapeError(f"cols must have shape {shape} for input {tuple(input_shape)}, got {cols.shape}")
+    if cols.dtype not in (np.float32, np.float64):
+        cols = cols.astype(np.float32)
+    out = np.zeros(tuple(input_shape), dtype=cols.dtype)
+    _col2im_kernel(np.ascontiguousarray(cols).reshape(-1, oh * ow), kh, kw, sh, sw, top, left, dh, dw, oh, ow, out, order == "ncl")
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _valid_range(offset, stride, size, count):  # pragma: no cover (jitted)
+    """Outputs ``o`` in [lo, hi) whose input ``o * stride + offset`` lies inside 0..size-1."""
+    lo = 0 if offset >= 0 else (-offset + stride - 1) // stride
+    hi = 0 if size - 1 - offset < 0 else (size - 1 - offset) // stride + 1
+    return min(lo, count), max(min(hi, count), min(lo, count))
+
+
+@njit(cache=True, nogil=True)
+def _im2col_kernel(x, kh, kw, sh, sw, top, left, dh, dw, oh, ow, out2, batch_first):  # pragma: no cover
+    """out2 is the result as 2-D rows: row ``b * CKK + r`` (ncl) or ``r * N + b`` (cnl)."""
+    n, c, h, w = x.shape
+    ckk = c * kh * kw
+    for b in range(n):
+        for ch in range(c):
+            for i in range(kh):
+                ylo, yhi = _valid_range(i * dh - top, sh, h, oh)
+                for j in range(kw):
+                    xlo, xhi = _valid_range(j * dw - left, sw, w, ow)
+                    x0 = j * dw - left
+                    row = (ch * kh + i) * kw + j
+                    r = b * ckk + row if batch_first else row * n + b
+                    out2[r, : ylo * ow] = 0
+                    out2[r, yhi * ow :] = 0
+                    for oy in range(ylo, yhi):
+                        src = x[b, ch, oy * sh + i * dh - top]
+                        base = oy * ow
+                        for ox in range(xlo):
+                            out2[r, base + ox] = 0
+                        if sw == 1:  # contiguous copy, vectorised
+                            for ox in range(xlo, xhi):
+                                out2[r, base + ox] = src[ox + x0]
+                        else:
+                            for ox in range(xlo, xhi):
+                                out2[r, base + ox] = src[ox * sw + x0]
+                        for ox in range(xhi, ow):
+                            out2[r, base + ox] = 0
+
+
+@njit(cache=True, nogil=True)
+def _col2im_kernel(cols2, kh, kw, sh, sw, top, left, dh, dw, oh, ow, out, batch_first):  # pragma: no cover
+    """Adjoint of ``_im2col_kernel``: add every column entry back into ``out`` (N, C, H, W)."""
+    n, c, h, w = out.shape
+    ckk = c * kh * kw
+    for b in range(n):
+        for ch in range(c):
+            for i in range(kh):
+                ylo, yhi = _valid_range(i * dh - top, sh, h, oh)
+                for j in range(kw):
+                    xlo, xhi = _valid_range(j * dw - left, sw, w, ow)
+                    x0 = j * dw - left
+                    row = (ch * kh + i) * kw + j
+                    r = b * ckk + row if batch_first else row * n + b
+                    for oy in range(ylo, yhi):
+                        dst = out[b, ch, oy * sh + i * dh - top]
+                        base = oy * ow
+                        if sw == 1:
+                            for ox in range(xlo, xhi):
+                                dst[ox + x0] += cols2[r, base + ox]
+                        else:
+                            for ox in range(xlo, xhi):
+                                dst[ox * sw + x0] += cols2[r, base + ox]
 
 
 def im2col_reference(
