@@ -206,7 +206,7 @@ class Builder:
         shape = (self.state.shape[0],) + (1,) * len(spatial)
         units = math.prod(shape)
         self._add(Layer(self._name(name, "gpool"), f"global {kind}pool", shape, units, 0, 0, 0,
-                        units * math.prod(spatial), 0, rf, f"global {kind}"))
+                        units * math.prod(spatial), 0, rf))
         self.state = State(shape, rf, (1,) * len(spatial))
         return self.state
 
@@ -647,7 +647,7 @@ def _onnx_network(model, path: Path) -> Network:
                 weights += size
             counted.add(init_name)
         if op == "BatchNormalization":
-            connections = units
+            connections = bias_connections = units  # one scale and one shift per unit, like Builder.batchnorm
         if op not in ONNX_KNOWN and op not in network.unknown_ops:
             network.unknown_ops.append(op)
         for out in node.output:
