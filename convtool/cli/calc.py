@@ -317,9 +317,9 @@ def render_layer(report: dict, console) -> None:
             console.print("Never read (gaps between windows or dilation holes): "
                           + "; ".join(_inputs(u) for u in unused))
     counts = _table("Counts", "quantity", "value")
-    counts.add_row("output shape (channels x size)", _shape(report["output_shape"]))
-    counts.add_row("output units", _num(report["units"]))
     if conv:
+        counts.add_row("output shape (channels x size)", _shape(conv["output_shape"]))
+        counts.add_row("output units", _num(conv["units"]))
         counts.add_row("weights", _num(conv["weights"]))
         counts.add_row("biases", _num(conv["biases"]))
         counts.add_row("parameters", _num(conv["params"]))
@@ -329,17 +329,19 @@ def render_layer(report: dict, console) -> None:
         if conv["biases"]:
             counts.add_row("connections with biases", _num(conv["connections_with_bias"]))
     if pool:
-        counts.add_row(f"{pool['kind']} pooling connections", _num(pool["connections"]))
+        counts.add_row(f"after {pool['kind']} pooling: shape", _shape(pool["output_shape"]))
+        counts.add_row(f"after {pool['kind']} pooling: units", _num(pool["units"]))
+        counts.add_row("pooling connections (no weights, no MACs)", _num(pool["connections"]))
     counts.add_row("receptive field (input cells)", _shape(report["receptive_field"]))
     console.print(counts)
     if "matrix" in report:
         fc, matrix = report["fully_connected"], report["matrix"]
-        compare = _table("The same layer as a convolution, a dense (fully-connected) matrix and a sparse matrix",
+        compare = _table("The layer as a convolution, a dense matrix (fully connected) and a sparse matrix",
                          "", "convolution", "fully connected", "sparse matrix")
         compare.add_row("stored floats (no biases)", _num(matrix["kernel_floats"]), _num(fc["weights"]),
                         _num(matrix["sparse_floats"]))
         compare.add_row("MACs", _num(conv["macs"]), _num(fc["macs"]), _num(matrix["muls"]))
-        fc_adds = fc["macs"] - report["units"]
+        fc_adds = fc["macs"] - conv["units"]
         compare.add_row("float muls", _num(matrix["muls"]), _num(fc["macs"]), _num(matrix["muls"]))
         compare.add_row("float adds", _num(matrix["adds"]), _num(fc_adds), _num(matrix["adds"]))
         compare.add_row("float operations", _num(matrix["float_ops"]), _num(fc["macs"] + fc_adds),
