@@ -79,6 +79,7 @@ class Network:
     layers: list[Layer] = field(default_factory=list)
     unknown_ops: list[str] = field(default_factory=list)
     source: str = ""
+    notes: list[str] = field(default_factory=list)  # caveats worth showing, e.g. failed shape inference
 
     def totals(self, include_bias: bool = True) -> Totals:
         """Sums over the layers; with ``include_bias`` False biases and bias connections are left out."""
@@ -142,11 +143,15 @@ class Builder:
         values = (value,) if isinstance(value, int) else tuple(value)
         return shapes.broadcast(values, axes, what)
 
-    def _axes_padding(self, padding, spatial, k, s, d):
+    @staticmethod
+    def _axes_padding(padding, axes: int) -> list:
+        """One padding per axis from a mode name, an int (each side) or a list of (before, after) pairs."""
         if isinstance(padding, str):
-            return [padding] * len(spatial)
+            return [padding] * axes
         if isinstance(padding, int):
-            return [(padding, padding)] * len(spatial)
+            return [(padding, padding)] * axes
+        if len(padding) != axes:
+            raise ShapeError(f"padding has {len(padding)} axes but the input has {axes}")
         return list(padding)
 
     def conv(self, cout: int, k: int | tuple[int, ...], *, s: int | tuple[int, ...] = 1, padding="valid",
@@ -158,7 +163,7 @@ class Builder:
         shapes.check_positive("output channels", cout)
         k, s, d = (self._spatial_args(v, what) for v, what in ((k, "kernel"), (s, "stride"), (d, "dilation")))
         cin, spatial = given.shape[0], given.spatial
-        pads = self._axes_padding(padding, spatial, k, s, d)
+        pads = self._axes_padding(padding, len(spatial))
         make = shapes.transposed_axis if transposed else shapes.conv_axis
         axes = [make(n, kk, ss, p, dd) for n, kk, ss, p, dd in zip(spatial, k, s, pads, d)]
         shape = (cout,) + tuple(a.out for a in axes)
@@ -187,7 +192,7 @@ class Builder:
         size = self._spatial_args(size, "pool size")
         s = size if s is None else self._spatial_args(s, "pool stride")
         spatial = self.state.spatial
-        pads = self._axes_padding(padding, spatial, size, s, (1,) * len(size))
+        pads = self._axes_padding(padding, len(spatial))
         axes = [shapes.pool_axis(n, kk, ss, p) for n, kk, ss, p in zip(spatial, size, s, pads)]
         shape = (self.state.shape[0],) + tuple(a.out for a in axes)
         units = math.prod(shape)
@@ -394,7 +399,8 @@ def network_from_spec(path: str | Path) -> Network:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read the network spec {path}: {exc.strerror or exc}") from None
+        reason = getattr(exc, "strerror", None) or "not a text file"
+        raise InputError(f"cannot read the network spec {path}: {reason}") from None
     return parse_spec(text, name=path.stem, where=str(path))
 
 
@@ -531,19 +537,22 @@ def network_from_onnx(path: str | Path) -> Network:
     if not path.is_file():
         raise ModelError(f"ONNX model {path} does not exist")
     import onnx  # heavy: imported only here
-    from onnx import numpy_helper  # noqa: F401  (keeps onnx's optional parts lazily importable)
 
     try:
         model = onnx.load(str(path))
-    except Exception as exc:  # protobuf raises DecodeError and others for non-ONNX bytes
+    except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and others for non-ONNX bytes
         raise ModelError(f"{path} is not an ONNX model ({type(exc).__name__}); give a .onnx file") from None
     if not model.graph.node or not model.ir_version:
         raise ModelError(f"{path} is not an ONNX model (no graph nodes); give a .onnx file")
+    note = ""
     try:
         model = onnx.shape_inference.infer_shapes(model)
-    except Exception:  # a model shape inference cannot handle: go on with the shapes it stores
-        pass
-    return _onnx_network(model, path)
+    except Exception as exc:  # noqa: BLE001 - onnx raises several kinds; the stored shapes still help
+        note = f"onnx shape inference failed ({type(exc).__name__}); shapes are those stored in the model"
+    network = _onnx_network(model, path)
+    if note:
+        network.notes.append(note)
+    return network
 
 
 def _onnx_network(model, path: Path) -> Network:

@@ -8,8 +8,9 @@ Conventions: ``n`` input size, ``k`` kernel size, ``s`` stride, ``d`` dilation, 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-from convtool.errors import ShapeError
+from convtool.errors import ShapeError, UsageError
 
 
 def effective_kernel(k: int, d: int = 1) -> int:
@@ -80,10 +81,6 @@ def dropped_inputs(n: int, k: int, s: int = 1, padding: tuple[int, int] = (0, 0)
 # Beyond one output size: parsing, a whole axis worked out, transposed convolution, counts,
 # receptive fields and solving for settings. Used by ``convtool calc`` and convtool.nets.
 # ---------------------------------------------------------------------------------------------
-
-from dataclasses import dataclass  # noqa: E402  (kept below the original core on purpose)
-
-from convtool.errors import UsageError  # noqa: E402
 
 PADDING_MODES = ("valid", "same", "full")
 
@@ -201,11 +198,6 @@ class Axis:
             return []
         read = {w * self.s + t * self.d - self.pad[0] for w in range(self.out) for t in range(self.k)}
         return [i + 1 for i in range(self.n) if i not in read]
-
-    def window(self, index: int) -> tuple[int, int]:
-        """1-based first and last padded-coordinate cell of window ``index`` (0-based), padding cells included."""
-        first = index * self.s + 1
-        return first, first + self.span - 1
 
     @property
     def receptive_field(self) -> int:

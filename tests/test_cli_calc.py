@@ -188,7 +188,10 @@ def test_bad_files_exit_2_with_one_line(tmp_path):
     broken.write_text("not an onnx model")
     spec = tmp_path / "bad.net"
     spec.write_text("input 1x32x32\nconv 6 5x5\npool max two\n")
-    for path, message in ((broken, "is not an ONNX model"), (spec, "line 3: pool size must be an integer")):
+    image = tmp_path / "photo.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    for path, message in ((broken, "is not an ONNX model"), (spec, "line 3: pool size must be an integer"),
+                          (image, "cannot read the network spec"), (tmp_path, "Is a directory")):
         result = run("--net", str(path))
         assert result.exit_code == 2 and message in result.output and result.output.count("\n") == 1
 

@@ -244,7 +244,7 @@ def test_solve_lists_exactly_the_settings_that_work_with_least_padding(n, out, k
     for kk in [k] if k else range(1, 12):
         for ss in [s] if s else range(1, n + 1):
             span = kk
-            fits = [p for p in range(0, 2 * (span - 1) + 1)
+            fits = [p for p in range(2 * (span - 1) + 1)
                     if n + p >= span and windows_by_enumeration(n, kk, ss, (p // 2, p - p // 2), 1) == out]
             if fits:
                 assert sum(found[(kk, ss, 1)].pad) == min(fits)

@@ -229,7 +229,7 @@ def net_report(text: str, include_bias: bool) -> dict:
                      "connections": layer.connections + (layer.bias_connections if include_bias else 0),
                      "receptive_field": list(layer.receptive_field) if layer.receptive_field else None})
     return {"network": network.name, "source": network.source, "input_shape": list(network.input_shape),
-            "include_bias": include_bias, "layers": rows, "unknown_ops": network.unknown_ops,
+            "include_bias": include_bias, "layers": rows, "unknown_ops": network.unknown_ops, "notes": network.notes,
             "totals": {"units": totals.units, "weights": totals.weights, "biases": totals.biases,
                        "params": totals.params, "macs": totals.macs, "flops": totals.flops,
                        "connections": totals.connections}}
@@ -295,10 +295,10 @@ def render_layer(report: dict, console) -> None:
             split = f"{axis['pad_before']}+{axis['pad_after']}"
             if axis["mode"] != "explicit":
                 split += f" ({axis['mode']})"
-            if "output_padding" in axis and axis["output_padding"]:
+            if axis.get("output_padding"):
                 split += f", +{axis['output_padding']} after"
             dropped = "-" if "dropped" not in axis else _inputs(axis["dropped"])
-            axes_table.add_row(layer_name, ("H", "W", "D")[i] if multi and i < 3 else str(i + 1), str(axis["n"]),
+            axes_table.add_row(layer_name, ("H", "W")[i] if len(layer["axes"]) == 2 else str(i + 1), str(axis["n"]),
                                str(axis["k"]), str(axis["s"]), str(axis["d"]), split, str(axis["output"]), dropped)
     console.print(axes_table)
     if conv and not conv["transposed"]:
@@ -501,5 +501,7 @@ def render_net(report: dict, console) -> None:
                   f"{note}; connections = units x fan-in; RF = receptive field in input cells.")
     if report["source"]:
         console.print(f"Source: {report['source']}")
+    for note in report["notes"]:
+        console.print(f"Note: {note}")
     if report["unknown_ops"]:
         console.print(f"Not counted (unknown ops): {', '.join(report['unknown_ops'])}")
