@@ -83,6 +83,8 @@ def open_session(
 ) -> ModelSession:
     """Open ``path`` (or ``model_bytes``, a modified copy of it) on ``device``: auto, cpu or cuda.
 
+    ``threads`` sets onnxruntime's CPU threads (default :func:`default_threads`).
+
     ``auto`` uses CUDA only if its provider really initialises, else the CPU with ``note`` saying why;
     ``cuda`` without a working provider raises DeviceError with the reason.
     """
@@ -95,8 +97,7 @@ def open_session(
         _check_model_file(path)
     options = ort.SessionOptions()
     options.log_severity_level = 3  # the session's own info/warnings off; errors become exceptions
-    if threads:
-        options.intra_op_num_threads = threads
+    options.intra_op_num_threads = threads or default_threads()
     source = model_bytes if model_bytes is not None else str(path)
 
     reason = None
@@ -115,6 +116,11 @@ def open_session(
         session = _create(ort, path, source, options, [_CPU])
     note = f"running on the CPU because CUDA is not usable: {reason}" if reason else None
     return _wrap(session, path, "CPU", note)
+
+
+def default_threads() -> int:
+    """onnxruntime's CPU threads: all cores but one, which is left to the image-decoding thread."""
+    return max(1, (os.cpu_count() or 2) - 1)
 
 
 def cuda_failure_reason(log: str) -> str:

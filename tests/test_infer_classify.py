@@ -1,0 +1,182 @@
+"""Classification: real accuracy of the zoo's mnist-12, layouts, fixed batches, softmax, bounded memory."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from PIL import Image
+
+from convtool.infer.classify import Classifier, Evaluation, softmax
+from convtool.infer.pipeline import Timings, find_images
+from convtool.infer.preprocess import preprocess_for
+from convtool.infer.session import open_session
+from infer_helpers import MNIST_12, lenet, linear_rgb, mnist, write_mnist_pngs
+
+
+def classifier_for(path, **options) -> Classifier:
+    model = open_session(path, "cpu")
+    return Classifier(model, preprocess_for(model.input, model.metadata), **options)
+
+
+def run_all(classifier: Classifier, files, **options):
+    indices, probs, failures = [], [], []
+    for result in classifier.run(files, **options):
+        indices.append(result.indices)
+        probs.append(result.probs)
+        failures += result.failures
+    return np.concatenate(indices), np.concatenate(probs), failures
+
+
+@pytest.fixture(scope="module")
+def mnist_pngs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("mnist")
+    paths, labels = write_mnist_pngs(folder, 1000)
+    return folder, paths, labels
+
+
+def test_mnist12_scores_at_least_98_percent_on_1000_real_test_pngs(mnist_pngs):
+    folder, paths, labels = mnist_pngs
+    files = find_images([folder]).files
+    assert files == paths
+    classifier = classifier_for(MNIST_12, top_k=1)
+    timings = Timings()
+    indices, probs, failures = run_all(classifier, files, timings=timings)
+    accuracy = np.mean(indices[:, 0] == labels)
+    assert not failures and timings.images == 1000
+    print(f"mnist-12 accuracy {accuracy:.2%}")
+    assert accuracy >= 0.98, accuracy
+    assert classifier.softmax is True  # mnist-12 gives raw scores
+    np.testing.assert_array_less(0.0, probs)
+
+
+def test_results_equal_onnxruntime_on_numpy_prepared_arrays(mnist_pngs):
+    """Oracle: onnxruntime on arrays decoded and scaled here by hand, softmax in NumPy."""
+    _, paths, _ = mnist_pngs
+    x = np.stack([np.asarray(Image.open(p), dtype=np.float32) / 255 for p in paths[:100]])[:, None]
+    session = ort.InferenceSession(str(MNIST_12), providers=["CPUExecutionProvider"])
+    logits = np.concatenate([session.run(None, {"Input3": x[i : i + 1]})[0] for i in range(len(x))])
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    expected = e / e.sum(axis=1, keepdims=True)
+    indices, probs, _ = run_all(classifier_for(MNIST_12, top_k=3), paths[:100], batch=16)
+    np.testing.assert_array_equal(indices, np.argsort(-expected, axis=1)[:, :3])
+    np.testing.assert_allclose(probs, np.sort(expected, axis=1)[:, ::-1][:, :3], rtol=1e-5, atol=1e-7)
+
+
+def test_nhwc_and_nchw_models_agree(tmp_path, mnist_pngs):
+    _, paths, _ = mnist_pngs
+    nchw = classifier_for(lenet(tmp_path / "nchw.onnx", seed=3), top_k=10)
+    nhwc = classifier_for(lenet(tmp_path / "nhwc.onnx", seed=3, nhwc=True), top_k=10)
+    assert nhwc.recipe.layout == "nhwc" and nchw.recipe.layout == "nchw"
+    a, pa, _ = run_all(nchw, paths[:64], batch=20)
+    b, pb, _ = run_all(nhwc, paths[:64], batch=20)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(pa, pb, rtol=1e-5, atol=1e-6)
+
+
+def test_fixed_batch_of_four_runs_a_ragged_tail(tmp_path, mnist_pngs):
+    _, paths, _ = mnist_pngs
+    dynamic = classifier_for(lenet(tmp_path / "dyn.onnx", seed=5), top_k=2)
+    fixed = classifier_for(lenet(tmp_path / "fixed.onnx", seed=5, batch=4), top_k=2)
+    a, pa, _ = run_all(dynamic, paths[:23], batch=10)
+    b, pb, _ = run_all(fixed, paths[:23], batch=10)
+    assert len(b) == 23
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(pa, pb, rtol=1e-5, atol=1e-6)
+
+
+def test_probability_outputs_pass_through_and_linear_oracle(tmp_path):
+    rng = np.random.default_rng(2)
+    weights = rng.normal(0, 0.02, (3 * 8 * 6, 4))
+    images = [rng.integers(0, 256, (8, 6, 3), dtype=np.uint8) for _ in range(7)]
+    paths = []
+    for i, image in enumerate(images):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(image).save(paths[-1])
+    x = np.stack([im.transpose(2, 0, 1).reshape(-1) / 255 for im in images])
+    expected = softmax_np(x @ weights)
+    classifier = classifier_for(linear_rgb(tmp_path / "lin.onnx", weights, size=(8, 6)), top_k=4)
+    indices, probs, _ = run_all(classifier, paths, batch=3)
+    order = np.argsort(-expected, axis=1)
+    np.testing.assert_array_equal(indices, order)
+    np.testing.assert_allclose(probs, np.take_along_axis(expected, order, axis=1), rtol=1e-4)
+
+    with_softmax = classifier_for(lenet(tmp_path / "sm.onnx", softmax=True), top_k=10)
+    without = classifier_for(lenet(tmp_path / "raw.onnx"), top_k=10)
+    digits = tmp_path / "digits"
+    digit_paths, _ = write_mnist_pngs(digits, 12)
+    a, pa, _ = run_all(with_softmax, digit_paths)
+    b, pb, _ = run_all(without, digit_paths)
+    assert with_softmax.softmax is False and without.softmax is True
+    np.testing.assert_allclose(pa, pb, rtol=1e-5, atol=1e-7)
+
+
+def softmax_np(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_softmax_matches_formula_for_large_logits():
+    z = np.array([[1000.0, 999.0, -5.0], [0.0, 0.0, 0.0]], dtype=np.float32)
+    np.testing.assert_allclose(softmax(z.copy()), softmax_np(z.astype(np.float64)), rtol=1e-6)
+
+
+def test_bad_files_are_skipped_and_reported_in_order(tmp_path, mnist_pngs):
+    _, paths, labels = mnist_pngs
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for p in paths[:5]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    (folder / "00002.png").write_bytes(paths[2].read_bytes()[:60])  # truncated
+    (folder / "notes.txt").write_text("not an image")
+    (folder / ".hidden.png").write_text("ignored")
+    files = find_images([folder]).files
+    assert [f.name for f in files] == ["00000.png", "00001.png", "00002.png", "00003.png", "00004.png", "notes.txt"]
+    indices, _, failures = run_all(classifier_for(MNIST_12, top_k=1), files, batch=2)
+    assert [f.path.name for f in failures] == ["00002.png", "notes.txt"]
+    assert "damaged or truncated" in failures[0].message and "not an image" in failures[1].message
+    np.testing.assert_array_equal(indices[:, 0], labels[[0, 1, 3, 4]])
+
+
+def test_several_thousand_images_with_bounded_memory(tmp_path):
+    """3000 PNGs resized to 48x48 RGB: 83 MB of float32 input in all, a few MB alive at any time."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    pixels, _ = mnist(3000)
+    for i, image in enumerate(pixels):
+        Image.fromarray(image[::2, ::2]).save(folder / f"{i:05d}.png", compress_level=0)
+    weights = np.random.default_rng(0).normal(0, 0.01, (3 * 48 * 48, 10))
+    classifier = classifier_for(linear_rgb(tmp_path / "lin48.onnx", weights, size=(48, 48)), top_k=1)
+    files = find_images([folder]).files
+    timings = Timings()
+    tracemalloc.start()
+    count = 0
+    for result in classifier.run(files, batch=64, depth=3, timings=timings):
+        count += len(result.paths)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    total_input = 3000 * 3 * 48 * 48 * 4
+    assert count == 3000 and timings.images == 3000
+    assert timings.max_in_flight <= 3
+    print(f"peak {peak / 1e6:.1f} MB")
+    assert peak < 16e6 < total_input / 5, peak
+
+
+def test_labels_of_the_wrong_length_warn_and_use_indices():
+    classifier = classifier_for(MNIST_12, labels=[str(i) for i in range(9)])
+    assert classifier.labels is None and "9 labels given but the model has 10 classes" in classifier.warnings[0]
+
+
+def test_evaluation_counts_against_folder_names(tmp_path):
+    evaluation = Evaluation(3, ["cat", "dog", "owl"])
+    root = tmp_path
+    assert evaluation.true_class(root / "dog" / "a.png", root) == 1
+    assert evaluation.true_class(root / "2" / "a.png", root) == 2
+    assert evaluation.true_class(root / "a.png", root) is None
+    assert evaluation.true_class(root / "fox" / "a.png", root) is None and evaluation.unknown_folders == {"fox": 1}
+    for truth, predicted in [(0, 0), (0, 1), (1, 1), (2, 2)]:
+        evaluation.add(truth, predicted)
+    assert evaluation.accuracy == 0.75
+    np.testing.assert_allclose(evaluation.per_class(), [0.5, 1.0, 1.0])
