@@ -1,0 +1,217 @@
+"""Networks as small graphs of named layers, and the architectures ``convtool train`` knows.
+
+A :class:`Network` is a list of nodes in execution order; each node names its layer and the
+nodes it reads (``"input"`` is the image batch). Parameter names are dotted, ``conv1.weight``,
+the same in saved files and ONNX initializers. Nodes are grouped into ``features`` (everything
+but the head) and ``head`` (the output layer, replaced when fine-tuning for a new class count).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from convtool.errors import UsageError
+from convtool.nn import layers as L
+
+
+@dataclass
+class Node:
+    name: str
+    layer: L.Layer
+    inputs: tuple[str, ...]
+
+
+@dataclass
+class Network:
+    """A DAG of layers; the last node is the output (logits)."""
+
+    arch: str
+    task: str  # "classify" or "segment"
+    input_shape: tuple[int, int, int]  # C, H, W
+    num_classes: int
+    nodes: list[Node] = field(default_factory=list)
+
+    def add(self, name: str, layer: L.Layer, *inputs: str) -> str:
+        """Append a node reading ``inputs`` (default: the previous node) and return its name."""
+        if not inputs:
+            inputs = (self.nodes[-1].name if self.nodes else "input",)
+        if len(inputs) != layer.n_inputs:
+            raise ValueError(f"{name}: {type(layer).__name__} takes {layer.n_inputs} inputs")
+        self.nodes.append(Node(name, layer, inputs))
+        return name
+
+    # -- parameters ---------------------------------------------------------------------------------
+    def parameters(self) -> dict[str, np.ndarray]:
+        """Dotted name -> parameter array (the live arrays, not copies)."""
+        return {f"{n.name}.{k}": v for n in self.nodes for k, v in n.layer.params.items()}
+
+    def buffers(self) -> dict[str, np.ndarray]:
+        return {f"{n.name}.{k}": v for n in self.nodes for k, v in n.layer.buffers.items()}
+
+    def state(self) -> dict[str, np.ndarray]:
+        """A copy of every parameter and buffer (a checkpoint)."""
+        return {k: v.copy() for k, v in {**self.parameters(), **self.buffers()}.items()}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        for node in self.nodes:
+            for store in (node.layer.params, node.layer.buffers):
+                for key in store:
+                    store[key] = state[f"{node.name}.{key}"].astype(store[key].dtype, copy=True)
+
+    def astype(self, dtype: type) -> "Network":
+        """Cast parameters and buffers in place (float64 for gradient checks)."""
+        for node in self.nodes:
+            for store in (node.layer.params, node.layer.buffers):
+                for key in store:
+                    store[key] = store[key].astype(dtype)
+        return self
+
+    @property
+    def head(self) -> str:
+        """Name of the output layer (the last node with parameters)."""
+        return [n.name for n in self.nodes if n.layer.params][-1]
+
+    def group_of(self, param: str) -> str:
+        return "head" if param.split(".")[0] == self.head else "features"
+
+    # -- passes -------------------------------------------------------------------------------------
+    def output_shapes(self, batch: int = 1) -> dict[str, tuple[int, ...]]:
+        shapes = {"input": (batch, *self.input_shape)}
+        for node in self.nodes:
+            shapes[node.name] = node.layer.output_shape(*(shapes[i] for i in node.inputs))
+        return shapes
+
+    def forward(self, x: np.ndarray, train: bool = False) -> tuple[np.ndarray, list]:
+        """Logits for ``x`` (N,C,H,W) and the caches the backward pass needs."""
+        values = {"input": x}
+        caches = []
+        for node in self.nodes:
+            y, cache = node.layer.forward(*(values[i] for i in node.inputs), train=train)
+            values[node.name] = y
+            caches.append(cache)
+        return values[self.nodes[-1].name], caches
+
+    def backward(self, dlogits: np.ndarray, caches: list) -> dict[str, np.ndarray]:
+        """Gradients of every parameter (dotted names) given the loss gradient of the logits."""
+        upstream: dict[str, np.ndarray] = {self.nodes[-1].name: dlogits}
+        grads: dict[str, np.ndarray] = {}
+        for node, cache in zip(reversed(self.nodes), reversed(caches)):
+            dy = upstream.pop(node.name, None)
+            if dy is None:  # nothing downstream needs this node (cannot happen in a built net)
+                continue
+            dx, layer_grads = node.layer.backward(dy, cache)
+            grads.update({f"{node.name}.{k}": g for k, g in layer_grads.items()})
+            dxs = dx if node.layer.n_inputs > 1 else (dx,)
+            for name, d in zip(node.inputs, dxs):
+                if name == "input" or d is None:
+                    continue
+                upstream[name] = upstream[name] + d if name in upstream else d
+        return grads
+
+    def predict(self, x: np.ndarray, batch: int = 256) -> np.ndarray:
+        """Evaluation-mode logits, in batches."""
+        return np.concatenate([self.forward(x[i : i + batch])[0] for i in range(0, len(x), batch)])
+
+    def prepare(self) -> None:
+        """Skip the input gradient of layers that read the image directly (nothing needs it)."""
+        for node in self.nodes:
+            node.layer.needs_input_grad = "input" not in node.inputs
+
+
+# -- architectures ---------------------------------------------------------------------------------
+
+def lenet5(input_shape: tuple[int, int, int], num_classes: int, rng: np.random.Generator) -> Network:
+    """LeNet-5 with ReLU and max-pooling: conv5(6, pad 2) - pool - conv5(16) - pool - 120 - 84 - classes."""
+    c, h, w = input_shape
+    net = Network("lenet5", "classify", input_shape, num_classes)
+    net.add("conv1", L.Conv2d(c, 6, 5, padding=2, rng=rng))
+    net.add("relu1", L.ReLU())
+    net.add("pool1", L.MaxPool2d(2))
+    net.add("conv2", L.Conv2d(6, 16, 5, rng=rng))
+    net.add("relu2", L.ReLU())
+    net.add("pool2", L.MaxPool2d(2))
+    net.add("flatten", L.Flatten())
+    flat = net.output_shapes()["flatten"][1]
+    net.add("fc1", L.Linear(flat, 120, rng=rng))
+    net.add("relu3", L.ReLU())
+    net.add("fc2", L.Linear(120, 84, rng=rng))
+    net.add("relu4", L.ReLU())
+    net.add("fc3", L.Linear(84, num_classes, init="xavier", rng=rng))
+    return net
+
+
+def _residual_block(net: Network, name: str, channels: int, rng: np.random.Generator) -> None:
+    """conv-bn-relu-conv-bn + identity, then ReLU (He et al. 2016, basic block)."""
+    start = net.nodes[-1].name
+    net.add(f"{name}.conv1", L.Conv2d(channels, channels, 3, padding=1, bias=False, rng=rng))
+    net.add(f"{name}.bn1", L.BatchNorm2d(channels))
+    net.add(f"{name}.relu1", L.ReLU())
+    net.add(f"{name}.conv2", L.Conv2d(channels, channels, 3, padding=1, bias=False, rng=rng))
+    net.add(f"{name}.bn2", L.BatchNorm2d(channels))
+    net.add(f"{name}.add", L.Add(), f"{name}.bn2", start)
+    net.add(f"{name}.relu2", L.ReLU())
+
+
+def resnet(input_shape: tuple[int, int, int], num_classes: int, rng: np.random.Generator) -> Network:
+    """A small ResNet: stem conv(16) - block - pool - conv(32) - block - pool - global average - linear."""
+    c, h, w = input_shape
+    net = Network("resnet", "classify", input_shape, num_classes)
+    net.add("stem.conv", L.Conv2d(c, 16, 3, padding=1, bias=False, rng=rng))
+    net.add("stem.bn", L.BatchNorm2d(16))
+    net.add("stem.relu", L.ReLU())
+    _residual_block(net, "block1", 16, rng)
+    net.add("pool1", L.MaxPool2d(2))
+    net.add("down.conv", L.Conv2d(16, 32, 3, padding=1, bias=False, rng=rng))
+    net.add("down.bn", L.BatchNorm2d(32))
+    net.add("down.relu", L.ReLU())
+    _residual_block(net, "block2", 32, rng)
+    net.add("pool2", L.MaxPool2d(2))
+    _, _, fh, fw = net.output_shapes()["pool2"]
+    net.add("gap", L.AvgPool2d((fh, fw)))
+    net.add("flatten", L.Flatten())
+    net.add("fc", L.Linear(32, num_classes, init="xavier", rng=rng))
+    return net
+
+
+def unet(input_shape: tuple[int, int, int], num_classes: int, rng: np.random.Generator) -> Network:
+    """A small U-Net: two 2x down-samplings, transposed-convolution up-sampling, concatenated skips,
+    and a 1x1 convolution to per-pixel logits at the input size (H and W multiples of 4)."""
+    c, h, w = input_shape
+    if h % 4 or w % 4:
+        raise UsageError(f"unet needs a height and width that are multiples of 4, got {h}x{w}")
+    net = Network("unet", "segment", input_shape, num_classes)
+
+    def conv_relu(name: str, cin: int, cout: int, *inputs: str, dilation: int = 1) -> str:
+        net.add(f"{name}.conv", L.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation, rng=rng), *inputs)
+        return net.add(f"{name}.relu", L.ReLU())
+
+    skip1 = conv_relu("enc1", c, 12)
+    net.add("pool1", L.MaxPool2d(2))
+    skip2 = conv_relu("enc2", 12, 24)
+    net.add("pool2", L.MaxPool2d(2))
+    conv_relu("mid1", 24, 32)
+    conv_relu("mid2", 32, 32, dilation=2)
+    net.add("up2", L.ConvTranspose2d(32, 24, 2, stride=2, rng=rng))
+    net.add("cat2", L.Concat(), "up2", skip2)
+    conv_relu("dec2", 48, 24)
+    net.add("up1", L.ConvTranspose2d(24, 12, 2, stride=2, rng=rng))
+    net.add("cat1", L.Concat(), "up1", skip1)
+    conv_relu("dec1", 24, 16)
+    net.add("head", L.Conv2d(16, num_classes, 1, init="xavier", rng=rng))
+    return net
+
+
+ARCHITECTURES = {"lenet5": lenet5, "resnet": resnet, "unet": unet}
+TASKS = {"lenet5": "classify", "resnet": "classify", "unet": "segment"}
+
+
+def build(arch: str, input_shape: tuple[int, int, int], num_classes: int, seed: int = 0) -> Network:
+    """Build architecture ``arch`` with weights drawn from ``seed``; UsageError lists the known ones."""
+    if arch not in ARCHITECTURES:
+        raise UsageError(f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHITECTURES)}")
+    net = ARCHITECTURES[arch](input_shape, num_classes, np.random.default_rng(seed))
+    net.output_shapes()  # fail early on an input size the architecture cannot take
+    net.prepare()
+    return net

@@ -1,0 +1,178 @@
+"""The training loop: mini-batches, validation, schedules, early stopping, NaN and Ctrl-C handling.
+
+It never prints: progress goes to the ``on_batch`` / ``on_epoch`` callbacks, and the outcome comes
+back as a :class:`Result` holding the per-epoch records and the best and last good weights.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from convtool.errors import UsageError
+from convtool.nn import data as D
+from convtool.nn.losses import cross_entropy
+from convtool.nn.models import Network
+from convtool.nn.optim import SCHEDULES, learning_rate, make_optimizer
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one run (defaults are what ``convtool train`` uses)."""
+
+    epochs: int = 10
+    batch: int = 64
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "constant"  # constant, step, cosine
+    step_size: int = 5
+    gamma: float = 0.1
+    patience: int | None = None  # early stopping: epochs without a lower validation loss
+    seed: int = 0
+    shift: int = 0  # augmentation: random shifts of up to this many pixels
+    freeze: str | None = None  # "features": train only the output layer
+
+    def validate(self) -> None:
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise UsageError(f"epochs must be a positive integer, got {self.epochs}")
+        if not isinstance(self.batch, int) or self.batch < 1:
+            raise UsageError(f"the batch size must be a positive integer, got {self.batch}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise UsageError(f"the learning rate must be a positive number, got {self.lr}; try --lr 1e-3")
+        if self.schedule not in SCHEDULES:
+            raise UsageError(f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
+        if self.patience is not None and self.patience < 1:
+            raise UsageError(f"patience must be a positive number of epochs, got {self.patience}")
+        if self.freeze not in (None, "features"):
+            raise UsageError(f"--freeze takes 'features' (train only the output layer), got {self.freeze!r}")
+
+
+@dataclass
+class EpochRecord:
+    epoch: int  # 1-based
+    lr: float
+    train_loss: float
+    train_accuracy: float  # pixel accuracy for segmentation
+    val_loss: float
+    val_accuracy: float
+    val_miou: float | None
+    seconds: float  # training time of the epoch (validation excluded)
+
+
+@dataclass
+class Result:
+    records: list[EpochRecord] = field(default_factory=list)
+    stop_reason: str = "completed"  # completed, early-stop, nan, interrupted
+    stop_epoch: int | None = None
+    best_epoch: int | None = None
+    best_state: dict[str, np.ndarray] | None = None
+    confusion: np.ndarray | None = None  # validation confusion matrix of the best epoch (true x predicted)
+
+    @property
+    def best(self) -> EpochRecord | None:
+        return next((r for r in self.records if r.epoch == self.best_epoch), None)
+
+
+BatchCallback = Callable[[int, int, int, float, float], None]  # epoch, step, steps, loss, accuracy
+EpochCallback = Callable[[EpochRecord], None]
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
+    """``m[t, p]`` = how many samples (or pixels) of true class t were predicted as p."""
+    return np.bincount(labels.ravel() * classes + predicted.ravel(), minlength=classes * classes).reshape(classes, classes)
+
+
+def mean_iou(confusion: np.ndarray) -> float:
+    """Mean intersection over union over the classes that occur (true or predicted)."""
+    tp = np.diag(confusion).astype(np.float64)
+    union = confusion.sum(0) + confusion.sum(1) - tp
+    present = union > 0
+    return float(np.mean(tp[present] / union[present])) if present.any() else 0.0
+
+
+def evaluate(net: Network, x: np.ndarray, y: np.ndarray, batch: int = 250) -> tuple[float, np.ndarray]:
+    """Mean validation loss and the confusion matrix (per image or per pixel)."""
+    total, conf = 0.0, np.zeros((net.num_classes, net.num_classes), np.int64)
+    for i in range(0, len(x), batch):
+        logits, _ = net.forward(x[i : i + batch])
+        loss, _ = cross_entropy(logits, y[i : i + batch])
+        total += loss * len(logits)
+        conf += confusion_matrix(y[i : i + batch], logits.argmax(axis=1), net.num_classes)
+    return total / len(x), conf
+
+
+def fit(net: Network, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
+        config: TrainConfig, on_batch: BatchCallback | None = None, on_epoch: EpochCallback | None = None) -> Result:
+    """Train ``net`` in place on normalised float32 arrays; keep the best epoch's weights.
+
+    The best epoch has the highest validation accuracy (mean IoU for segmentation). Training stops
+    early after ``config.patience`` epochs without a lower validation loss, at a non-finite loss
+    (reason "nan") and at Ctrl-C (reason "interrupted"); the best state is then that of the last
+    complete epoch before it.
+    """
+    config.validate()
+    rng = np.random.default_rng(config.seed)
+    params = net.parameters()
+    trainable = {k: v for k, v in params.items() if config.freeze != "features" or net.group_of(k) == "head"}
+    optimizer = make_optimizer(config.optimizer, trainable, config.lr, config.momentum, config.weight_decay)
+    segment = net.task == "segment"
+    fill = float(train_x.min()) if len(train_x) else 0.0
+    result = Result()
+    best_score, best_loss, waited = -1.0, math.inf, 0
+    steps = math.ceil(len(train_x) / config.batch)
+    epoch = 0
+    try:
+        for epoch in range(1, config.epochs + 1):
+            optimizer.lr = learning_rate(config.schedule, config.lr, epoch - 1, config.epochs, config.step_size, config.gamma)
+            order = rng.permutation(len(train_x))
+            start = time.perf_counter()
+            seen, loss_sum, correct = 0, 0.0, 0
+            for step in range(steps):
+                idx = order[step * config.batch : (step + 1) * config.batch]
+                xb, yb = train_x[idx], train_y[idx]
+                if config.shift and not segment:
+                    xb = D.random_shift(xb, config.shift, rng, fill)
+                logits, caches = net.forward(xb, train=True)
+                loss, dlogits = cross_entropy(logits, yb)
+                if not math.isfinite(loss):
+                    result.stop_reason, result.stop_epoch = "nan", epoch
+                    return result
+                grads = net.backward(dlogits, caches)
+                optimizer.step({k: g for k, g in grads.items() if k in trainable})
+                seen += len(idx)
+                loss_sum += loss * len(idx)
+                hits = int(np.sum(logits.argmax(axis=1) == yb))
+                correct += hits
+                if on_batch:
+                    per = yb[0].size
+                    on_batch(epoch, step + 1, steps, loss_sum / seen, correct / (seen * per))
+            seconds = time.perf_counter() - start
+            val_loss, conf = evaluate(net, val_x, val_y)
+            if not math.isfinite(val_loss):
+                result.stop_reason, result.stop_epoch = "nan", epoch
+                return result
+            per = train_y[0].size
+            record = EpochRecord(epoch, optimizer.lr, loss_sum / seen, correct / (seen * per), val_loss,
+                                 float(np.trace(conf) / conf.sum()), mean_iou(conf) if segment else None, seconds)
+            result.records.append(record)
+            score = record.val_miou if segment else record.val_accuracy
+            if score > best_score:
+                best_score, result.best_epoch, result.best_state, result.confusion = score, epoch, net.state(), conf
+            if on_epoch:
+                on_epoch(record)
+            if val_loss < best_loss:
+                best_loss, waited = val_loss, 0
+            else:
+                waited += 1
+                if config.patience is not None and waited >= config.patience:
+                    result.stop_reason, result.stop_epoch = "early-stop", epoch
+                    break
+    except KeyboardInterrupt:
+        result.stop_reason, result.stop_epoch = "interrupted", epoch
+    return result
