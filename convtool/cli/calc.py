@@ -180,11 +180,14 @@ def layer_report(n_text, k_text, s_text, p_text, padding_mode, d_text, cin_text,
 def _pytorch(axes: list[shapes.Axis]) -> dict:
     pads = [a.pad for a in axes]
     symmetric = all(b == a for b, a in pads)
+    # torch.nn.Conv*d(padding='same') exists for stride 1 only and puts any odd cell after, like TensorFlow
+    same_ok = all(a.mode == "same" and a.s == 1 for a in axes)
     entry = {"pad": list(shapes.pytorch_pad_tuple(pads)), "symmetric": symmetric,
-             "padding": [b for b, _ in pads] if symmetric else None, "alternatives": []}
+             "padding": [b for b, _ in pads] if symmetric else None, "padding_same": same_ok, "alternatives": []}
     if not symmetric:
         for axis in axes:
-            entry["alternatives"].append([{"padding": p, "output": out} for p, out in shapes.symmetric_alternatives(axis)])
+            entry["alternatives"].append([] if axis.pad[0] == axis.pad[1] else [
+                {"padding": p, "output": out} for p, out in shapes.symmetric_alternatives(axis)])
     return entry
 
 
@@ -307,11 +310,20 @@ def render_layer(report: dict, console) -> None:
             console.print(f"PyTorch: padding={tuple(torch['padding']) if multi else torch['padding'][0]} "
                           "reproduces it (symmetric).")
         else:
-            alternatives = "; ".join(
-                ", ".join(f"padding={alt['padding']} gives {alt['output']}" for alt in axis_alts)
-                for axis_alts in torch["alternatives"])
-            console.print(f"PyTorch: asymmetric, so F.pad(x, {tuple(torch['pad'])}) then padding=0; symmetric padding "
-                          f"cannot reproduce it ({alternatives}; an equal count still shifts the windows).")
+            names = ("H", "W") if len(conv["axes"]) == 2 else [str(i + 1) for i in range(len(conv["axes"]))]
+            parts, shifted = [], False
+            for name, axis, axis_alts in zip(names, conv["axes"], torch["alternatives"]):
+                text = ", ".join(f"padding={alt['padding']} gives {alt['output']}" for alt in axis_alts) \
+                    or f"padding={axis['pad_before']} already symmetric"
+                shifted |= any(alt["output"] == axis["output"] for alt in axis_alts)
+                if not parts or text not in parts[-1]:
+                    parts.append(f"{name}: {text}" if len(names) > 1 else text)
+            if len(parts) == 1 and len(names) > 1:
+                parts = ["each axis: " + parts[0].split(": ", 1)[1]]
+            same = " or padding='same' (stride 1 only, same split)" if torch["padding_same"] else ""
+            shift = "; the same count still shifts every window by one cell" if shifted else ""
+            console.print(f"PyTorch: asymmetric, so F.pad(x, {tuple(torch['pad'])}) then padding=0{same}. Symmetric "
+                          f"padding cannot reproduce it ({'; '.join(parts)}{shift}).")
         unused = [a["unused"] for a in conv["axes"] if a["unused"] != a["dropped"]]
         if unused:
             console.print("Never read (gaps between windows or dilation holes): "
