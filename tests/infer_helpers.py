@@ -140,7 +140,7 @@ def colour_segmenter(path: Path, *, stride: int = 1, nhwc_output: bool = False, 
     graph = helper.make_graph(
         nodes, "segmenter",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, height, width])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "h", "w", 3] if nhwc_output else ["N", 3, "h", "w"])],
         [_init("w", np.eye(3).reshape(3, 3, 1, 1))],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="convtool-tests")

@@ -155,7 +155,7 @@ def command(paths, model, labels, top_k, batch, device, workers, output, overwri
     failures: list = []
     shown: list[tuple[str, list[str], list[float]]] = []
     evaluation: cls.Evaluation | None = None
-    show_table = output is None and len(scan.files) <= TABLE_LIMIT
+    show_table = output is None and not evaluate and len(scan.files) <= TABLE_LIMIT
     progress, advance = progress_bar(len(scan.files))
 
     def consume(writer) -> None:
@@ -191,7 +191,7 @@ def command(paths, model, labels, top_k, batch, device, workers, output, overwri
     click.echo(timings.summary(session.device), err=True)
     if output is not None:
         click.echo(f"wrote {timings.images} results to {output}", err=True)
-    elif not show_table and timings.images:
+    elif not show_table and not evaluate and timings.images:
         click.echo(f"({timings.images} results not shown; use --output results.csv to save them)", err=True)
     if timings.images == 0 and not failures:
         raise UsageError("no images were classified")

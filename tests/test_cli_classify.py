@@ -1,0 +1,216 @@
+"""`convtool classify` through click: tables, result files, --eval, devices and every bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from convtool.cli.main import cli
+from infer_helpers import MNIST_12, lenet, linear_rgb, write_mnist_pngs
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("digits")
+    paths, labels = write_mnist_pngs(folder, 40)
+    return folder, paths, labels
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, ["classify", *args], catch_exceptions=False)
+
+
+def test_table_for_a_small_run(digits):
+    folder, paths, labels = digits
+    result = run(*map(str, paths[:3]), "-m", str(MNIST_12), "--top-k", "3", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["file", "top-1", "prob", "top-2..3"]
+    for line, path, label in zip(lines[1:], paths, labels):
+        assert line.split()[:2] == [str(path), str(label)]
+    assert "3 images in" in result.stderr and "per image) on CPU" in result.stderr
+
+
+def test_csv_json_jsonl_hold_every_top_k_entry(digits, tmp_path):
+    folder, paths, labels = digits
+    out = {}
+    for suffix in ("csv", "json", "jsonl"):
+        target = tmp_path / f"results.{suffix}"
+        result = run(str(folder), "-m", str(MNIST_12), "-o", str(target), "--top-k", "2", "--device", "cpu")
+        assert result.exit_code == 0, result.output
+        assert f"wrote 40 results to {target}" in result.stderr
+        out[suffix] = target
+    rows = list(csv.DictReader(out["csv"].open()))
+    assert [r["file"] for r in rows] == [str(p) for p in paths]
+    assert [int(r["index_1"]) for r in rows] == labels.tolist()
+    assert all(float(r["probability_1"]) >= float(r["probability_2"]) for r in rows)
+    records = json.loads(out["json"].read_text())
+    lines = [json.loads(line) for line in out["jsonl"].read_text().splitlines()]
+    assert records == lines and len(records) == 40
+    assert [len(r["top_k"]) for r in records] == [2] * 40
+    assert [r["top_k"][0]["label"] for r in records] == [str(v) for v in labels]
+    assert records[0]["top_k"][0]["probability"] == pytest.approx(float(rows[0]["probability_1"]), rel=1e-5)
+
+
+def test_existing_output_needs_overwrite_and_is_left_untouched(digits, tmp_path):
+    folder, _, _ = digits
+    target = tmp_path / "r.csv"
+    target.write_text("keep me")
+    result = run(str(folder), "-m", str(MNIST_12), "-o", str(target))
+    assert result.exit_code == 1
+    assert result.output.strip().endswith(f"Error: {target}: already exists; pass --overwrite to replace it")
+    assert target.read_text() == "keep me"
+    assert run(str(folder), "-m", str(MNIST_12), "-o", str(target), "--overwrite").exit_code == 0
+    assert target.read_text().startswith("file,label_1")
+
+
+def test_eval_on_class_subfolders_with_confusion_png(tmp_path):
+    root = tmp_path / "test"
+    _, labels = write_mnist_pngs(root, 60, by_class=True)
+    picture = tmp_path / "confusion.png"
+    result = run(str(root), "-m", str(MNIST_12), "--eval", "--confusion", str(picture), "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    first = result.stdout.splitlines()[0]
+    correct = int(first.split("(")[1].split(" of ")[0])
+    assert first.startswith("accuracy ") and first.endswith(" of 60)") and correct >= 58
+    assert "confusion matrix" in result.stdout
+    image = Image.open(picture)
+    assert image.format == "PNG" and image.width > 200
+
+
+def test_device_messages_without_a_gpu(digits):
+    folder, paths, _ = digits
+    auto = run(str(paths[0]), "-m", str(MNIST_12))
+    assert auto.exit_code == 0
+    if "on CUDA" in auto.stderr:
+        pytest.skip("this machine has a working CUDA provider")
+    assert "convtool: running on the CPU because CUDA is not usable: " in auto.stderr
+    assert "[E:onnxruntime" not in auto.output and "[W:onnxruntime" not in auto.output
+    cuda = run(str(paths[0]), "-m", str(MNIST_12), "--device", "cuda")
+    assert cuda.exit_code == 1
+    assert cuda.output.startswith("Error: --device cuda: CUDA is not usable: ")
+    assert len(cuda.output.strip().splitlines()) == 1
+    cpu = run(str(paths[0]), "-m", str(MNIST_12), "--device", "cpu")
+    assert "CUDA" not in cpu.stderr
+
+
+def test_corrupt_and_non_image_files_are_skipped_and_reported(digits, tmp_path):
+    _, paths, labels = digits
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for p in paths[:3]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 30)
+    (folder / "readme.txt").write_text("hello")
+    out = tmp_path / "r.csv"
+    result = run(str(folder), "-m", str(MNIST_12), "-o", str(out))
+    assert result.exit_code == 1
+    assert "2 of 5 files could not be used:" in result.stderr
+    assert "broken.png:" in result.stderr and "readme.txt: not an image" in result.stderr
+    assert result.stderr.strip().endswith("Error: 2 of 5 files skipped (listed above); the others were processed")
+    assert len(list(csv.reader(out.open()))) == 4  # header + the three good digits
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "setup, message, code",
+    [
+        ("missing_model", "missing.onnx: no such model file", 1),
+        ("not_onnx", "not a usable ONNX model", 1),
+        ("flat_input", "is not an image tensor", 1),
+        ("channels", "rgb images have 3 channel(s) but the model's input", 2),
+        ("empty_folder", "no image files in this folder", 1),
+        ("missing_input", "nowhere.png: no such file or folder", 1),
+        ("bad_suffix", "unknown result format '.xlsx'", 2),
+        ("bad_size", "Invalid value for '--size': 'big' is not HEIGHTxWIDTH", 2),
+        ("confusion_alone", "--confusion needs --eval", 2),
+        ("segmenter", "is not [batch, classes]", 1),
+    ],
+)
+def test_bad_inputs_get_one_line(setup, message, code, tmp_path, digits):
+    _, paths, _ = digits
+    image, model, extra = str(paths[0]), str(MNIST_12), []
+    if setup == "missing_model":
+        model = str(tmp_path / "missing.onnx")
+    elif setup == "not_onnx":
+        model = str(tmp_path / "model.onnx")
+        (tmp_path / "model.onnx").write_text("hello")
+    elif setup == "flat_input":
+        model = str(tmp_path / "flat.onnx")
+        _flat_model(tmp_path / "flat.onnx")
+    elif setup == "channels":
+        extra = ["--channels", "rgb"]
+    elif setup == "empty_folder":
+        (tmp_path / "empty").mkdir()
+        image = str(tmp_path / "empty")
+    elif setup == "missing_input":
+        image = str(tmp_path / "nowhere.png")
+    elif setup == "bad_suffix":
+        extra = ["-o", str(tmp_path / "r.xlsx")]
+    elif setup == "bad_size":
+        extra = ["--size", "big"]
+    elif setup == "confusion_alone":
+        extra = ["--confusion", str(tmp_path / "c.png")]
+    elif setup == "segmenter":
+        from infer_helpers import colour_segmenter
+
+        model = str(colour_segmenter(tmp_path / "seg.onnx", size=(28, 28)))
+        extra = ["--channels", "rgb"]
+    result = run(image, "-m", model, *extra)
+    assert result.exit_code == code, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert len([line for line in result.output.splitlines() if line.startswith("Error")]) == 1
+
+
+def _flat_model(path):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])], "flat",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 784])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 784])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+def test_labels_file_of_the_wrong_length_warns_and_uses_indices(digits, tmp_path):
+    _, paths, labels = digits
+    names = tmp_path / "labels.txt"
+    names.write_text("\n".join(f"digit {i}" for i in range(9)) + "\n")
+    result = run(str(paths[0]), "-m", str(MNIST_12), "--labels", str(names), "--top-k", "1")
+    assert result.exit_code == 0
+    assert "warning: 9 labels given but the model has 10 classes; showing class indices instead" in result.stderr
+    assert result.stdout.splitlines()[1].split()[1] == str(labels[0])
+    names.write_text("\n".join(f"digit-{i}" for i in range(10)))
+    good = run(str(paths[0]), "-m", str(MNIST_12), "--labels", str(names), "--top-k", "1")
+    assert good.stdout.splitlines()[1].split()[1] == f"digit-{labels[0]}"
+
+
+def test_metadata_of_convtool_models_gives_labels_and_preprocessing(tmp_path):
+    """A model with convtool's metadata: 0..1 pixels standardised, named classes, NHWC."""
+    rng = np.random.default_rng(4)
+    weights = rng.normal(0, 0.05, (3 * 4 * 4, 3))
+    meta = {
+        "convtool.task": "classify",
+        "convtool.labels": ["red", "green", "blue"],
+        "convtool.input": {"layout": "nhwc", "channels": "rgb", "height": 4, "width": 4, "scale": 1 / 255,
+                           "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
+    }
+    model = linear_rgb(tmp_path / "meta.onnx", weights, size=(4, 4), nhwc=True, metadata=meta)
+    pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)  # resized to 4x4 by the recipe
+    Image.fromarray(pixels).save(tmp_path / "x.png")
+    result = run(str(tmp_path / "x.png"), "-m", str(model), "--top-k", "3")
+    assert result.exit_code == 0, result.output
+    small = np.asarray(Image.fromarray(pixels).resize((4, 4), Image.Resampling.BILINEAR), dtype=np.float64)
+    scores = (((small / 255 - 0.5) / 0.25).reshape(-1)) @ weights
+    best = ["red", "green", "blue"][int(np.argmax(scores))]
+    assert result.stdout.splitlines()[1].split()[1] == best
