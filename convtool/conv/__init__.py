@@ -1,8 +1,13 @@
 """The convolution core: ``correlate2d``, ``convolve2d`` and ``pool2d``.
 
-These wrappers validate their arguments, resolve padding with :mod:`convtool.shapes`, and dispatch to
-a back-end: ``"direct"`` (Numba, the default) or ``"reference"`` (plain NumPy, the oracle).
-Images are ``(..., H, W)``: any leading axes (channels, images) are filtered independently.
+These wrappers validate their arguments, resolve padding with :mod:`convtool.shapes`, choose a
+back-end (:func:`choose_backend`) and dispatch to it. Images are ``(..., H, W)``: any leading axes
+(channels, images) are filtered independently.
+
+Back-ends: ``direct`` (Numba, every tap), ``separable`` (rank-1 kernels as two 1D passes), ``fft``
+(numpy's FFT, for large dense kernels), ``im2col`` (columns and one matrix product), ``reference``
+(plain NumPy, the oracle) and ``cuda`` (Numba CUDA, direct or separable on the GPU). ``auto`` picks
+by a cost model. Devices: ``auto`` (CUDA when a GPU initialises), ``cpu``, ``cuda``.
 
 Cross-correlation is what CNN libraries and OpenCV call "convolution"; ``convolve2d`` flips the
 kernel first (true convolution).
@@ -10,16 +15,32 @@ kernel first (true convolution).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence, Union
 
 import numpy as np
 
 from convtool import shapes
+from convtool.conv.device import DEVICES, resolve_device
 from convtool.errors import ShapeError, UsageError
 
 Pair = Union[int, Sequence[int]]
 Padding = Union[str, int, Sequence[int]]
+
+BORDERS = ("zero", "constant", "reflect", "symmetric", "replicate", "wrap")
+BACKENDS = ("auto", "direct", "separable", "fft", "im2col", "cuda", "reference")
+POOL_BACKENDS = ("auto", "direct", "cuda", "reference")
+POOL_KINDS = ("max", "avg", "l2")
+CPU_ONLY = ("fft", "im2col", "reference")
+NATIVE_DTYPES = (np.uint8, np.float32)  # the Numba kernels read these directly; others become float32
+
+# Cost model, in "vector multiply-adds per output pixel" (measured on 4096^2 float32, 2 threads):
+# a pass over a row costs about one unit per tap plus a fixed pass overhead; the FFT costs about
+# FFT_COST_PER_LOG2 * log2(padded pixels) per pixel whatever the kernel.
+PASS_OVERHEAD = 3.0
+FFT_COST_PER_LOG2 = 4.0
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -31,24 +52,75 @@ class Choice:
 
 
 def choose_backend(image_shape: Sequence[int], kernel: np.ndarray, *, backend: str = "auto",
-                   device: str = "auto") -> Choice:
-    """Pick the back-end and device for correlating an image of ``image_shape`` with ``kernel``."""
+                   device: str = "auto", stride: Pair = 1) -> Choice:
+    """Pick the back-end and device for correlating an image of ``image_shape`` with ``kernel``.
+
+    A back-end that cannot run the request falls back to one that can; ``reason`` says so.
+    Raises DeviceError when CUDA is asked for and unavailable.
+    """
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if device not in ("auto", "cpu"):
-        raise UsageError(f"unknown device {device!r}; choose auto or cpu")
-    if backend == "auto":
-        return Choice("direct", "cpu", "the only fast back-end so far")
-    return Choice(backend, "cpu", "asked for")
+    if device not in DEVICES:
+        raise UsageError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    kernel = np.asarray(kernel, dtype=np.float64)
+    if backend == "cuda":
+        if device == "cpu":
+            raise UsageError("backend cuda runs on the GPU; drop --device cpu or pick a CPU backend (auto, direct)")
+        device = "cuda"
+    if backend in CPU_ONLY and device != "cpu":
+        if device == "cuda":
+            raise UsageError(f"backend {backend} runs on the CPU only; on CUDA use direct, separable or auto")
+        return Choice(backend, "cpu", f"asked for; {backend} runs on the CPU only")
+    ran_on, why_device = resolve_device(device)
+    from convtool.conv import separable
+
+    rank1 = separable.factors(kernel) is not None
+    if backend == "separable" and not rank1:
+        return Choice("direct", ran_on, f"separable needs a rank-1 kernel, this one has rank "
+                                        f"{separable.rank(kernel)}; direct (or fft, im2col) can run it")
+    if backend not in ("auto", "cuda"):
+        return Choice(backend, ran_on, f"asked for; {why_device}")
+    if ran_on == "cuda":
+        name = "separable" if rank1 else "direct"
+        return Choice(name, "cuda", f"{'rank-1 kernel: two 1D passes' if rank1 else 'direct tiles'}; {why_device}")
+    return _cost_model(image_shape, kernel, rank1, _pair("stride", stride), why_device)
 
 
-BORDERS = ("zero", "constant", "reflect", "symmetric", "replicate", "wrap")
-BACKENDS = ("auto", "direct", "reference")
-POOL_KINDS = ("max", "avg", "l2")
+def _cost_model(image_shape: Sequence[int], kernel: np.ndarray, rank1: bool, stride: tuple[int, int],
+                why_device: str) -> Choice:
+    """The cheapest CPU back-end by estimated work per output pixel."""
+    taps = int(np.count_nonzero(kernel))
+    costs = {"direct": taps + PASS_OVERHEAD}
+    if rank1:
+        column, row = np.count_nonzero(kernel, axis=0).max(), np.count_nonzero(kernel, axis=1).max()
+        costs["separable"] = (row + column + 2 * PASS_OVERHEAD) * (1 if stride[0] == 1 else 1.5)
+    pixels = float(np.prod([n + k - 1 for n, k in zip(tuple(image_shape)[-2:], kernel.shape)]))
+    # the FFT computes every stride-1 output, so strides multiply its cost per kept pixel
+    costs["fft"] = FFT_COST_PER_LOG2 * math.log2(max(pixels, 2.0)) * stride[0] * stride[1]
+    best = min(costs, key=costs.get)
+    detail = ", ".join(f"{name} {cost:.0f}" for name, cost in sorted(costs.items(), key=lambda item: item[1]))
+    shape = "rank-1" if rank1 else "non-separable"
+    return Choice(best, "cpu", f"{kernel.shape[0]}x{kernel.shape[1]} {shape} kernel, {taps} non-zero taps; "
+                               f"estimated cost per pixel: {detail}; {why_device}")
+
+
+def choose_pool_backend(*, backend: str = "auto", device: str = "auto") -> Choice:
+    """Back-end and device for ``pool2d``: direct (Numba), cuda or reference; others fall back to direct."""
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "cuda":
+        device = "cuda"
+    ran_on, why_device = resolve_device(device)
+    if backend == "reference":
+        return Choice("reference", "cpu", "asked for; the reference runs on the CPU only")
+    if backend in ("separable", "fft", "im2col"):
+        return Choice("direct", ran_on, f"pooling has no {backend} form; direct (or reference) can pool; {why_device}")
+    return Choice("direct", ran_on, why_device)
 
 
 def correlate2d(image: np.ndarray, kernel: np.ndarray, *, stride: Pair = 1, padding: Padding = "valid",
-                border: str = "zero", cval: float = 0.0, dilation: Pair = 1, backend: str = "auto") -> np.ndarray:
+                border: str = "zero", cval: float = 0.0, dilation: Pair = 1, backend: str = "auto",
+                device: str = "auto") -> np.ndarray:
     """Cross-correlate the last two axes of ``image`` with a 2D ``kernel``; returns float32.
 
     Parameters
@@ -59,29 +131,47 @@ def correlate2d(image: np.ndarray, kernel: np.ndarray, *, stride: Pair = 1, padd
     border : {'zero', 'constant', 'reflect', 'symmetric', 'replicate', 'wrap'}
         What fills the padding: 0, ``cval``, mirror without / with the edge pixel, the edge pixel,
         or the opposite side. (scipy.ndimage names: constant, constant, mirror, reflect, nearest, wrap.)
-    backend : {'auto', 'direct', 'reference'}
+    backend : {'auto', 'direct', 'separable', 'fft', 'im2col', 'cuda', 'reference'}
+    device : {'auto', 'cpu', 'cuda'}
     """
     image, kernel = _check_arrays(image, kernel)
     stride_hw, dilation_hw = _pair("stride", stride), _pair("dilation", dilation)
     pads = resolve_padding2d(padding, image.shape[-2:], kernel.shape, stride_hw, dilation_hw)
-    for axis in (0, 1):
-        shapes.output_size(image.shape[-2 + axis], kernel.shape[axis], stride_hw[axis],
-                           pads[2 * axis: 2 * axis + 2], dilation_hw[axis])
+    out_hw = tuple(shapes.output_size(image.shape[-2 + axis], kernel.shape[axis], stride_hw[axis],
+                                      pads[2 * axis: 2 * axis + 2], dilation_hw[axis]) for axis in (0, 1))
     if border not in BORDERS:
         raise UsageError(f"unknown border {border!r}; choose one of {', '.join(BORDERS)}")
-    if backend not in BACKENDS:
-        raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    choice = choose_backend(image.shape, kernel, backend=backend, device=device, stride=stride_hw)
     from convtool.conv import reference
 
-    if backend == "reference":
+    if choice.backend == "reference":
         return reference.correlate2d(image, kernel, stride_hw, pads, border, cval, dilation_hw)
-    from convtool.conv import cpu
-
-    stack = reference.pad(image.reshape((-1,) + image.shape[-2:]), pads, border, cval).astype(np.float32)
-    out_hw = tuple((stack.shape[1 + a] - shapes.effective_kernel(kernel.shape[a], dilation_hw[a])) // stride_hw[a] + 1
-                   for a in (0, 1))
+    stack = _stack(image)
     out = np.empty((stack.shape[0],) + out_hw, dtype=np.float32)
-    cpu.correlate_direct(np.ascontiguousarray(stack), kernel.astype(np.float32), stride_hw, dilation_hw, out)
+    args = (stride_hw, pads, border, 0.0 if border == "zero" else float(cval), dilation_hw, out)
+    if choice.device == "cuda":
+        from convtool.conv import cuda, separable
+
+        if choice.backend == "separable":
+            cuda.correlate_separable(stack, *separable.factors(kernel), *args)
+        else:
+            cuda.correlate_direct(stack, kernel, *args)
+    elif choice.backend == "separable":
+        from convtool.conv import cpu, separable
+
+        cpu.correlate_separable(stack, *separable.factors(kernel), *args)
+    elif choice.backend == "fft":
+        from convtool.conv import fft
+
+        fft.correlate(stack, kernel, *args)
+    elif choice.backend == "im2col":
+        from convtool.conv import gemm
+
+        gemm.correlate(stack, kernel, *args)
+    else:
+        from convtool.conv import cpu
+
+        cpu.correlate_direct(stack, kernel, *args)
     return out.reshape(image.shape[:-2] + out_hw)
 
 
@@ -92,10 +182,11 @@ def convolve2d(image: np.ndarray, kernel: np.ndarray, **options) -> np.ndarray:
 
 
 def pool2d(image: np.ndarray, size: Pair, *, stride: Pair | None = None, kind: str = "max",
-           padding: Padding = "valid", backend: str = "auto") -> np.ndarray:
+           padding: Padding = "valid", backend: str = "auto", device: str = "auto") -> np.ndarray:
     """Max, average or L2 pooling over windows of ``size`` (stride defaults to the size).
 
     Padded cells never count: max ignores them and averages divide by the real cells only.
+    backend : {'auto', 'direct', 'cuda', 'reference'}; others fall back to direct (see choose_pool_backend).
     """
     image = _check_image(image)
     size_hw = _pair("pool size", size)
@@ -103,19 +194,30 @@ def pool2d(image: np.ndarray, size: Pair, *, stride: Pair | None = None, kind: s
     if kind not in POOL_KINDS:
         raise UsageError(f"unknown pooling {kind!r}; choose one of {', '.join(POOL_KINDS)}")
     pads = resolve_padding2d(padding, image.shape[-2:], size_hw, stride_hw, (1, 1))
-    for axis in (0, 1):
-        shapes.output_size(image.shape[-2 + axis], size_hw[axis], stride_hw[axis], pads[2 * axis: 2 * axis + 2])
-    from convtool.conv import reference
+    out_hw = tuple(shapes.output_size(image.shape[-2 + axis], size_hw[axis], stride_hw[axis],
+                                      pads[2 * axis: 2 * axis + 2]) for axis in (0, 1))
+    choice = choose_pool_backend(backend=backend, device=device)
+    if choice.backend == "reference":
+        from convtool.conv import reference
 
-    if backend == "reference":
         return reference.pool2d(image, size_hw, stride_hw, pads, kind)
-    from convtool.conv import cpu
-
-    stack = reference.pad(image.reshape((-1,) + image.shape[-2:]).astype(np.float32), pads, "constant", np.nan)
-    out_hw = tuple((stack.shape[1 + a] - size_hw[a]) // stride_hw[a] + 1 for a in (0, 1))
+    stack = _stack(image)
     out = np.empty((stack.shape[0],) + out_hw, dtype=np.float32)
-    cpu.pool(np.ascontiguousarray(stack), size_hw, stride_hw, kind, out)
+    if choice.device == "cuda":
+        from convtool.conv import cuda
+
+        cuda.pool(stack, size_hw, stride_hw, pads, kind, out)
+    else:
+        from convtool.conv import cpu
+
+        cpu.pool(stack, size_hw, stride_hw, pads, kind, out)
     return out.reshape(image.shape[:-2] + out_hw)
+
+
+def _stack(image: np.ndarray) -> np.ndarray:
+    """(..., H, W) as a C-contiguous (B, H, W) stack of a dtype the kernels read (uint8 or float32)."""
+    dtype = image.dtype if image.dtype in NATIVE_DTYPES else np.float32
+    return np.ascontiguousarray(image.reshape((-1,) + image.shape[-2:]), dtype=dtype)
 
 
 def resolve_padding2d(padding: Padding, image_hw: Sequence[int], kernel_hw: Sequence[int],

@@ -1,74 +1,292 @@
 """Numba CPU kernels. Private and unvalidated: call them through ``convtool.conv``.
 
-All take a padded float32 stack (B, H, W) and write into a preallocated (B, OH, OW) output.
+Every kernel takes the raw (B, H, W) image stack (uint8 or float32) and the padding
+``(top, bottom, left, right)`` with a border code, and writes a preallocated (B, OH, OW) float32
+output. Nothing builds a padded copy of the whole image: each block of output rows keeps a ring of
+the padded rows it needs (converted to float32 on the way, so uint8 costs no separate pass), filters
+them while they are in cache and stores each output once.
+
+The inner loop sums four taps per pass over a contiguous row (five loads and one store per four
+multiply-adds), so LLVM vectorises it and the output row stays in L1. A horizontal stride is made
+contiguous by storing each padded row as ``stride`` phases (columns p, p + s, p + 2s, ...).
+
+Threads: the jitted functions release the GIL and each runs a range of (image, row block) jobs; a
+small thread pool runs the ranges side by side (cheaper to compile than ``parallel=True`` and free
+of OpenMP's start-up stalls).
 """
 
 from __future__ import annotations
 
-import numpy as np
-from numba import njit, prange
+import os
+from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
+from numba import njit
+
+# border code for each convtool border name (numpy.pad semantics)
+BORDER_CODES = {"zero": 0, "constant": 0, "reflect": 1, "symmetric": 2, "replicate": 3, "wrap": 4}
 _POOL_MAX, _POOL_AVG, _POOL_L2 = 0, 1, 2
 POOL_KINDS = {"max": _POOL_MAX, "avg": _POOL_AVG, "l2": _POOL_L2}
+JOBS_PER_THREAD = 4  # ranges handed out per thread, so a busy core does not hold the others up
+_pool_executor: ThreadPoolExecutor | None = None
 
 
-@njit(parallel=True, cache=True, fastmath=False)
-def _correlate_direct(padded, kernel, sh, sw, dh, dw, out):  # pragma: no cover - jitted
+def default_threads() -> int:
+    """Threads to use: ``NUMBA_NUM_THREADS`` if set, else the CPUs this process may run on."""
+    if os.environ.get("NUMBA_NUM_THREADS"):
+        return max(1, int(os.environ["NUMBA_NUM_THREADS"]))
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+THREADS = default_threads()
+
+
+def set_threads(count: int) -> None:
+    """Use ``count`` threads from now on (the benchmark limits every library to the same number)."""
+    global THREADS, _pool_executor
+    THREADS = max(1, int(count))
+    if _pool_executor is not None:
+        _pool_executor.shutdown()
+        _pool_executor = None
+
+
+def _run(function, jobs: int, *args) -> None:
+    """Call ``function(*args, first, last)`` over ``range(jobs)`` split between ``THREADS`` threads."""
+    global _pool_executor
+    parts = min(jobs, THREADS * JOBS_PER_THREAD) if THREADS > 1 else 1
+    bounds = [jobs * k // parts for k in range(parts + 1)]
+    if parts == 1:
+        function(*args, 0, jobs)
+        return
+    if _pool_executor is None:
+        _pool_executor = ThreadPoolExecutor(THREADS, thread_name_prefix="convtool")
+    futures = [_pool_executor.submit(function, *args, bounds[k], bounds[k + 1]) for k in range(1, parts)]
+    function(*args, bounds[0], bounds[1])
+    for future in futures:
+        future.result()
+
+
+@njit(cache=True, nogil=True)
+def _source_index(t, n, mode):  # pragma: no cover - jitted
+    """Index into an axis of length ``n`` for padded position ``t`` (may be outside), -1 = constant."""
+    if 0 <= t < n:
+        return t
+    if mode == 0:
+        return -1
+    if mode == 3:
+        return 0 if t < 0 else n - 1
+    if mode == 4:
+        return t % n
+    if mode == 1:  # reflect without repeating the edge: period 2n - 2
+        if n == 1:
+            return 0
+        period = 2 * n - 2
+        t = t % period
+        return t if t < n else period - t
+    period = 2 * n  # symmetric: the edge pixel repeats
+    t = t % period
+    return t if t < n else period - 1 - t
+
+
+@njit(cache=True, nogil=True)
+def _fill_row(image, b, r, top, left, mode, cval, pitch, sw, phase, row):  # pragma: no cover - jitted
+    """Padded row ``r`` (columns 0 .. pitch-1) of image ``b`` into ``row`` as ``sw`` phases of length ``phase``."""
+    height, width = image.shape[1], image.shape[2]
+    source = _source_index(r - top, height, mode)
+    if source < 0:
+        row[:] = cval
+        return
+    line = image[b, source]
+    if sw == 1:
+        stop = min(pitch, left + width)
+        for c in range(min(left, pitch)):
+            s = _source_index(c - left, width, mode)
+            row[c] = cval if s < 0 else line[s]
+        for c in range(left, stop):
+            row[c] = line[c - left]
+        for c in range(stop, pitch):
+            s = _source_index(c - left, width, mode)
+            row[c] = cval if s < 0 else line[s]
+        return
+    for c in range(pitch):
+        s = _source_index(c - left, width, mode)
+        row[(c % sw) * phase + c // sw] = cval if s < 0 else line[s]
+
+
+@njit(cache=True, nogil=True)
+def _taps(src, offsets, weights, dst):  # pragma: no cover - jitted
+    """dst[x] = sum_t weights[t] * src[offsets[t] + x] for x < len(dst), four taps per pass."""
+    n = dst.shape[0]
+    count = offsets.shape[0]
+    first = True
+    t = 0
+    while t < count:
+        group = 4 if count - t >= 4 else (2 if count - t >= 2 else 1)
+        s0 = src[offsets[t]: offsets[t] + n]
+        w0 = weights[t]
+        if group == 4:
+            s1 = src[offsets[t + 1]: offsets[t + 1] + n]
+            s2 = src[offsets[t + 2]: offsets[t + 2] + n]
+            s3 = src[offsets[t + 3]: offsets[t + 3] + n]
+            w1, w2, w3 = weights[t + 1], weights[t + 2], weights[t + 3]
+            if first:
+                for x in range(n):
+                    dst[x] = w0 * s0[x] + w1 * s1[x] + w2 * s2[x] + w3 * s3[x]
+            else:
+                for x in range(n):
+                    dst[x] += w0 * s0[x] + w1 * s1[x] + w2 * s2[x] + w3 * s3[x]
+        elif group == 2:
+            s1 = src[offsets[t + 1]: offsets[t + 1] + n]
+            w1 = weights[t + 1]
+            if first:
+                for x in range(n):
+                    dst[x] = w0 * s0[x] + w1 * s1[x]
+            else:
+                for x in range(n):
+                    dst[x] += w0 * s0[x] + w1 * s1[x]
+        elif first:
+            for x in range(n):
+                dst[x] = w0 * s0[x]
+        else:
+            for x in range(n):
+                dst[x] += w0 * s0[x]
+        t += group
+        first = False
+    if first:
+        dst[:] = 0.0
+
+
+def block_rows(out_rows: int, batch: int, span: int, threads: int) -> int:
+    """Output rows per job: about 8 jobs per thread, each much taller than the kernel."""
+    per_image = max(1, -(-8 * threads // batch))  # jobs wanted in each image
+    rows = -(-out_rows // per_image)
+    return int(min(out_rows, max(rows, 4 * span)))
+
+
+@njit(cache=True, nogil=True)
+def _direct(image, tap_rows, tap_cols, weights, sh, sw, top, left, mode, cval, rows, out,
+            first_job, last_job):  # pragma: no cover - jitted
+    """Direct correlation for jobs first..last-1; taps (row, column) already dilated, zero taps dropped.
+
+    Each job keeps a ring of the last ``ring`` padded rows, so every input row is converted once.
+    """
     batch, oh, ow = out.shape
-    kh, kw = kernel.shape
-    for row in prange(batch * oh):
-        b = row // oh
-        y = row % oh
-        acc = np.zeros(ow, dtype=np.float32)
-        for i in range(kh):
-            src = padded[b, y * sh + i * dh]
-            for j in range(kw):
-                weight = kernel[i, j]
-                if weight == 0.0:
-                    continue
-                offset = j * dw
-                for x in range(ow):
-                    acc[x] += weight * src[offset + x * sw]
+    blocks = (oh + rows - 1) // rows
+    ring = tap_rows.max() + 1
+    span_w = tap_cols.max() + 1
+    pitch = (ow - 1) * sw + span_w
+    phase = ow + (span_w - 1) // sw + 1
+    slot = sw * phase
+    buffer = np.empty(ring * slot, dtype=np.float32)
+    offsets = np.empty_like(tap_rows)
+    for job in range(first_job, last_job):
+        b = job // blocks
+        y0 = (job % blocks) * rows
+        filled = y0 * sh
+        for y in range(y0, min(oh, y0 + rows)):
+            need = y * sh + ring
+            for r in range(max(filled, y * sh), need):
+                k = r % ring
+                _fill_row(image, b, r, top, left, mode, cval, pitch, sw, phase, buffer[k * slot: (k + 1) * slot])
+            filled = need
+            for t in range(offsets.shape[0]):
+                column = tap_cols[t]
+                offsets[t] = ((y * sh + tap_rows[t]) % ring) * slot + (column % sw) * phase + column // sw
+            _taps(buffer, offsets, weights, out[b, y])
+
+
+@njit(cache=True, nogil=True)
+def _separable(image, col_w, row_w, sh, sw, dh, dw, top, left, mode, cval, rows, out,
+               first_job, last_job):  # pragma: no cover - jitted
+    """kernel = outer(col_w, row_w): a horizontal pass per padded row into a ring, then a vertical pass."""
+    batch, oh, ow = out.shape
+    kh, kw = col_w.shape[0], row_w.shape[0]
+    blocks = (oh + rows - 1) // rows
+    span_w = (kw - 1) * dw + 1
+    pitch = (ow - 1) * sw + span_w
+    phase = ow + (span_w - 1) // sw + 1
+    ring = (kh - 1) * dh + 1
+    h_offsets = np.empty(kw, dtype=np.int64)
+    for j in range(kw):
+        h_offsets[j] = (j * dw % sw) * phase + j * dw // sw
+    line = np.empty(sw * phase, dtype=np.float32)
+    horizontal = np.empty(ring * ow, dtype=np.float32)
+    v_offsets = np.empty(kh, dtype=np.int64)
+    for job in range(first_job, last_job):
+        b = job // blocks
+        y0 = (job % blocks) * rows
+        filled = y0 * sh
+        for y in range(y0, min(oh, y0 + rows)):
+            need = y * sh + ring
+            for r in range(max(filled, y * sh), need):
+                k = r % ring
+                _fill_row(image, b, r, top, left, mode, cval, pitch, sw, phase, line)
+                _taps(line, h_offsets, row_w, horizontal[k * ow: (k + 1) * ow])
+            filled = need
+            for i in range(kh):
+                v_offsets[i] = ((y * sh + i * dh) % ring) * ow
+            _taps(horizontal, v_offsets, col_w, out[b, y])
+
+
+@njit(cache=True, nogil=True)
+def _pool(image, ph, pw, sh, sw, top, left, kind, out, first_job, last_job):  # pragma: no cover - jitted
+    """Pool output rows first..last-1 (over the whole stack); cells outside the image never count."""
+    batch, oh, ow = out.shape
+    height, width = image.shape[1], image.shape[2]
+    acc = np.empty(ow, dtype=np.float32)
+    for job in range(first_job, last_job):
+        b = job // oh
+        y = job % oh
+        ya = max(y * sh - top, 0)
+        yb = min(y * sh - top + ph, height)
+        for x in range(ow):
+            xa = max(x * sw - left, 0)
+            xb = min(x * sw - left + pw, width)
+            if kind == 0:
+                best = -np.inf
+                for i in range(ya, yb):
+                    for j in range(xa, xb):
+                        best = max(best, np.float32(image[b, i, j]))
+                acc[x] = best
+            else:
+                total = 0.0
+                for i in range(ya, yb):
+                    for j in range(xa, xb):
+                        v = np.float64(image[b, i, j])
+                        total += v if kind == 1 else v * v
+                count = max((yb - ya) * (xb - xa), 1)
+                acc[x] = total / count if kind == 1 else np.sqrt(total)
         out[b, y, :] = acc
 
 
-@njit(parallel=True, cache=True)
-def _pool(padded, ph, pw, sh, sw, kind, out):  # pragma: no cover - jitted
-    """Pool a stack whose padded cells are NaN (ignored, never counted)."""
-    batch, oh, ow = out.shape
-    for row in prange(batch * oh):
-        b = row // oh
-        y = row % oh
-        for x in range(ow):
-            best = -np.inf
-            total = 0.0
-            count = 0
-            for i in range(ph):
-                for j in range(pw):
-                    v = padded[b, y * sh + i, x * sw + j]
-                    if np.isnan(v):
-                        continue
-                    count += 1
-                    if kind == 0:
-                        best = max(best, v)
-                    elif kind == 1:
-                        total += v
-                    else:
-                        total += v * v
-            if kind == 0:
-                out[b, y, x] = best
-            elif kind == 1:
-                out[b, y, x] = total / max(count, 1)
-            else:
-                out[b, y, x] = np.sqrt(total)
+def correlate_direct(image: np.ndarray, kernel: np.ndarray, stride: tuple[int, int], pads: tuple[int, int, int, int],
+                     border: str, cval: float, dilation: tuple[int, int], out: np.ndarray) -> None:
+    """Direct correlation of a (B, H, W) uint8 or float32 stack into the (B, OH, OW) float32 ``out``."""
+    rows_idx, cols_idx = np.nonzero(kernel)
+    if rows_idx.size == 0:
+        out[...] = 0.0
+        return
+    weights = kernel[rows_idx, cols_idx].astype(np.float32)
+    tap_rows = (rows_idx * dilation[0]).astype(np.int64)
+    tap_cols = (cols_idx * dilation[1]).astype(np.int64)
+    rows = block_rows(out.shape[1], out.shape[0], int(tap_rows.max()) + 1, THREADS)
+    jobs = out.shape[0] * -(-out.shape[1] // rows)
+    _run(_direct, jobs, image, tap_rows, tap_cols, weights, stride[0], stride[1], pads[0], pads[2],
+         BORDER_CODES[border], np.float32(cval), rows, out)
 
 
-def correlate_direct(padded: np.ndarray, kernel: np.ndarray, stride: tuple[int, int],
-                     dilation: tuple[int, int], out: np.ndarray) -> None:
-    """Direct correlation of a padded (B, H, W) float32 stack into ``out``."""
-    _correlate_direct(padded, kernel, stride[0], stride[1], dilation[0], dilation[1], out)
+def correlate_separable(image: np.ndarray, col: np.ndarray, row: np.ndarray, stride: tuple[int, int],
+                        pads: tuple[int, int, int, int], border: str, cval: float, dilation: tuple[int, int],
+                        out: np.ndarray) -> None:
+    """Correlation with the rank-1 kernel ``outer(col, row)`` as two 1D passes."""
+    rows = block_rows(out.shape[1], out.shape[0], (col.shape[0] - 1) * dilation[0] + 1, THREADS)
+    jobs = out.shape[0] * -(-out.shape[1] // rows)
+    _run(_separable, jobs, image, col.astype(np.float32), row.astype(np.float32), stride[0], stride[1],
+         dilation[0], dilation[1], pads[0], pads[2], BORDER_CODES[border], np.float32(cval), rows, out)
 
 
-def pool(padded: np.ndarray, size: tuple[int, int], stride: tuple[int, int], kind: str, out: np.ndarray) -> None:
-    """Pool a NaN-padded (B, H, W) float32 stack into ``out``."""
-    _pool(padded, size[0], size[1], stride[0], stride[1], POOL_KINDS[kind], out)
+def pool(image: np.ndarray, size: tuple[int, int], stride: tuple[int, int], pads: tuple[int, int, int, int],
+         kind: str, out: np.ndarray) -> None:
+    """Pool a (B, H, W) stack into ``out``; padded cells are ignored."""
+    _run(_pool, out.shape[0] * out.shape[1], image, size[0], size[1], stride[0], stride[1], pads[0], pads[2],
+         POOL_KINDS[kind], out)
