@@ -316,6 +316,7 @@ class Solution:
     pad: tuple[int, int]
     modes: tuple[str, ...]  # which of valid/same/full give exactly this padding
     dropped: int  # inputs past the last window
+    symmetric: int | None = None  # the least padding per side that also works (PyTorch's kind), if any
 
 
 def solve(n: int, out: int, *, k: int | None = None, s: int | None = None, d: int | None = None,
@@ -341,5 +342,7 @@ def solve(n: int, out: int, *, k: int | None = None, s: int | None = None, d: in
                     continue
                 pad = (low // 2, low - low // 2)
                 modes = tuple(m for m in PADDING_MODES if resolve_padding(m, n, kk, ss, dd) == pad)
-                found.append(Solution(kk, ss, dd, pad, modes, len(dropped_inputs(n, kk, ss, pad, dd))))
+                high = min(out * ss + span - n - 1, 2 * (span - 1))  # the largest total padding that works
+                symmetric = (low + 1) // 2 if 2 * ((low + 1) // 2) <= high else None
+                found.append(Solution(kk, ss, dd, pad, modes, len(dropped_inputs(n, kk, ss, pad, dd)), symmetric))
     return found

@@ -107,6 +107,18 @@ def test_solve_lists_settings_that_give_the_wanted_size():
     assert solutions and all(row["s"] == 2 and "same" in row["modes"] for row in solutions)
 
 
+def test_solve_offers_the_symmetric_padding_pytorch_needs():
+    (row,) = as_json("--n", "32", "--solve", "16", "--k", "3")["axes"][0]["solutions"]
+    assert (row["pad_before"], row["pad_after"], row["symmetric_padding"]) == (0, 1, 1)
+    assert (32 + 2 * 1 - 3) // 2 + 1 == 16  # torch.nn.Conv1d(kernel_size=3, stride=2, padding=1) on 32 inputs
+
+
+def test_stride_1_same_padding_names_pytorch_padding_same():
+    output = ok("--n", "8x8", "--k", "4", "--padding", "same")
+    assert "F.pad(x, (1, 2, 1, 2)) then padding=0 or padding='same'" in output
+    assert "each axis: padding=1 gives 7, padding=2 gives 9" in output
+
+
 def test_solve_says_when_nothing_fits():
     output = ok("--n", "13", "--solve", "20", "--k", "3", "--s", "2")
     assert "none" in output

@@ -250,6 +250,8 @@ def test_solve_lists_exactly_the_settings_that_work_with_least_padding(n, out, k
                 assert sum(found[(kk, ss, 1)].pad) == min(fits)
                 pad = found[(kk, ss, 1)].pad
                 assert pad[1] - pad[0] in (0, 1)
+                symmetric = [p // 2 for p in fits if p % 2 == 0]
+                assert found[(kk, ss, 1)].symmetric == (min(symmetric) if symmetric else None)
             else:
                 assert (kk, ss, 1) not in found
 

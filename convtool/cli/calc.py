@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 
 import click
@@ -209,7 +210,7 @@ def solve_report(n_text, out_text, k_text, s_text, d_text, padding_mode, p_text,
             found = [f for f in found if padding_mode in f.modes]
         axes.append({"n": n[i], "output": out[i], "solutions": [
             {"k": f.k, "s": f.s, "d": f.d, "pad_before": f.pad[0], "pad_after": f.pad[1], "modes": list(f.modes),
-             "dropped": f.dropped} for f in found]})
+             "dropped": f.dropped, "symmetric_padding": f.symmetric} for f in found]})
     return {"input": list(n), "output": list(out), "padding_mode": padding_mode, "axes": axes}
 
 
@@ -246,7 +247,8 @@ def net_report(text: str, include_bias: bool) -> dict:
 def _console():
     from rich.console import Console
 
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+    wide = sys.stdout.isatty() or "COLUMNS" in os.environ  # rich reads COLUMNS; pipes get 140 columns
+    return Console(highlight=False, width=None if wide else 140)
 
 
 def _emit(report: dict, as_json: bool, render) -> None:
@@ -348,7 +350,7 @@ def render_layer(report: dict, console) -> None:
     console.print(counts)
     if "matrix" in report:
         fc, matrix = report["fully_connected"], report["matrix"]
-        compare = _table("The layer as a convolution, a dense matrix (fully connected) and a sparse matrix",
+        compare = _table("Convolution vs dense matrix (fully connected) vs sparse matrix",
                          "", "convolution", "fully connected", "sparse matrix")
         compare.add_row("stored floats (no biases)", _num(matrix["kernel_floats"]), _num(fc["weights"]),
                         _num(matrix["sparse_floats"]))
@@ -479,10 +481,13 @@ def render_solve(report: dict, console) -> None:
             console.print(f"{title}: none with kernels up to 11 and padding below the kernel span; "
                           "try other --k, --s or --d values")
             continue
-        table = _table(title, "k", "s", "d", "padding before+after", "also known as", "dropped inputs", right_from=0)
+        table = _table(title, "k", "s", "d", "least padding", "also known as", "symmetric (PyTorch)",
+                       "dropped inputs", right_from=0)
         for row in solutions[:SOLVE_ROWS]:
+            symmetric = row["symmetric_padding"]
             table.add_row(str(row["k"]), str(row["s"]), str(row["d"]), f"{row['pad_before']}+{row['pad_after']}",
-                          ", ".join(row["modes"]) or "-", str(row["dropped"]))
+                          ", ".join(row["modes"]) or "-", "-" if symmetric is None else f"padding={symmetric}",
+                          str(row["dropped"]))
         console.print(table)
         if len(solutions) > SOLVE_ROWS:
             console.print(f"... {len(solutions) - SOLVE_ROWS} more (--json lists all); fix --k or --s to narrow")
