@@ -189,23 +189,47 @@ class Axis:
         return effective_kernel(self.k, self.d)
 
     @property
-    def dropped(self) -> list[int]:
-        return [] if self.transposed else dropped_inputs(self.n, self.k, self.s, self.pad, self.d)
+    def dropped_range(self) -> tuple[int, int] | None:
+        """First and last 1-based dropped input (past the end of the last window), or None."""
+        if self.transposed:
+            return None
+        first = max((self.out - 1) * self.s + self.span - self.pad[0], 0) + 1
+        return (first, self.n) if first <= self.n else None
 
     @property
-    def unused(self) -> list[int]:
+    def dropped(self) -> list[int]:
+        """The dropped inputs as a list (use ``dropped_range`` for very long inputs)."""
+        span = self.dropped_range
+        return list(range(span[0], span[1] + 1)) if span else []
+
+    @property
+    def unused(self) -> list[int] | None:
+        """Every input no tap reads, 1-based; None when ``n`` exceeds ``UNUSED_LIMIT`` (too long to list)."""
         if self.transposed:
             return []
-        read = {w * self.s + t * self.d - self.pad[0] for w in range(self.out) for t in range(self.k)}
-        return [i + 1 for i in range(self.n) if i not in read]
+        if self.n > UNUSED_LIMIT:
+            return None
+        read = bytearray(self.n)
+        for w in range(self.out):
+            for t in range(self.k):
+                i = w * self.s + t * self.d - self.pad[0]
+                if 0 <= i < self.n:
+                    read[i] = 1
+        return [i + 1 for i in range(self.n) if not read[i]]
 
     @property
     def receptive_field(self) -> int:
-        """Inputs one output depends on: the dilated span, or for a transposed conv at most ceil(span / s)."""
+        """Inputs one output depends on: the dilated span, or for a transposed conv the most taps landing on
+        one output (taps whose offsets agree modulo the stride)."""
         if not self.transposed:
             return self.span
-        return max(sum(1 for t in range(self.k) if (o + self.pad[0] - t * self.d) % self.s == 0)
-                   for o in range(self.s))
+        counts: dict[int, int] = {}
+        for t in range(self.k):
+            counts[t * self.d % self.s] = counts.get(t * self.d % self.s, 0) + 1
+        return max(counts.values())
+
+
+UNUSED_LIMIT = 100_000
 
 
 def conv_axis(n: int, k: int, s: int = 1, padding: str | int | tuple[int, int] = "valid", d: int = 1) -> Axis:
@@ -335,14 +359,22 @@ def solve(n: int, out: int, *, k: int | None = None, s: int | None = None, d: in
     for kk in [k] if k else range(1, max_kernel + 1):
         for dd in [d] if d else [1]:
             span = effective_kernel(kk, dd)
-            for ss in [s] if s else range(1, n + 1):
+            if s:
+                strides = [s]
+            else:  # only these strides can give `out` windows with 0 <= padding <= 2(span-1)
+                lowest = max(1, (n - span) // out + 1)
+                highest = n if out == 1 else min(n, (n + span - 2) // (out - 1))
+                strides = range(lowest, highest + 1)
+            for ss in strides:
                 # out = floor((n + P - span) / s) + 1  <=>  (out-1)s <= n + P - span < out*s
                 low = max((out - 1) * ss + span - n, 0)
                 if low >= out * ss + span - n or low > 2 * (span - 1):
                     continue
                 pad = (low // 2, low - low // 2)
-                modes = tuple(m for m in PADDING_MODES if resolve_padding(m, n, kk, ss, dd) == pad)
+                named = {"valid": (0, 0), "same": same_padding(n, kk, ss, dd), "full": (span - 1, span - 1)}
+                modes = tuple(m for m in PADDING_MODES if named[m] == pad)
                 high = min(out * ss + span - n - 1, 2 * (span - 1))  # the largest total padding that works
                 symmetric = (low + 1) // 2 if 2 * ((low + 1) // 2) <= high else None
-                found.append(Solution(kk, ss, dd, pad, modes, len(dropped_inputs(n, kk, ss, pad, dd)), symmetric))
+                dropped = max(n - ((out - 1) * ss + span - pad[0]), 0)
+                found.append(Solution(kk, ss, dd, pad, modes, dropped, symmetric))
     return found

@@ -19,6 +19,7 @@ from convtool.errors import InputError, ModelError, UsageError
 DIAGRAM_CELLS = 64  # widest padded strip drawn by --explain
 DIAGRAM_WINDOWS = 12
 SOLVE_ROWS = 25
+LIST_LIMIT = 1_000  # longest list of input positions in a report
 
 
 @click.command(short_help="Convolution arithmetic for a layer or a whole network.")
@@ -96,8 +97,12 @@ def _axis_dict(axis: shapes.Axis) -> dict:
     if axis.transposed:
         entry["output_padding"] = axis.output_padding
     else:
-        entry["dropped"] = axis.dropped
-        entry["unused"] = axis.unused
+        dropped, unused = axis.dropped_range, axis.unused
+        entry["dropped_count"] = dropped[1] - dropped[0] + 1 if dropped else 0
+        entry["dropped_range"] = list(dropped) if dropped else None
+        # positions are listed up to LIST_LIMIT; the range and the count are always there
+        entry["dropped"] = axis.dropped if entry["dropped_count"] <= LIST_LIMIT else None
+        entry["unused"] = unused if unused is not None and len(unused) <= LIST_LIMIT else None
     entry["receptive_field"] = axis.receptive_field
     return entry
 
@@ -288,6 +293,16 @@ def _inputs(cells: list[int]) -> str:
     return ", ".join(runs)
 
 
+def _plural_inputs(span: list[int]) -> str:
+    return f"input {span[0]} is" if span[0] == span[1] else f"inputs {span[0]}-{span[1]} are"
+
+
+def _range(span: list[int] | None) -> str:
+    if not span:
+        return "none"
+    return str(span[0]) if span[0] == span[1] else f"{span[0]}-{span[1]}"
+
+
 def render_layer(report: dict, console) -> None:
     conv, pool = report.get("conv"), report.get("pool")
     axes_table = _table("Axes (1-based input positions)", "layer", "axis", "n", "k", "s", "d", "padding",
@@ -302,7 +317,7 @@ def render_layer(report: dict, console) -> None:
                 split += f" ({axis['mode']})"
             if axis.get("output_padding"):
                 split += f", +{axis['output_padding']} after"
-            dropped = "-" if "dropped" not in axis else _inputs(axis["dropped"])
+            dropped = "-" if "dropped_range" not in axis else _range(axis["dropped_range"])
             axes_table.add_row(layer_name, ("H", "W")[i] if len(layer["axes"]) == 2 else str(i + 1), str(axis["n"]),
                                str(axis["k"]), str(axis["s"]), str(axis["d"]), split, str(axis["output"]), dropped)
     console.print(axes_table)
@@ -326,7 +341,7 @@ def render_layer(report: dict, console) -> None:
             shift = "; the same count still shifts every window by one cell" if shifted else ""
             console.print(f"PyTorch: asymmetric, so F.pad(x, {tuple(torch['pad'])}) then padding=0{same}. Symmetric "
                           f"padding cannot reproduce it ({'; '.join(parts)}{shift}).")
-        unused = [a["unused"] for a in conv["axes"] if a["unused"] != a["dropped"]]
+        unused = [a["unused"] for a in conv["axes"] if a["unused"] and a["unused"] != a["dropped"]]
         if unused:
             console.print("Never read (gaps between windows or dilation holes): "
                           + "; ".join(_inputs(u) for u in unused))
@@ -433,9 +448,9 @@ def _axis_steps(axis: dict, transposed: bool) -> list[str]:
     steps.append(f"output = floor((n + p - span)/s) + 1 = floor(({n} + {total} - {span})/{s}) + 1 "
                  f"= floor({padded - span}/{s}) + 1 = {axis['output']}")
     last_end = (axis["output"] - 1) * s + span - before
-    if axis.get("dropped"):
+    if axis.get("dropped_range"):
         steps.append(f"the last window ends at input (out-1)s + span - p_before = ({axis['output']}-1)x{s} + {span} - "
-                     f"{before} = {last_end}, so inputs {_inputs(axis['dropped'])} are dropped")
+                     f"{before} = {last_end}, so {_plural_inputs(axis['dropped_range'])} dropped")
     else:
         steps.append("no input is dropped")
     return steps
@@ -463,7 +478,7 @@ def _diagram(axis: dict) -> list[str]:
     if axis["output"] > DIAGRAM_WINDOWS:
         rows.append(f"... {axis['output'] - DIAGRAM_WINDOWS} more windows")
     if axis.get("dropped") or axis.get("unused"):
-        marks = set(axis.get("unused", [])) | set(axis.get("dropped", []))
+        marks = set(axis.get("unused") or []) | set(axis.get("dropped") or [])
         rows.append("unread  " + "".join(("x" if (c - before + 1) in marks and before <= c < before + n else " ")
                                          .rjust(width) for c in range(cells)).rstrip())
     return [row.replace("[", "\\[") for row in rows]
