@@ -146,3 +146,12 @@ def colour_segmenter(path: Path, *, stride: int = 1, nhwc_output: bool = False, 
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="convtool-tests")
     model.ir_version = 8
     return save(model, path, metadata)
+
+
+def blocks(height: int = 60, width: int = 80) -> tuple[np.ndarray, np.ndarray]:
+    """An RGB picture of red, green and blue blocks and its true class per pixel (0 red, 1 green, 2 blue)."""
+    truth = np.zeros((height, width), np.uint8)
+    truth[:, width // 2 :] = 1
+    truth[height // 6 : height // 2, 5 * width // 8 : 7 * width // 8] = 2
+    colours = np.array([(200, 20, 10), (10, 180, 30), (20, 30, 220)], np.uint8)
+    return colours[truth], truth

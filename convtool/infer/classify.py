@@ -61,22 +61,8 @@ class Classifier:
         return self._probabilities(self.logits(batch))
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
-        """Raw model output N, classes; a model with a fixed batch size gets slices (the last padded)."""
-        step = self.fixed_batch
-        if step is None or step == len(batch):
-            return self._flat(self.model.run(batch, [self.output.name])[0])
-        run, name = self.model.session.run, self.output.name
-        feeds_name = self.model.input.name
-        outputs = []
-        for start in range(0, len(batch), step):
-            part = batch[start : start + step]
-            if len(part) < step:
-                part = np.concatenate([part, np.zeros((step - len(part), *part.shape[1:]), part.dtype)])
-            try:
-                outputs.append(run([name], {feeds_name: part})[0])
-            except Exception as exc:
-                raise ModelError(f"{self.model.path.name}: onnxruntime failed: {str(exc).splitlines()[0]}") from None
-        return self._flat(np.concatenate(outputs)[: len(batch)])
+        """Raw model output N, classes."""
+        return self._flat(self.model.run(batch, [self.output.name])[0])
 
     def top(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Indices and probabilities of the ``top_k`` best classes per row, best first."""

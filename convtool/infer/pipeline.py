@@ -62,7 +62,7 @@ class Timings:
         n = max(self.images, 1)
         rate = self.images / self.wall if self.wall > 0 else 0.0
         return (
-            f"{self.images} images in {self.wall:.2f} s, {rate:,.0f} img/s "
+            f"{self.images} image{'' if self.images == 1 else 's'} in {self.wall:.2f} s, {rate:,.0f} img/s "
             f"(decode {self.decode / n * 1e3:.2f} ms, infer {self.infer / n * 1e3:.2f} ms, "
             f"post {self.post / n * 1e3:.2f} ms per image) on {device}"
         )

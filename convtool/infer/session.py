@@ -67,11 +67,21 @@ class ModelSession:
         return self.inputs[0]
 
     def run(self, batch: np.ndarray, names: Sequence[str] | None = None) -> list[np.ndarray]:
-        """Run one batch through the model and return the requested outputs (default: all)."""
+        """Run a batch of any length; a model with a fixed batch size gets slices, the last one padded."""
+        step, feed = self.inputs[0].shape[0], self.inputs[0].name
+        run = self.session.run
         try:
-            return self.session.run(names, {self.inputs[0].name: batch})
+            if step is None or step == len(batch):
+                return run(names, {feed: batch})
+            parts = []
+            for start in range(0, len(batch), step):
+                part = batch[start : start + step]
+                if len(part) < step:
+                    part = np.concatenate([part, np.zeros((step - len(part), *part.shape[1:]), part.dtype)])
+                parts.append(run(names, {feed: part}))
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidArgument classes
             raise ModelError(f"{self.path.name}: onnxruntime failed on a batch of shape {batch.shape}: {_first_line(exc)}") from None
+        return [np.concatenate(outputs)[: len(batch)] for outputs in zip(*parts)]
 
 
 def open_session(

@@ -1,0 +1,133 @@
+"""``convtool segment``: per-pixel class masks, overlays and class areas from an ONNX segmenter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from convtool.cli.classify import (
+    DEVICE_CHOICE, TABLE_LIMIT, open_model, preprocess_options, progress_bar, recipe_overrides, report_failures,
+)
+
+
+@click.command(short_help="Segment images with an ONNX model.")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--model", "-m", required=True, type=click.Path(path_type=Path), help="ONNX segmenter.")
+@click.option("--output", "-o", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Folder for <name>_mask.png and <name>_overlay.png (created if missing).")
+@click.option("--labels", type=click.Path(path_type=Path), help="Class names, one per line (default: from the model).")
+@click.option("--batch", default=8, show_default=True, type=click.IntRange(min=1), help="Images per model run.")
+@click.option("--device", default="auto", show_default=True, type=DEVICE_CHOICE, help="auto uses CUDA only if it really starts.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16), help="Image-decoding threads.")
+@click.option("--output-layout", default="auto", show_default=True, type=click.Choice(["auto", "nchw", "nhwc"]),
+              help="Where the class axis of the model's output is (auto: from its shape).")
+@click.option("--overlay/--no-overlay", default=True, show_default=True, help="Also write the input with the mask blended in.")
+@click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="Overlay opacity.")
+@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@click.option("--recursive", "-r", is_flag=True, help="Look into subfolders.")
+@preprocess_options
+def command(paths, model, out_dir, labels, batch, device, workers, output_layout, overlay, alpha, overwrite, recursive, **prep) -> None:
+    """Segment images: a palette PNG mask per image at its original size, an overlay, and class areas.
+
+    \b
+    Examples:
+      convtool segment photos/ --model seg.onnx -o masks/
+      convtool segment scan.png -m unet.onnx -o out/ --labels classes.txt --no-overlay
+    """
+    from convtool.errors import OutputError
+    from convtool.images import atomic_write
+    from convtool.infer import segment as seg
+    from convtool.infer.classify import labels_from_metadata, read_labels
+    from convtool.infer.pipeline import Timings, find_images
+
+    scan = find_images(paths, recursive=recursive)
+    targets = _targets(scan.files, out_dir, overlay)
+    _check_targets(targets, scan.files, overwrite)
+    session, recipe = open_model(model, device, **recipe_overrides(**prep))
+    names = read_labels(labels) if labels else labels_from_metadata(session.metadata)
+    segmenter = seg.Segmenter(session, recipe, labels=names, output_layout=output_layout)
+    if not out_dir.exists():
+        try:
+            out_dir.mkdir(parents=True)
+        except OSError as exc:
+            raise OutputError(f"{out_dir}: cannot create the output folder ({exc.strerror})") from None
+
+    timings = Timings()
+    failures: list = []
+    rows: list[tuple[str, str, list[tuple[str, float]]]] = []
+    show_table = len(scan.files) <= TABLE_LIMIT
+    progress, advance = progress_bar(len(scan.files))
+    written = 0
+    with progress:
+        for chunk in segmenter.run(scan.files, batch=batch, workers=workers, timings=timings, on_progress=advance):
+            failures.extend(chunk.failures)
+            for result in chunk.results:
+                classes = segmenter.classes
+                mask_path, overlay_path = targets[result.path]
+                mask_png = seg.mask_image(result.mask, classes)
+                atomic_write(mask_path, lambda tmp: mask_png.save(tmp, format="PNG"))
+                if overlay_path is not None:
+                    blended = seg.overlay_image(result.image, result.mask, classes, alpha)
+                    atomic_write(overlay_path, lambda tmp: blended.save(tmp, format="PNG"))
+                written += 1
+                if show_table:
+                    areas = result.areas(classes)
+                    order = [i for i in areas.argsort()[::-1] if areas[i] > 0]
+                    rows.append((str(result.path), f"{result.mask.shape[1]}x{result.mask.shape[0]}",
+                                 [(segmenter.label(i), float(areas[i])) for i in order]))
+
+    for warning in segmenter.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if rows:
+        _print_areas(rows)
+    click.echo(timings.summary(session.device), err=True)
+    click.echo(f"wrote {written} masks{' and overlays' if overlay else ''} to {out_dir}", err=True)
+    report_failures(failures, len(scan.files))
+
+
+def _targets(files: list[Path], out_dir: Path, overlay: bool) -> dict[Path, tuple[Path, Path | None]]:
+    from convtool.errors import UsageError
+
+    targets: dict[Path, tuple[Path, Path | None]] = {}
+    seen: dict[str, Path] = {}
+    for file in files:
+        if file.stem in seen:
+            raise UsageError(f"{seen[file.stem]} and {file} would write the same mask name; segment them into different folders")
+        seen[file.stem] = file
+        targets[file] = (out_dir / f"{file.stem}_mask.png", out_dir / f"{file.stem}_overlay.png" if overlay else None)
+    return targets
+
+
+def _check_targets(targets: dict, inputs: list[Path], overwrite: bool) -> None:
+    from convtool.errors import OutputError
+
+    resolved_inputs = {p.resolve() for p in inputs}
+    existing = []
+    for outputs in targets.values():
+        for path in outputs:
+            if path is None:
+                continue
+            if path.resolve() in resolved_inputs:
+                raise OutputError(f"{path}: is one of the inputs; choose another output folder")
+            if path.exists():
+                existing.append(path)
+    if existing and not overwrite:
+        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+        raise OutputError(f"{existing[0]}{more} already exist; pass --overwrite to replace them")
+
+
+def _print_areas(rows: list[tuple[str, str, list[tuple[str, float]]]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    table.add_column("file", overflow="fold")
+    table.add_column("size")
+    table.add_column("class areas (largest first)")
+    for file, size, areas in rows:
+        shown = ", ".join(f"{label} {fraction:.1%}" for label, fraction in areas[:6])
+        if len(areas) > 6:
+            shown += f", +{len(areas) - 6} more"
+        table.add_row(file, size, shown)
+    Console(soft_wrap=False).print(table)

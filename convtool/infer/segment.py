@@ -1,0 +1,196 @@
+"""Per-pixel segmentation with any ONNX segmenter: class masks at the input's size, overlays, areas.
+
+The model's output may be N,C,h,w or N,h,w,C scores (logits or probabilities) or N,h,w class ids, and
+smaller than its input: scores are resized bilinearly to each image's original size, then argmax'd.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+from PIL import Image
+
+from convtool.errors import ModelError, UsageError
+from convtool.infer.pipeline import Chunk, Failure, Timings, decoded_chunks
+from convtool.infer.preprocess import Preparer, Preprocess
+from convtool.infer.session import ModelSession
+
+OUTPUT_LAYOUTS = ("auto", "nchw", "nhwc")
+
+
+@dataclass
+class Segmentation:
+    """One image's result: the class of each pixel at the original size, and the original image."""
+
+    path: Path
+    mask: np.ndarray  # H, W uint8 (or uint16 beyond 256 classes)
+    image: Image.Image
+
+    def areas(self, classes: int) -> np.ndarray:
+        """Fraction of the image's pixels in each class."""
+        return np.bincount(self.mask.ravel(), minlength=classes)[:classes] / self.mask.size
+
+
+@dataclass
+class SegmentChunk:
+    results: list[Segmentation]
+    failures: list[Failure]
+
+
+class Segmenter:
+    """Runs a segmenter on prepared batches and turns its output into full-size class masks."""
+
+    def __init__(self, model: ModelSession, recipe: Preprocess, *, labels: list[str] | None = None,
+                 output_layout: str = "auto") -> None:
+        if output_layout not in OUTPUT_LAYOUTS:
+            raise UsageError(f"output layout {output_layout!r}: use auto, nchw or nhwc")
+        self.model = model
+        self.recipe = recipe
+        self.preparer = Preparer(recipe)
+        self.output = model.outputs[0]
+        if len(self.output.shape) not in (3, 4):
+            raise ModelError(
+                f"the model's output {self.output.describe()} is not a per-pixel map (N,C,H,W, N,H,W,C or N,H,W); "
+                "for one label per image use `convtool classify`"
+            )
+        if output_layout == "auto" and model.metadata.get("convtool.task") == "segment":
+            output_layout = "nchw"  # convtool's own segmenters say so
+        self.output_layout = output_layout
+        self.labels = labels
+        self.classes: int | None = None
+        self.warnings: list[str] = []
+
+    def class_scores(self, raw: np.ndarray, input_hw: tuple[int, int]) -> np.ndarray:
+        """A 4-axis score map as N,C,h,w."""
+        layout = self.output_layout
+        if layout == "auto":
+            layout = guess_output_layout(raw.shape, input_hw)
+        return raw if layout == "nchw" else raw.transpose(0, 3, 1, 2)
+
+    def masks(self, batch: np.ndarray, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
+        """Class masks at each image's original (width, height) for a prepared batch."""
+        return self._masks(self.model.run(batch, [self.output.name])[0], self._input_hw(batch), sizes)
+
+    def _masks(self, raw: np.ndarray, input_hw: tuple[int, int], sizes: list[tuple[int, int]]) -> list[np.ndarray]:
+        if raw.ndim == 3:
+            labels = np.rint(raw).astype(np.int64)
+            self._set_classes(max(self.classes or 0, int(labels.max(initial=0)) + 1))
+            return [_resize_labels(m, size) for m, size in zip(labels, sizes)]
+        scores = self.class_scores(raw, input_hw)
+        self._set_classes(scores.shape[1])
+        return [_argmax_at_size(s, size) for s, size in zip(scores, sizes)]
+
+    def _input_hw(self, batch: np.ndarray) -> tuple[int, int]:
+        return tuple(batch.shape[2:4] if self.recipe.layout == "nchw" else batch.shape[1:3])
+
+    def run(self, files: list[Path], *, batch: int = 8, workers: int = 1, depth: int = 2,
+            timings: Timings | None = None, on_progress: Callable[[int], None] | None = None) -> Iterator[SegmentChunk]:
+        """Segment ``files`` chunk by chunk while the next chunks decode in the background."""
+        timings = timings if timings is not None else Timings()
+        started = time.perf_counter()
+        chunks = decoded_chunks(files, self.preparer, chunk_size=batch, depth=depth, workers=workers,
+                                keep_images=True, timings=timings)
+        for chunk in chunks:
+            timings.decode += chunk.decode_seconds
+            result = self._segment_chunk(chunk, timings)
+            handed_over = time.perf_counter()
+            yield result
+            timings.post += time.perf_counter() - handed_over
+            if on_progress is not None:
+                on_progress(len(chunk.paths) + len(chunk.failures))
+        timings.wall += time.perf_counter() - started
+
+    def _segment_chunk(self, chunk: Chunk, timings: Timings) -> SegmentChunk:
+        if not chunk.paths:
+            return SegmentChunk([], chunk.failures)
+        t0 = time.perf_counter()
+        raw = self.model.run(chunk.batch, [self.output.name])[0]
+        t1 = time.perf_counter()
+        masks = self._masks(raw, self._input_hw(chunk.batch), chunk.sizes)
+        timings.infer += t1 - t0
+        timings.post += time.perf_counter() - t1
+        timings.images += len(chunk.paths)
+        results = [Segmentation(p, m, im) for p, m, im in zip(chunk.paths, masks, chunk.images)]
+        return SegmentChunk(results, chunk.failures)
+
+    def label(self, index: int) -> str:
+        return self.labels[index] if self.labels else str(index)
+
+    def _set_classes(self, count: int) -> None:
+        if self.classes == count:
+            return
+        self.classes = count
+        if self.labels is not None and len(self.labels) != count:
+            self.warnings.append(
+                f"{len(self.labels)} labels given but the model has {count} classes; showing class indices instead"
+            )
+            self.labels = None
+
+
+def guess_output_layout(shape: tuple[int, ...], input_hw: tuple[int, int]) -> str:
+    """nchw or nhwc for a 4-axis score map: the reading whose h:w matches the input's aspect (ties: nchw)."""
+    _, a, b, c = shape
+    aspect = math.log(input_hw[0] / input_hw[1])
+    nchw = abs(math.log(b / c) - aspect)
+    nhwc = abs(math.log(a / b) - aspect)
+    if nhwc < nchw or (nhwc == nchw and c < a):
+        return "nhwc"
+    return "nchw"
+
+
+def _argmax_at_size(scores: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """C,h,w scores -> class per pixel at (width, height), resizing each class map bilinearly."""
+    width, height = size
+    if scores.shape[1:] != (height, width):
+        scores = np.stack([
+            np.asarray(Image.fromarray(np.ascontiguousarray(s, dtype=np.float32), mode="F").resize(
+                (width, height), Image.Resampling.BILINEAR))
+            for s in scores
+        ])
+    mask = scores.argmax(axis=0)
+    return mask.astype(np.uint8 if scores.shape[0] <= 256 else np.uint16)
+
+
+def _resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    width, height = size
+    if labels.shape != (height, width):
+        rows = (np.arange(height) * labels.shape[0] // height)[:, None]
+        cols = (np.arange(width) * labels.shape[1] // width)[None, :]
+        labels = labels[rows, cols]
+    return labels.astype(np.uint8 if labels.max(initial=0) < 256 else np.uint16)
+
+
+def palette(classes: int) -> np.ndarray:
+    """Distinct colours per class (class 0 black), by spreading the bits of the class index over R, G, B."""
+    colours = np.zeros((max(classes, 1), 3), dtype=np.uint8)
+    for index in range(classes):
+        value, r, g, b = index, 0, 0, 0
+        for shift in range(7, -1, -1):
+            r |= (value & 1) << shift
+            g |= ((value >> 1) & 1) << shift
+            b |= ((value >> 2) & 1) << shift
+            value >>= 3
+        colours[index] = (r, g, b)
+    return colours
+
+
+def mask_image(mask: np.ndarray, classes: int) -> Image.Image:
+    """The mask as a palette PNG image (pixel value = class index)."""
+    if classes > 256:
+        raise ModelError(f"{classes} classes do not fit a palette PNG (at most 256)")
+    image = Image.fromarray(mask.astype(np.uint8), mode="P")
+    image.putpalette(palette(classes).ravel().tolist())
+    return image
+
+
+def overlay_image(image: Image.Image, mask: np.ndarray, classes: int, alpha: float = 0.5) -> Image.Image:
+    """The input in RGB with each pixel's class colour blended in (class 0 left as it is)."""
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+    colours = palette(max(classes, int(mask.max(initial=0)) + 1))[mask].astype(np.float32)
+    blend = np.where((mask > 0)[..., None], rgb * (1 - alpha) + colours * alpha, rgb)
+    return Image.fromarray(np.clip(np.rint(blend), 0, 255).astype(np.uint8))

@@ -1,0 +1,114 @@
+"""Segmentation: masks at the original size from NCHW/NHWC, logits/probabilities, smaller outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from convtool.errors import ModelError
+from convtool.infer.preprocess import preprocess_for
+from convtool.infer.segment import Segmenter, guess_output_layout, mask_image, overlay_image, palette
+from convtool.infer.session import open_session
+from infer_helpers import MNIST_12, blocks, colour_segmenter
+
+
+def segmenter_for(path, **options) -> Segmenter:
+    model = open_session(path, "cpu")
+    return Segmenter(model, preprocess_for(model.input, model.metadata, **options.pop("prep", {})), **options)
+
+
+def segment_files(segmenter, files, **options):
+    results, failures = [], []
+    for chunk in segmenter.run(files, **options):
+        results += chunk.results
+        failures += chunk.failures
+    return results, failures
+
+
+def interior(truth: np.ndarray, margin: int) -> np.ndarray:
+    """Pixels at least ``margin`` away from any class border (where resampling may differ)."""
+    keep = np.ones(truth.shape, bool)
+    for dy in range(-margin, margin + 1):
+        for dx in range(-margin, margin + 1):
+            keep &= truth == np.roll(np.roll(truth, dy, 0), dx, 1)
+    return keep
+
+
+@pytest.mark.parametrize(
+    "stride, nhwc, softmax",
+    [(1, False, False), (4, False, False), (2, True, True), (4, True, False)],
+)
+def test_masks_match_the_blocks_at_the_original_size(tmp_path, stride, nhwc, softmax):
+    pixels, truth = blocks()
+    Image.fromarray(pixels).save(tmp_path / "blocks.png")
+    model = colour_segmenter(tmp_path / "seg.onnx", stride=stride, nhwc_output=nhwc, softmax=softmax)
+    results, failures = segment_files(segmenter_for(model), [tmp_path / "blocks.png"])
+    assert not failures and results[0].mask.shape == truth.shape
+    mask = results[0].mask
+    if stride == 1:
+        np.testing.assert_array_equal(mask, truth)
+    else:
+        keep = interior(truth, 2 * stride)
+        np.testing.assert_array_equal(mask[keep], truth[keep])
+        assert np.mean(mask == truth) > 0.97
+
+
+def test_fixed_input_size_resizes_and_maps_back(tmp_path):
+    pixels, truth = blocks(90, 120)
+    Image.fromarray(pixels).save(tmp_path / "big.png")
+    model = colour_segmenter(tmp_path / "fixed.onnx", stride=2, size=(32, 32))
+    segmenter = segmenter_for(model)
+    assert (segmenter.recipe.height, segmenter.recipe.width) == (32, 32)
+    results, _ = segment_files(segmenter, [tmp_path / "big.png"])
+    mask = results[0].mask
+    assert mask.shape == (90, 120)
+    keep = interior(truth, 12)
+    np.testing.assert_array_equal(mask[keep], truth[keep])
+    np.testing.assert_allclose(results[0].areas(3), np.bincount(truth.ravel(), minlength=3) / truth.size, atol=0.03)
+
+
+def test_images_of_different_sizes_in_one_run(tmp_path):
+    files = []
+    for i, (h, w) in enumerate([(30, 40), (30, 40), (50, 20), (30, 40)]):
+        Image.fromarray(blocks(h, w)[0]).save(tmp_path / f"{i}.png")
+        files.append(tmp_path / f"{i}.png")
+    results, _ = segment_files(segmenter_for(colour_segmenter(tmp_path / "s.onnx")), files, batch=4)
+    assert [r.path for r in results] == files
+    assert [r.mask.shape for r in results] == [(30, 40), (30, 40), (50, 20), (30, 40)]
+    for r, (h, w) in zip(results, [(30, 40), (30, 40), (50, 20), (30, 40)]):
+        np.testing.assert_array_equal(r.mask, blocks(h, w)[1])
+
+
+@pytest.mark.parametrize(
+    "shape, input_hw, layout",
+    [
+        ((1, 21, 64, 64), (64, 64), "nchw"),
+        ((1, 64, 64, 21), (64, 64), "nhwc"),
+        ((1, 2, 8, 8), (32, 32), "nchw"),
+        ((1, 8, 8, 2), (32, 32), "nhwc"),
+        ((1, 21, 16, 8), (64, 32), "nchw"),
+        ((1, 16, 8, 21), (64, 32), "nhwc"),
+    ],
+)
+def test_output_layout_guess(shape, input_hw, layout):
+    assert guess_output_layout(shape, input_hw) == layout
+
+
+def test_mask_png_and_overlay():
+    mask = np.array([[0, 1], [2, 3]], np.uint8)
+    image = mask_image(mask, 4)
+    assert image.mode == "P"
+    np.testing.assert_array_equal(np.asarray(image), mask)
+    colours = palette(4)
+    assert tuple(colours[0]) == (0, 0, 0) and len({tuple(c) for c in colours}) == 4
+    base = Image.fromarray(np.full((2, 2, 3), 100, np.uint8))
+    blended = np.asarray(overlay_image(base, mask, 4, alpha=0.5)).astype(int)
+    assert tuple(blended[0, 0]) == (100, 100, 100)  # class 0 untouched
+    np.testing.assert_allclose(blended[1, 1], np.rint(100 * 0.5 + colours[3] * 0.5), atol=1)
+
+
+def test_a_classifier_is_not_a_segmenter():
+    model = open_session(MNIST_12, "cpu")
+    with pytest.raises(ModelError, match=r"float32\[1, 10\] is not a per-pixel map .* use `convtool classify`"):
+        Segmenter(model, preprocess_for(model.input, model.metadata))
