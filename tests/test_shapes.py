@@ -139,6 +139,18 @@ def test_output_size_matches_the_filter_core(h, w, kh, kw, sh, sw, dh, dw, mode)
     assert out.shape == expected
 
 
+@pytest.mark.parametrize("shape, kernel, stride, padding, dilation", [
+    ((13, 13), (6, 6), 5, "same", 1), ((13, 13), (6, 6), 5, "valid", 1), ((32, 28), (5, 3), (2, 1), 1, 1),
+    ((20, 17), (3, 3), 3, "full", 2), ((9, 9), (1, 1), 4, "valid", 1)])
+def test_output_size_matches_the_default_numba_back_end(shape, kernel, stride, padding, dilation):
+    from convtool.conv import correlate2d
+
+    strides = stride if isinstance(stride, tuple) else (stride, stride)
+    out = correlate2d(np.ones(shape, np.float32), np.ones(kernel), stride=stride, padding=padding, dilation=dilation)
+    assert out.shape == tuple(shapes.conv_axis(n, k, s, padding, dilation).out
+                              for n, k, s in zip(shape, kernel, strides))
+
+
 @settings(max_examples=30, deadline=None)
 @given(h=st.integers(3, 20), w=st.integers(3, 20), kh=st.integers(1, 3), kw=st.integers(1, 3))
 def test_valid_and_full_sizes_match_scipy(h, w, kh, kw):
@@ -199,6 +211,26 @@ def test_transposed_output_size_matches_scatter(n, k, s, d, p, op):
 @given(n=st.integers(1, 30), k=st.integers(1, 7), s=st.integers(1, 4))
 def test_transposed_same_gives_n_times_s(n, k, s):
     assert shapes.transposed_axis(n, k, s, "same").out == n * s
+
+
+@given(n=st.integers(1, 12), k=st.integers(1, 6), s=st.integers(1, 4), d=st.integers(1, 3), p=st.integers(0, 2))
+def test_transposed_receptive_field_counts_the_inputs_feeding_one_output(n, k, s, d, p):
+    """Scatter oracle: output o reads input i when o + p = i*s + t*d for a tap t; take the most over o."""
+    try:
+        axis = shapes.transposed_axis(n, k, s, p, d)
+    except ShapeError:
+        return
+    feeding = [len({i for i in range(n) for t in range(k) if i * s + t * d == o + p}) for o in range(axis.out)]
+    if n >= 2 * k * d + 2:  # long enough that interior outputs see every tap that can land on them
+        assert axis.receptive_field == max(feeding)
+    else:
+        assert axis.receptive_field >= max(feeding)
+
+
+def test_huge_inputs_give_ranges_not_lists():
+    axis = shapes.conv_axis(10**9, 1, 10**9)
+    assert axis.out == 1 and axis.dropped_range == (2, 10**9)
+    assert axis.unused is None  # too long to list
 
 
 def test_transposed_rejects_full_padding():
