@@ -539,7 +539,7 @@ def network_from_onnx(path: str | Path) -> Network:
     import onnx  # heavy: imported only here
 
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=False)  # only shapes are needed, not the weights
     except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and others for non-ONNX bytes
         raise ModelError(f"{path} is not an ONNX model ({type(exc).__name__}); give a .onnx file") from None
     if not model.graph.node or not model.ir_version:
@@ -578,6 +578,10 @@ def _onnx_network(model, path: Path) -> Network:
         return shape[1:] if name in batched and len(shape) >= 2 else shape
 
     network = Network(graph.name or path.stem, per_image(inputs[0].name), source=str(path))
+    symbolic = [d for d in first[1:] if not isinstance(d, int) or d <= 0]
+    if symbolic:
+        network.notes.append(f"the input has symbolic sizes ({', '.join(map(str, symbolic))}); each counts as 1 "
+                             "in units and MACs, so multiply by them for a real input")
     spatial_rank = max(len(first) - 2, 0)
     # tensor -> (rf, jump) for tensors that still have spatial axes; collapsed -> (rf, None)
     fields: dict[str, tuple[tuple[int, ...], tuple[int, ...] | None]] = {

@@ -186,6 +186,15 @@ def test_unknown_onnx_ops_are_listed_not_fatal(tmp_path):
     assert network.layers[0].macs == 4 * 6 * 6 * 9
 
 
+def test_symbolic_input_sizes_are_noted(tmp_path):
+    n = helper.make_node
+    path = _save(tmp_path, [n("Conv", ["x", "w"], ["y"], kernel_shape=[3, 3])], [_init("w", 4, 3, 3, 3)],
+                 ["N", 3, "H", "W"], "dynamic")
+    network = nets.network_from_onnx(path)
+    assert network.layers[0].weights == 108
+    assert network.notes and "symbolic sizes (H, W)" in network.notes[0]
+
+
 @pytest.mark.parametrize("content", [b"not an onnx model at all", b"", b"\x08\x07\x12"])
 def test_a_file_that_is_not_onnx_raises_model_error_in_one_line(tmp_path, content):
     path = tmp_path / "broken.onnx"
