@@ -176,15 +176,16 @@ def resnet(input_shape: tuple[int, int, int], num_classes: int, rng: np.random.G
 
 
 def unet(input_shape: tuple[int, int, int], num_classes: int, rng: np.random.Generator) -> Network:
-    """A small U-Net: two 2x down-samplings, transposed-convolution up-sampling, concatenated skips,
-    and a 1x1 convolution to per-pixel logits at the input size (H and W multiples of 4)."""
+    """A small U-Net: conv-BN-ReLU blocks, two 2x down-samplings, transposed-convolution up-sampling,
+    concatenated skips, and a 1x1 convolution to per-pixel logits at the input size (H, W multiples of 4)."""
     c, h, w = input_shape
     if h % 4 or w % 4:
         raise UsageError(f"unet needs a height and width that are multiples of 4, got {h}x{w}")
     net = Network("unet", "segment", input_shape, num_classes)
 
     def conv_relu(name: str, cin: int, cout: int, *inputs: str, dilation: int = 1) -> str:
-        net.add(f"{name}.conv", L.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation, rng=rng), *inputs)
+        net.add(f"{name}.conv", L.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation, bias=False, rng=rng), *inputs)
+        net.add(f"{name}.bn", L.BatchNorm2d(cout))
         return net.add(f"{name}.relu", L.ReLU())
 
     skip1 = conv_relu("enc1", c, 12)

@@ -128,51 +128,52 @@ def fit(net: Network, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarra
     steps = math.ceil(len(train_x) / config.batch)
     epoch = 0
     try:
-        for epoch in range(1, config.epochs + 1):
-            optimizer.lr = learning_rate(config.schedule, config.lr, epoch - 1, config.epochs, config.step_size, config.gamma)
-            order = rng.permutation(len(train_x))
-            start = time.perf_counter()
-            seen, loss_sum, correct = 0, 0.0, 0
-            for step in range(steps):
-                idx = order[step * config.batch : (step + 1) * config.batch]
-                xb, yb = train_x[idx], train_y[idx]
-                if config.shift and not segment:
-                    xb = D.random_shift(xb, config.shift, rng, fill)
-                logits, caches = net.forward(xb, train=True)
-                loss, dlogits = cross_entropy(logits, yb)
-                if not math.isfinite(loss):
+        with np.errstate(over="ignore", invalid="ignore"):  # a non-finite loss is handled below
+            for epoch in range(1, config.epochs + 1):
+                optimizer.lr = learning_rate(config.schedule, config.lr, epoch - 1, config.epochs, config.step_size, config.gamma)
+                order = rng.permutation(len(train_x))
+                start = time.perf_counter()
+                seen, loss_sum, correct = 0, 0.0, 0
+                for step in range(steps):
+                    idx = order[step * config.batch : (step + 1) * config.batch]
+                    xb, yb = train_x[idx], train_y[idx]
+                    if config.shift and not segment:
+                        xb = D.random_shift(xb, config.shift, rng, fill)
+                    logits, caches = net.forward(xb, train=True)
+                    loss, dlogits = cross_entropy(logits, yb)
+                    if not math.isfinite(loss):
+                        result.stop_reason, result.stop_epoch = "nan", epoch
+                        return result
+                    grads = net.backward(dlogits, caches)
+                    optimizer.step({k: g for k, g in grads.items() if k in trainable})
+                    seen += len(idx)
+                    loss_sum += loss * len(idx)
+                    hits = int(np.sum(logits.argmax(axis=1) == yb))
+                    correct += hits
+                    if on_batch:
+                        per = yb[0].size
+                        on_batch(epoch, step + 1, steps, loss_sum / seen, correct / (seen * per))
+                seconds = time.perf_counter() - start
+                val_loss, conf = evaluate(net, val_x, val_y)
+                if not math.isfinite(val_loss):
                     result.stop_reason, result.stop_epoch = "nan", epoch
                     return result
-                grads = net.backward(dlogits, caches)
-                optimizer.step({k: g for k, g in grads.items() if k in trainable})
-                seen += len(idx)
-                loss_sum += loss * len(idx)
-                hits = int(np.sum(logits.argmax(axis=1) == yb))
-                correct += hits
-                if on_batch:
-                    per = yb[0].size
-                    on_batch(epoch, step + 1, steps, loss_sum / seen, correct / (seen * per))
-            seconds = time.perf_counter() - start
-            val_loss, conf = evaluate(net, val_x, val_y)
-            if not math.isfinite(val_loss):
-                result.stop_reason, result.stop_epoch = "nan", epoch
-                return result
-            per = train_y[0].size
-            record = EpochRecord(epoch, optimizer.lr, loss_sum / seen, correct / (seen * per), val_loss,
-                                 float(np.trace(conf) / conf.sum()), mean_iou(conf) if segment else None, seconds)
-            result.records.append(record)
-            score = record.val_miou if segment else record.val_accuracy
-            if score > best_score:
-                best_score, result.best_epoch, result.best_state, result.confusion = score, epoch, net.state(), conf
-            if on_epoch:
-                on_epoch(record)
-            if val_loss < best_loss:
-                best_loss, waited = val_loss, 0
-            else:
-                waited += 1
-                if config.patience is not None and waited >= config.patience:
-                    result.stop_reason, result.stop_epoch = "early-stop", epoch
-                    break
+                per = train_y[0].size
+                record = EpochRecord(epoch, optimizer.lr, loss_sum / seen, correct / (seen * per), val_loss,
+                                     float(np.trace(conf) / conf.sum()), mean_iou(conf) if segment else None, seconds)
+                result.records.append(record)
+                score = record.val_miou if segment else record.val_accuracy
+                if score > best_score:
+                    best_score, result.best_epoch, result.best_state, result.confusion = score, epoch, net.state(), conf
+                if on_epoch:
+                    on_epoch(record)
+                if val_loss < best_loss:
+                    best_loss, waited = val_loss, 0
+                else:
+                    waited += 1
+                    if config.patience is not None and waited >= config.patience:
+                        result.stop_reason, result.stop_epoch = "early-stop", epoch
+                        break
     except KeyboardInterrupt:
         result.stop_reason, result.stop_epoch = "interrupted", epoch
     return result
