@@ -37,9 +37,10 @@ NATIVE_DTYPES = (np.uint8, np.float32)  # the Numba kernels read these directly;
 
 # Cost model, in "vector multiply-adds per output pixel" (measured on 4096^2 float32, 2 threads):
 # a pass over a row costs about one unit per tap plus a fixed pass overhead; the FFT costs about
-# FFT_COST_PER_LOG2 * log2(padded pixels) per pixel whatever the kernel.
+# FFT_COST_PER_LOG2 * log2(padded pixels) per pixel whatever the kernel (numpy FFT, padding and
+# the spectrum product included: about 15-18 Mpix/s here, so it wins past about 23x23 dense taps).
 PASS_OVERHEAD = 3.0
-FFT_COST_PER_LOG2 = 4.0
+FFT_COST_PER_LOG2 = 25.0
 
 
 @dataclass(frozen=True)

@@ -112,9 +112,9 @@ def _padded(stack: np.ndarray, pads: tuple[int, int, int, int], border: str, cva
 
 def correlate_direct(stack: np.ndarray, kernel: np.ndarray, stride: tuple[int, int], pads: tuple[int, int, int, int],
                      border: str, cval: float, dilation: tuple[int, int], out: np.ndarray,
-                     threads: tuple[int, int] = THREADS) -> None:
+                     threads: tuple[int, int] | None = None) -> None:
     """Direct correlation of a (B, H, W) stack into ``out`` on the GPU."""
-    (sh, sw), (dh, dw) = stride, dilation
+    (sh, sw), (dh, dw), threads = stride, dilation, threads or THREADS
     tile_h = (threads[0] - 1) * sh + (kernel.shape[0] - 1) * dh + 1
     tile_w = (threads[1] - 1) * sw + (kernel.shape[1] - 1) * dw + 1
     use_shared = tile_h * tile_w <= SHARED_FLOATS
@@ -130,9 +130,9 @@ def correlate_direct(stack: np.ndarray, kernel: np.ndarray, stride: tuple[int, i
 
 def correlate_separable(stack: np.ndarray, col: np.ndarray, row: np.ndarray, stride: tuple[int, int],
                         pads: tuple[int, int, int, int], border: str, cval: float, dilation: tuple[int, int],
-                        out: np.ndarray, threads: tuple[int, int] = THREADS) -> None:
+                        out: np.ndarray, threads: tuple[int, int] | None = None) -> None:
     """Correlation with ``outer(col, row)`` as a row pass then a column pass on the GPU."""
-    (sh, sw), (dh, dw) = stride, dilation
+    (sh, sw), (dh, dw), threads = stride, dilation, threads or THREADS
     column_w = cuda.to_device(col.astype(np.float32))
     row_w = cuda.to_device(row.astype(np.float32))
     for start in range(0, stack.shape[0], MAX_GRID_Z):
@@ -147,9 +147,9 @@ def correlate_separable(stack: np.ndarray, col: np.ndarray, row: np.ndarray, str
 
 
 def pool(stack: np.ndarray, size: tuple[int, int], stride: tuple[int, int], pads: tuple[int, int, int, int],
-         kind: str, out: np.ndarray, threads: tuple[int, int] = THREADS) -> None:
+         kind: str, out: np.ndarray, threads: tuple[int, int] | None = None) -> None:
     """Pool a (B, H, W) stack into ``out`` on the GPU; padded cells are ignored."""
-    code = {"max": 0, "avg": 1, "l2": 2}[kind]
+    code, threads = {"max": 0, "avg": 1, "l2": 2}[kind], threads or THREADS
     for start in range(0, stack.shape[0], MAX_GRID_Z):
         part = out[start: start + MAX_GRID_Z]
         device_in = cuda.to_device(np.ascontiguousarray(stack[start: start + MAX_GRID_Z], dtype=np.float32))

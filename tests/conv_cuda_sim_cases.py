@@ -1,0 +1,67 @@
+"""CUDA kernels under Numba's simulator; run by tests/test_conv_cuda.py in a subprocess.
+
+Not collected by the main test run (no ``test_`` prefix): NUMBA_ENABLE_CUDASIM must be set before
+numba is first imported, and the main pytest process has long imported numba by then.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":  # pragma: no cover - guard for a direct run
+    pytest.skip("run through tests/test_conv_cuda.py (needs NUMBA_ENABLE_CUDASIM=1)", allow_module_level=True)
+
+from convtool.conv import choose_backend, correlate2d, cuda, pool2d  # noqa: E402
+
+RNG = np.random.default_rng(3)
+BLOCK = (4, 3)  # tiny blocks: several blocks per image, partial blocks at the right and bottom edges
+
+
+@pytest.fixture(autouse=True)
+def small_blocks(monkeypatch):
+    monkeypatch.setattr(cuda, "THREADS", BLOCK)
+
+
+CASES = [  # kernel, stride, dilation, padding, border
+    (np.outer([1.0, 2, 1], [1, 0, -1]), 1, 1, "same", "reflect"),
+    (RNG.standard_normal((3, 4)), (2, 3), (1, 2), "full", "wrap"),
+    (RNG.standard_normal((2, 2)), 1, 1, (0, 2, 1, 0), "constant"),
+    (np.outer([1.0, 3], [2, 1, 1]), 2, 1, "valid", "symmetric"),
+]
+
+
+@pytest.mark.parametrize("kernel, stride, dilation, padding, border", CASES)
+def test_cuda_matches_reference(kernel, stride, dilation, padding, border):
+    image = RNG.standard_normal((2, 9, 11)).astype(np.float32)
+    options = dict(stride=stride, dilation=dilation, padding=padding, border=border, cval=0.5)
+    expected = correlate2d(image, kernel, backend="reference", **options)
+    for backend in ("cuda", "direct", "separable"):
+        got = correlate2d(image, kernel, backend=backend, device="cuda", **options)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5, err_msg=backend)
+
+
+def test_choice_reports_cuda_and_the_kernel_form():
+    rank1 = choose_backend((9, 11), np.outer([1.0, 2, 1], [1, 0, -1]), device="cuda")
+    assert (rank1.backend, rank1.device) == ("separable", "cuda") and "simulator" in rank1.reason
+    assert choose_backend((9, 11), np.eye(3), backend="cuda").backend == "direct"
+    assert choose_backend((9, 11), np.eye(3)).device == "cpu"  # auto never picks the simulator
+
+
+def test_tile_too_large_for_shared_memory_reads_global_memory():
+    kernel = RNG.standard_normal((3, 3))
+    image = RNG.standard_normal((1, 90, 85)).astype(np.float32)
+    tile_h, tile_w = (BLOCK[0] - 1) + 2 * 44 + 1, (BLOCK[1] - 1) + 2 * 40 + 1
+    assert tile_h * tile_w > cuda.SHARED_FLOATS
+    options = dict(dilation=(44, 40), padding="valid")
+    got = correlate2d(image, kernel, device="cuda", backend="direct", **options)
+    np.testing.assert_allclose(got, correlate2d(image, kernel, backend="reference", **options), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["max", "avg", "l2"])
+def test_cuda_pooling_matches_reference(kind):
+    image = (RNG.random((2, 10, 9)) * 255).astype(np.uint8)
+    for size, stride, padding in ((2, None, "valid"), (3, 2, "same")):
+        got = pool2d(image, size, stride=stride, kind=kind, padding=padding, device="cuda")
+        expected = pool2d(image, size, stride=stride, kind=kind, padding=padding, backend="reference")
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)

@@ -1,0 +1,180 @@
+"""Every CPU back-end of correlate2d / pool2d against the NumPy reference and scipy.ndimage."""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from convtool.conv import Choice, choose_backend, choose_pool_backend, convolve2d, correlate2d, cpu, pool2d
+from convtool.conv import separable
+from convtool.errors import DeviceError, ShapeError, UsageError
+
+RNG = np.random.default_rng(7)
+SOBEL = np.array([[1.0, 0, -1], [2, 0, -2], [1, 0, -1]])
+KERNELS = {
+    "rank1": np.outer([1.0, 2, 1], [1, 0, -1, 3]),  # even width, a zero column
+    "dense": RNG.standard_normal((3, 4)),
+}
+BORDERS = ["zero", "constant", "reflect", "symmetric", "replicate", "wrap"]
+GEOMETRIES = [  # stride, dilation, padding
+    (1, 1, "same"),
+    ((2, 3), 1, "full"),
+    (1, (2, 1), (1, 2, 3, 0)),
+    (2, 2, "valid"),
+    (3, 1, 7),
+]
+# scipy.ndimage's names for convtool's borders
+SCIPY_MODES = {"zero": "constant", "constant": "constant", "reflect": "mirror", "symmetric": "reflect",
+               "replicate": "nearest", "wrap": "grid-wrap"}
+
+
+def _image(shape=(2, 23, 19)):
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("backend", ["direct", "separable", "fft", "im2col"])
+@pytest.mark.parametrize("border", BORDERS)
+def test_backends_match_reference_for_every_geometry(backend, border):
+    image = _image()
+    for stride, dilation, padding in GEOMETRIES:
+        for kernel in KERNELS.values():
+            options = dict(stride=stride, dilation=dilation, padding=padding, border=border, cval=1.5)
+            fast = correlate2d(image, kernel, backend=backend, **options)
+            slow = correlate2d(image, kernel, backend="reference", **options)
+            assert fast.dtype == np.float32 and fast.shape == slow.shape
+            np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-4, err_msg=f"{backend} {options}")
+
+
+@pytest.mark.parametrize("backend", ["auto", "direct", "separable", "fft", "im2col"])
+@pytest.mark.parametrize("border", BORDERS)
+def test_backends_match_scipy_ndimage(backend, border):
+    image = _image((40, 37))
+    for kernel in (SOBEL, RNG.standard_normal((5, 3)), np.outer(np.hanning(7), np.hanning(9))):
+        fast = correlate2d(image, kernel, padding="same", border=border, cval=-2.0, backend=backend)
+        cval = 0.0 if border == "zero" else -2.0
+        expected = ndimage.correlate(image.astype(np.float64), kernel, mode=SCIPY_MODES[border], cval=cval)
+        np.testing.assert_allclose(fast, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_convolve2d_flips_the_kernel_like_scipy():
+    image = _image((31, 29))
+    kernel = RNG.standard_normal((3, 5))
+    expected = ndimage.convolve(image.astype(np.float64), kernel, mode="nearest")
+    for backend in ("direct", "fft"):
+        got = convolve2d(image, kernel, padding="same", border="replicate", backend=backend)
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_padding_wider_than_the_image_repeats_like_numpy_pad():
+    image = np.arange(1, 7, dtype=np.float32).reshape(1, 2, 3)
+    kernel = RNG.standard_normal((3, 3))
+    for border in ("reflect", "symmetric", "wrap", "replicate"):
+        slow = correlate2d(image, kernel, padding=(7, 5, 6, 9), border=border, backend="reference")
+        for backend in ("direct", "separable", "fft"):
+            fast = correlate2d(image, kernel, padding=(7, 5, 6, 9), border=border, backend=backend)
+            np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-5)
+
+
+def test_many_row_blocks_and_images_cover_every_output_once(monkeypatch):
+    monkeypatch.setattr(cpu, "THREADS", 3)  # uneven split of jobs between threads
+    image = _image((5, 101, 35))
+    for backend, kernel in (("direct", RNG.standard_normal((4, 3))), ("separable", KERNELS["rank1"])):
+        assert cpu.block_rows(101, 5, 4, 3) < 101  # several row blocks per image
+        fast = correlate2d(image, kernel, stride=(2, 1), padding="same", border="symmetric", backend=backend)
+        slow = correlate2d(image, kernel, stride=(2, 1), padding="same", border="symmetric", backend="reference")
+        np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["direct", "separable", "fft", "im2col", "auto"])
+def test_uint8_and_other_dtypes_are_read_exactly(backend):
+    image = RNG.integers(0, 256, (3, 17, 21)).astype(np.uint8)
+    expected = ndimage.correlate(image.astype(np.float64), SOBEL[None], mode="mirror")
+    for dtype in (np.uint8, np.uint16, np.int32, np.float64):
+        got = correlate2d(image.astype(dtype), SOBEL, padding="same", border="reflect", backend=backend)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-3)
+
+
+def test_all_zero_kernel_and_one_by_one_kernel():
+    image = _image((2, 9, 8))
+    assert not correlate2d(image, np.zeros((3, 3)), backend="direct").any()
+    np.testing.assert_allclose(correlate2d(image, [[2.5]], backend="direct"), 2.5 * image, rtol=1e-6)
+    np.testing.assert_allclose(correlate2d(image, [[2.5]], backend="separable"), 2.5 * image, rtol=1e-6)
+
+
+def test_separable_factors_are_exact_for_sobel_and_absent_for_rank_two():
+    column, row = separable.factors(SOBEL)
+    np.testing.assert_array_equal(np.outer(column, row), SOBEL)
+    assert separable.rank(np.eye(3)) == 3
+    assert separable.factors(np.eye(2)) is None
+
+
+def test_auto_picks_by_cost_and_says_why():
+    gaussian = np.outer(np.hanning(31), np.hanning(31))
+    assert choose_backend((512, 512), gaussian, device="cpu").backend == "separable"
+    assert choose_backend((512, 512), RNG.standard_normal((9, 9)), device="cpu").backend == "direct"
+    big = choose_backend((512, 512), RNG.standard_normal((31, 31)), device="cpu")
+    assert big == Choice("fft", "cpu", big.reason) and "non-separable" in big.reason and "fft" in big.reason
+
+
+def test_a_backend_that_cannot_run_the_kernel_falls_back_and_names_one_that_can():
+    choice = choose_backend((64, 64), np.eye(3), backend="separable", device="cpu")
+    assert choice.backend == "direct" and "rank 3" in choice.reason and "direct" in choice.reason
+    pool_choice = choose_pool_backend(backend="fft", device="cpu")
+    assert pool_choice.backend == "direct" and "pooling has no fft" in pool_choice.reason
+    image = _image((12, 12))
+    np.testing.assert_allclose(pool2d(image, 2, backend="fft"), pool2d(image, 2, backend="reference"))
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(monkeypatch):
+    from convtool.conv import device
+
+    monkeypatch.setattr(device, "cuda_status", lambda: (False, "numba.cuda.is_available() is false: no driver"))
+    with pytest.raises(DeviceError, match="CUDA is unavailable.*is_available.*--device cpu"):
+        correlate2d(_image((8, 8)), SOBEL, device="cuda")
+    with pytest.raises(DeviceError, match="CUDA is unavailable"):
+        correlate2d(_image((8, 8)), SOBEL, backend="cuda")
+    with pytest.raises(DeviceError, match="CUDA is unavailable"):
+        pool2d(_image((8, 8)), 2, device="cuda")
+    assert choose_backend((8, 8), SOBEL).device == "cpu"
+
+
+def test_bad_backend_device_and_combinations_are_usage_errors():
+    with pytest.raises(UsageError, match="unknown backend 'gpu'; choose one of auto, direct"):
+        correlate2d(_image((8, 8)), SOBEL, backend="gpu")
+    with pytest.raises(UsageError, match="unknown device 'tpu'"):
+        correlate2d(_image((8, 8)), SOBEL, device="tpu")
+    with pytest.raises(UsageError, match="fft runs on the CPU only"):
+        choose_backend((8, 8), SOBEL, backend="fft", device="cuda")
+    with pytest.raises(ShapeError, match="does not fit"):
+        correlate2d(_image((4, 4)), np.ones((5, 5)), backend="direct")
+
+
+@pytest.mark.parametrize("kind", ["max", "avg", "l2"])
+def test_pooling_matches_reference(kind):
+    image = _image((3, 14, 11))
+    for size, stride, padding in ((2, None, "valid"), (3, 2, "same"), ((2, 3), (1, 2), (1, 1, 0, 2))):
+        fast = pool2d(image, size, stride=stride, kind=kind, padding=padding)
+        slow = pool2d(image, size, stride=stride, kind=kind, padding=padding, backend="reference")
+        np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-5)
+    uint8 = RNG.integers(0, 256, (9, 10)).astype(np.uint8)
+    np.testing.assert_allclose(pool2d(uint8, 3, kind=kind, padding="same"),
+                               pool2d(uint8, 3, kind=kind, padding="same", backend="reference"), rtol=1e-5)
+
+
+def test_max_pooling_matches_scipy_maximum_filter():
+    image = _image((20, 21))
+    expected = ndimage.maximum_filter(image, size=3, mode="constant", cval=-np.inf)
+    np.testing.assert_array_equal(pool2d(image, 3, stride=1, padding="same"), expected)
+
+
+def test_im2col_batch_sums_every_input_channel_per_filter():
+    from convtool.conv import gemm, reference
+
+    x = RNG.standard_normal((2, 3, 10, 9)).astype(np.float32)  # N,C,H,W
+    weight = RNG.standard_normal((4, 3, 3, 2))  # F,C,KH,KW
+    pads, stride, dilation = (1, 0, 2, 1), (2, 1), (1, 2)
+    got = gemm.correlate_batch(x, weight, stride=stride, pads=pads, border="reflect", dilation=dilation)
+    expected = np.stack([np.stack([sum(reference.correlate2d(x[n, c], weight[f, c], stride, pads, "reflect", 0.0, dilation)
+                                       for c in range(3)) for f in range(4)]) for n in range(2)])
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ShapeError, match="same C"):
+        gemm.correlate_batch(x, weight[:, :2])

@@ -1,0 +1,40 @@
+"""The CUDA back-end: kernels under Numba's simulator (in a subprocess) and, with NVVM, real PTX."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CASES = Path(__file__).with_name("conv_cuda_sim_cases.py")
+
+
+def test_cuda_kernels_under_the_simulator():
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    result = subprocess.run([sys.executable, "-m", "pytest", "-o", "addopts=", "-q", "-p", "no:cacheprovider", str(CASES)],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and "skipped" not in result.stdout
+
+
+def test_kernels_compile_to_ptx_where_nvvm_is_present():
+    from numba import boolean, cuda, float32, int64
+
+    try:
+        from numba.cuda.cudadrv.nvvm import NVVM
+
+        NVVM()
+    except Exception as exc:  # noqa: BLE001 - any failure means no NVVM here
+        pytest.skip(f"NVVM is not available ({type(exc).__name__})")
+    from convtool.conv import cuda as conv_cuda
+
+    arr3, arr2, arr1 = float32[:, :, ::1], float32[:, ::1], float32[::1]
+    signatures = {
+        conv_cuda._direct_kernel: (arr3, arr2, int64, int64, int64, int64, int64, int64, boolean, arr3),
+        conv_cuda._row_pass: (arr3, arr1, int64, int64, arr3),
+        conv_cuda._column_pass: (arr3, arr1, int64, int64, arr3),
+    }
+    for kernel, signature in signatures.items():
+        ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=(7, 5))
+        assert ".entry" in ptx
