@@ -187,6 +187,8 @@ def test_net_spec_file_and_onnx_model(tmp_path):
     (["--net", "vgg19"], "neither a built-in network"),
     (["--net", "lenet5", "--k", "3"], "leave out the one-layer options"),
     (["--net", "missing.onnx"], "does not exist"),
+    (["--net", "lenet5", "--explain"], "--explain shows the working of one layer"),
+    (["--n", "8", "--k", "3", "--output-padding", "1"], "add --transpose"),
 ])
 def test_bad_input_exits_2_with_one_line(args, message):
     result = run(*args)

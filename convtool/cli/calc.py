@@ -55,6 +55,8 @@ def command(n_text, k_text, s_text, p_text, padding_mode, d_text, cin_text, cout
       convtool calc --net lenet5
       convtool calc --net model.onnx --bias --json
     """
+    if explain and (net_text or solve_text):
+        raise UsageError("--explain shows the working of one layer; leave it out with --net and --solve")
     if net_text:
         layer_options = [n_text, k_text, s_text, p_text, padding_mode, d_text, pool_text, solve_text]
         if any(v is not None for v in layer_options) or transpose:
@@ -109,78 +111,87 @@ def _axis_dict(axis: shapes.Axis) -> dict:
 
 def layer_report(n_text, k_text, s_text, p_text, padding_mode, d_text, cin_text, cout_text, groups_text, bias,
                  pool_text, pool_kind, transpose, output_padding_text) -> dict:
-    """Everything ``calc`` says about one layer (convolution, then optional pooling)."""
+    """Everything ``calc`` says about one layer: a (transposed) convolution, then optional pooling."""
     n = shapes.parse_size(n_text, "input size (--n)")
-    axes_count = len(n)
     cin = _one_int(cin_text, "input channels (--cin)")
-    cout = _one_int(cout_text, "output channels (--cout)")
-    groups = _one_int(groups_text, "groups (--groups)")
     if p_text is not None and padding_mode is not None:
         raise UsageError("give either --p or --padding, not both")
-    padding = shapes.parse_padding(p_text, axes_count) if p_text is not None else (padding_mode or "valid")
-    pads = [padding] * axes_count if isinstance(padding, str) else list(padding)
-    report: dict = {"input": list(n), "cin": cin}
-    spatial = n
-    rf, jump = [1] * axes_count, [1] * axes_count
     if k_text is None and pool_text is None:
         raise UsageError("give the kernel size with --k (e.g. --k 5x5), a pooling with --pool, or --solve OUT")
+    if output_padding_text != "0" and not transpose:
+        raise UsageError("--output-padding applies to a transposed convolution only; add --transpose")
+    padding = shapes.parse_padding(p_text, len(n)) if p_text is not None else (padding_mode or "valid")
+    pads = [padding] * len(n) if isinstance(padding, str) else list(padding)
+    report: dict = {"input": list(n), "cin": cin}
+    field = [(1, 1)] * len(n)  # (receptive field, jump) per axis
+    shape = (cin, *n)
     if k_text is not None:
-        k = shapes.broadcast(shapes.parse_size(k_text, "kernel size (--k)"), axes_count, "--k")
-        s = shapes.broadcast(shapes.parse_size(s_text or "1", "stride (--s)"), axes_count, "--s")
-        d = shapes.broadcast(shapes.parse_size(d_text or "1", "dilation (--d)"), axes_count, "--d")
-        if transpose:
-            output_padding = _one_int(output_padding_text, "output padding", allow_zero=True)
-            axes = [shapes.transposed_axis(*args, output_padding) for args in zip(n, k, s, pads, d)]
-        else:
-            axes = [shapes.conv_axis(*args) for args in zip(n, k, s, pads, d)]
-        weights = shapes.conv_weights(cin, cout, k, groups)
-        spatial = tuple(a.out for a in axes)
-        units = cout * math.prod(spatial)
-        fan_in = (cin // groups) * math.prod(k)
-        if transpose:
-            macs = math.prod(n) * cin * (cout // groups) * math.prod(k)
-        else:
-            macs = shapes.conv_macs(units, cin, k, groups)
-        for i, a in enumerate(axes):
-            rf[i] += (a.receptive_field - 1) * jump[i]
-            jump[i] = jump[i] * a.s if not transpose else max(jump[i] // a.s, 1)
-        report["conv"] = {
-            "transposed": transpose, "kernel": list(k), "stride": list(s), "dilation": list(d), "groups": groups,
-            "cout": cout, "axes": [_axis_dict(a) for a in axes], "output_shape": [cout, *spatial], "units": units,
-            "weights": weights, "biases": cout if bias else 0, "params": weights + (cout if bias else 0),
-            "macs": macs, "flops": 2 * macs, "connections": macs, "connections_with_bias": macs + (units if bias else 0),
-        }
-        if not transpose:
-            report["conv"]["pytorch"] = _pytorch(axes)
-            in_units = cin * math.prod(n)
-            view = shapes.matrix_view(in_units, units, fan_in)
-            report["fully_connected"] = {"weights": in_units * units, "biases": units if bias else 0,
-                                         "macs": in_units * units, "flops": 2 * in_units * units}
-            report["matrix"] = {"kernel_floats": weights, "dense_floats": view.dense_floats,
-                                "sparse_floats": view.sparse_floats, "muls": view.muls, "adds": view.adds,
-                                "float_ops": view.float_ops}
-        channels = cout
-    else:
-        channels = cin
+        report.update(_conv_report(n, cin, k_text, s_text, d_text, pads, cout_text, groups_text, bias, transpose,
+                                   output_padding_text))
+        conv = report["conv"]
+        shape = tuple(conv["output_shape"])
+        # one input step is s outputs of a transposed conv: below one input cell, so the jump stays 1
+        field = [(a["receptive_field"], 1 if transpose else a["s"]) for a in conv["axes"]]
     if pool_text is not None:
-        size_text, _, stride_text = pool_text.partition(":")
-        size = shapes.broadcast(shapes.parse_size(size_text, "pool size (--pool)"), axes_count, "--pool")
-        stride = shapes.broadcast(shapes.parse_size(stride_text, "pool stride (--pool SIZE:STRIDE)"), axes_count,
-                                  "--pool stride") if stride_text else size
-        pool_pads = pads if k_text is None else ["valid"] * axes_count
-        pool_axes = [shapes.pool_axis(*args) for args in zip(spatial, size, stride, pool_pads)]
-        spatial = tuple(a.out for a in pool_axes)
-        pool_units = channels * math.prod(spatial)
-        for i, a in enumerate(pool_axes):
-            rf[i] += (a.k - 1) * jump[i]
-            jump[i] *= a.s
-        report["pool"] = {"kind": pool_kind, "size": list(size), "stride": list(stride),
-                          "axes": [_axis_dict(a) for a in pool_axes], "output_shape": [channels, *spatial],
-                          "units": pool_units, "connections": pool_units * math.prod(size)}
-    report["output_shape"] = [channels, *spatial]
-    report["units"] = channels * math.prod(spatial)
-    report["receptive_field"] = rf
+        report["pool"] = _pool_report(shape, pool_text, pool_kind, pads if k_text is None else ["valid"] * len(n))
+        shape = tuple(report["pool"]["output_shape"])
+        field = [(rf + (a["k"] - 1) * jump, jump * a["s"]) for (rf, jump), a in zip(field, report["pool"]["axes"])]
+    report["output_shape"] = list(shape)
+    report["units"] = math.prod(shape)
+    report["receptive_field"] = [rf for rf, _ in field]
     return report
+
+
+def _conv_report(n, cin, k_text, s_text, d_text, pads, cout_text, groups_text, bias, transpose,
+                 output_padding_text) -> dict:
+    """The convolution's axes and counts, its PyTorch equivalent, and the dense and sparse matrix views."""
+    cout = _one_int(cout_text, "output channels (--cout)")
+    groups = _one_int(groups_text, "groups (--groups)")
+    k = shapes.broadcast(shapes.parse_size(k_text, "kernel size (--k)"), len(n), "--k")
+    s = shapes.broadcast(shapes.parse_size(s_text or "1", "stride (--s)"), len(n), "--s")
+    d = shapes.broadcast(shapes.parse_size(d_text or "1", "dilation (--d)"), len(n), "--d")
+    if transpose:
+        output_padding = _one_int(output_padding_text, "output padding", allow_zero=True)
+        axes = [shapes.transposed_axis(*args, output_padding) for args in zip(n, k, s, pads, d)]
+    else:
+        axes = [shapes.conv_axis(*args) for args in zip(n, k, s, pads, d)]
+    weights = shapes.conv_weights(cin, cout, k, groups)
+    spatial = tuple(a.out for a in axes)
+    units = cout * math.prod(spatial)
+    if transpose:  # every input position scatters through every tap into cout/groups channels
+        macs = math.prod(n) * cin * (cout // groups) * math.prod(k)
+    else:
+        macs = shapes.conv_macs(units, cin, k, groups)
+    biases = cout if bias else 0
+    report: dict = {"conv": {
+        "transposed": transpose, "kernel": list(k), "stride": list(s), "dilation": list(d), "groups": groups,
+        "cout": cout, "axes": [_axis_dict(a) for a in axes], "output_shape": [cout, *spatial], "units": units,
+        "weights": weights, "biases": biases, "params": weights + biases, "macs": macs, "flops": 2 * macs,
+        "connections": macs, "connections_with_bias": macs + (units if bias else 0)}}
+    if not transpose:
+        report["conv"]["pytorch"] = _pytorch(axes)
+        in_units = cin * math.prod(n)
+        view = shapes.matrix_view(in_units, units, (cin // groups) * math.prod(k))
+        report["fully_connected"] = {"weights": in_units * units, "biases": units if bias else 0,
+                                     "macs": in_units * units, "flops": 2 * in_units * units}
+        report["matrix"] = {"kernel_floats": weights, "dense_floats": view.dense_floats,
+                            "sparse_floats": view.sparse_floats, "muls": view.muls, "adds": view.adds,
+                            "float_ops": view.float_ops}
+    return report
+
+
+def _pool_report(shape: tuple[int, ...], pool_text: str, kind: str, pads: list) -> dict:
+    """Pooling of a (channels, *spatial) tensor: ``SIZE`` or ``SIZE:STRIDE`` (stride defaults to the size)."""
+    size_text, _, stride_text = pool_text.partition(":")
+    axes_count = len(shape) - 1
+    size = shapes.broadcast(shapes.parse_size(size_text, "pool size (--pool)"), axes_count, "--pool")
+    stride = shapes.broadcast(shapes.parse_size(stride_text, "pool stride (--pool SIZE:STRIDE)"), axes_count,
+                              "--pool stride") if stride_text else size
+    axes = [shapes.pool_axis(*args) for args in zip(shape[1:], size, stride, pads)]
+    out_shape = [shape[0], *(a.out for a in axes)]
+    units = math.prod(out_shape)
+    return {"kind": kind, "size": list(size), "stride": list(stride), "axes": [_axis_dict(a) for a in axes],
+            "output_shape": out_shape, "units": units, "connections": units * math.prod(size)}
 
 
 def _pytorch(axes: list[shapes.Axis]) -> dict:
