@@ -57,12 +57,12 @@ def recipe_overrides(size, layout, channels, scale, mean, std) -> dict:
     return dict(layout=layout, channels=channels, height=height, width=width, scale=scale, mean=mean, std=std)
 
 
-def open_model(model: Path, device: str, **overrides):
+def open_model(model: Path, device: str, model_bytes: bytes | None = None, **overrides):
     """Open the model on the device (saying why when auto falls back) and work out its preprocessing."""
     from convtool.infer.preprocess import preprocess_for
     from convtool.infer.session import open_session
 
-    session = open_session(model, device)
+    session = open_session(model, device, model_bytes=model_bytes)
     if session.note:
         click.echo(f"convtool: {session.note}", err=True)
     recipe = preprocess_for(session.input, session.metadata, **overrides)

@@ -1,0 +1,96 @@
+"""What an ONNX file holds: inputs, outputs, opset, producer, metadata, and how convtool would feed it.
+
+Reads the file with ``onnx`` (no session is created, so no device is touched).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from convtool.errors import ConvtoolError, ModelError
+from convtool.infer.session import TensorInfo
+
+_ELEMENT_TYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool",
+                  10: "float16", 11: "float64", 16: "bfloat16"}
+
+
+@dataclass
+class ModelInfo:
+    path: Path
+    ir_version: int
+    opsets: dict[str, int]
+    producer: str
+    graph_name: str
+    doc: str
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    metadata: dict[str, str]
+    nodes: int
+    parameters: int
+    preprocess: str  # how classify/segment would prepare images, or why it cannot
+    ops: dict[str, int] = field(default_factory=dict)
+
+
+def read_model(path: str | Path):
+    """Load an ONNX file with onnx; every failure is a one-line ModelError."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"{path}: no such model file; check the path")
+    if path.is_dir() or path.stat().st_size == 0:
+        raise ModelError(f"{path}: not an ONNX model file ({'a folder' if path.is_dir() else 'empty'})")
+    import onnx
+
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise ModelError(f"{path}: not an ONNX model ({type(exc).__name__}: {str(exc)[:120]})") from None
+    if not model.graph.node or not model.ir_version:
+        raise ModelError(f"{path}: not an ONNX model (no graph); give a .onnx file")
+    return model
+
+
+def describe_model(path: str | Path) -> ModelInfo:
+    """Inputs, outputs, opset, producer, metadata and the preprocessing convtool would use."""
+    from convtool.infer.preprocess import preprocess_for
+
+    model = read_model(path)
+    graph = model.graph
+    initializers = {t.name for t in graph.initializer}
+    inputs = [_tensor(v) for v in graph.input if v.name not in initializers]
+    outputs = [_tensor(v) for v in graph.output]
+    metadata = {p.key: p.value for p in model.metadata_props}
+    try:
+        preprocess = preprocess_for(inputs[0], metadata).describe() if inputs else "the model has no inputs"
+    except ConvtoolError as exc:
+        preprocess = f"not an image model for convtool: {exc}"
+    ops: dict[str, int] = {}
+    for node in graph.node:
+        ops[node.op_type] = ops.get(node.op_type, 0) + 1
+    parameters = 0
+    for tensor in graph.initializer:
+        count = 1
+        for d in tensor.dims:
+            count *= d
+        parameters += count
+    return ModelInfo(
+        path=Path(path),
+        ir_version=model.ir_version,
+        opsets={(o.domain or "ai.onnx"): o.version for o in model.opset_import},
+        producer=f"{model.producer_name} {model.producer_version}".strip(),
+        graph_name=graph.name,
+        doc=model.doc_string.strip(),
+        inputs=inputs,
+        outputs=outputs,
+        metadata=metadata,
+        nodes=len(graph.node),
+        parameters=parameters,
+        preprocess=preprocess,
+        ops=ops,
+    )
+
+
+def _tensor(value) -> TensorInfo:
+    tensor_type = value.type.tensor_type
+    dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tensor_type.shape.dim)
+    return TensorInfo(value.name, dims, _ELEMENT_TYPES.get(tensor_type.elem_type, f"type {tensor_type.elem_type}"))
