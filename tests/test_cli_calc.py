@@ -29,7 +29,9 @@ def as_json(*args: str) -> dict:
 
 def test_13_6_5_valid_shows_two_outputs_and_drops_12_and_13():
     output = ok("--n", "13", "--k", "6", "--s", "5")
-    assert "│ conv  │ 1    │ 13 │ 6 │ 5 │ 1 │ 0+0 (valid) │      2 │          12-13 │" in output
+    row = next(line for line in output.splitlines() if line.startswith("│ conv"))
+    assert [cell.strip() for cell in row.strip("│").split("│")] == ["conv", "1", "13", "6", "5", "1", "0+0 (valid)",
+                                                                  "2", "12-13"]
     report = as_json("--n", "13", "--k", "6", "--s", "5")
     assert report["conv"]["axes"][0]["dropped"] == [12, 13]
 
@@ -54,6 +56,14 @@ def test_explain_marks_the_dropped_inputs_under_the_strip():
     marks = next(line for line in lines if line.strip().startswith("unread"))
     assert [strip[i - 2:i + 1].strip() for i, c in enumerate(marks) if c == "x"] == ["12", "13"]
     assert "so inputs 12-13 are dropped" in output
+
+
+@pytest.mark.parametrize("pad", ["0:1", "1"])
+def test_lecture_6_3_2_with_total_padding_1_and_2(pad):
+    """The lecture's p is the total: 1 (TensorFlow same, after) and 2 (--p 1 is one on each side) both give 3."""
+    assert as_json("--n", "6", "--k", "3", "--s", "2", "--p", pad)["output_shape"] == [1, 3]
+    assert as_json("--n", "6", "--k", "3", "--padding", "valid")["output_shape"] == [1, 4]
+    assert as_json("--n", "6", "--k", "3", "--padding", "same")["output_shape"] == [1, 6]
 
 
 def test_the_lecture_sparse_matrix_example():

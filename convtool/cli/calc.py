@@ -26,7 +26,8 @@ LIST_LIMIT = 1_000  # longest list of input positions in a report
 @click.option("--n", "n_text", metavar="SIZE", help="Input size: 13 (1D) or 32x32 (2D).")
 @click.option("--k", "k_text", metavar="SIZE", help="Kernel size: 5 or 5x3.")
 @click.option("--s", "s_text", metavar="SIZE", default=None, help="Stride (default 1): 2 or 2x1.")
-@click.option("--p", "p_text", metavar="PAD", help="Explicit padding: N, NxM (per axis), B:A (before:after) or T,B,L,R.")
+@click.option("--p", "p_text", metavar="PAD",
+              help="Explicit padding: N on each side, NxM per axis, B:A before:after (total B+A), or T,B,L,R.")
 @click.option("--padding", "padding_mode", type=click.Choice(shapes.PADDING_MODES), help="Padding mode (default valid).")
 @click.option("--d", "d_text", metavar="SIZE", default=None, help="Dilation (default 1).")
 @click.option("--cin", "cin_text", metavar="N", default="1", show_default=True, help="Input channels.")
@@ -316,7 +317,7 @@ def _range(span: list[int] | None) -> str:
 
 def render_layer(report: dict, console) -> None:
     conv, pool = report.get("conv"), report.get("pool")
-    axes_table = _table("Axes (1-based input positions)", "layer", "axis", "n", "k", "s", "d", "padding",
+    axes_table = _table("Axes (1-based input positions)", "layer", "axis", "n", "k", "s", "d", "padding before+after",
                         "output", "dropped inputs", right_from=2)
     multi = len(report["input"]) > 1
     for layer_name, layer in (("convT" if conv and conv["transposed"] else "conv", conv), ("pool", pool)):
