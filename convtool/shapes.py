@@ -26,6 +26,8 @@ def check_positive(name: str, value: int) -> None:
 
 def same_padding(n: int, k: int, s: int = 1, d: int = 1) -> tuple[int, int]:
     """TensorFlow's "same" padding: total ``max(s(ceil(n/s)-1) + (k-1)d + 1 - n, 0)``, extra after."""
+    for name, value in (("input size", n), ("kernel size", k), ("stride", s), ("dilation", d)):
+        check_positive(name, value)  # a zero stride would otherwise divide by zero
     total = max(s * (math.ceil(n / s) - 1) + effective_kernel(k, d) - n, 0)
     return total // 2, total - total // 2
 

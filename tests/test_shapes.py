@@ -317,6 +317,15 @@ def test_parse_padding_rejects(text, axes):
         shapes.parse_padding(text, axes)
 
 
+@pytest.mark.parametrize("mode", ["same", "full", "valid"])
+def test_resolve_padding_rejects_a_zero_stride_with_a_shape_error(mode):
+    with pytest.raises(ShapeError, match="stride must be a positive integer"):
+        shapes.conv_axis(13, 6, 0, mode)
+    if mode == "same":  # used to raise ZeroDivisionError
+        with pytest.raises(ShapeError, match="stride must be a positive integer"):
+            shapes.resolve_padding("same", 13, 6, 0)
+
+
 def test_groups_must_divide_the_channels():
     assert shapes.conv_weights(4, 8, (3, 3), groups=2) == 8 * 2 * 9
     with pytest.raises(ShapeError, match="groups 3 must divide"):
