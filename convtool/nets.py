@@ -7,7 +7,8 @@ The public functions (no click, no rich; rendering is the CLI's job)::
     network_from_spec(path) -> Network      # a text spec, one layer a line (see parse_spec)
     load_network(text) -> Network           # any of the three: a built-in name, *.onnx or a spec file
 
-A ``Network`` holds ``layers`` (a list of ``Layer`` rows), ``unknown_ops`` and ``totals(include_bias)``.
+A ``Network`` holds ``layers`` (a list of ``Layer`` rows), ``unknown_ops``, ``notes`` (caveats to show)
+and ``totals(include_bias)``. ``convtool.cli.calc.net_report``/``render_net`` turn one into JSON or a rich table.
 Counting conventions (the lecture's LeNet-5 table): ``weights`` exclude biases; ``connections`` are
 ``units x fan-in`` (weights only; ``bias_connections`` adds one per unit of a layer with biases);
 MACs count multiply-accumulates of conv and fully-connected layers (FLOPs = 2 x MACs); pooling,
@@ -556,16 +557,10 @@ def network_from_onnx(path: str | Path) -> Network:
 
 
 def _onnx_network(model, path: Path) -> Network:
+    """Walk the nodes in order, tracking per-image shapes, receptive fields and which weights were counted."""
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
-    shapes_by_name: dict[str, tuple] = {}
-    for info in list(graph.input) + list(graph.value_info) + list(graph.output):
-        tensor_type = info.type.tensor_type
-        if tensor_type.HasField("shape"):
-            shapes_by_name[info.name] = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
-                                              for d in tensor_type.shape.dim)
-    for name, tensor in inits.items():
-        shapes_by_name[name] = tuple(tensor.dims)
+    shapes_by_name = _tensor_shapes(graph)
     inputs = [i for i in graph.input if i.name not in inits]
     if not inputs:
         raise ModelError(f"{path} has no graph input")
@@ -583,92 +578,119 @@ def _onnx_network(model, path: Path) -> Network:
         network.notes.append(f"the input has symbolic sizes ({', '.join(map(str, symbolic))}); each counts as 1 "
                              "in units and MACs, so multiply by them for a real input")
     spatial_rank = max(len(first) - 2, 0)
-    # tensor -> (rf, jump) for tensors that still have spatial axes; collapsed -> (rf, None)
+    # tensor -> (receptive field, jump); jump None once a layer has read the whole input (fc, global pool)
     fields: dict[str, tuple[tuple[int, ...], tuple[int, ...] | None]] = {
         inputs[0].name: ((1,) * spatial_rank, (1,) * spatial_rank)}
     counted: set[str] = set()
     for index, node in enumerate(graph.node):
-        op = node.op_type
-        if op == "Constant":
+        if node.op_type == "Constant":
             continue
-        name = node.name or f"{op}_{index}"
         data = [i for i in node.input if i and i not in inits]
         on_data_path = any(i in batched for i in data) or not batched
         if on_data_path:
             batched.update(node.output)
         out_shape = per_image(node.output[0]) if node.output else ()
-        units = _units(out_shape) if on_data_path else 0  # reshaping a weight makes no units
         in_shape = per_image(data[0]) if data else ()
-        field_in = next((fields[i] for i in data if i in fields), None)
-        floats = [i for i in node.input if i in inits and inits[i].data_type in FLOAT_TYPES and i not in counted]
-        weights = biases = macs = connections = bias_connections = 0
-        rf: tuple[int, ...] | None = field_in[0] if field_in else None
-        jump = field_in[1] if field_in else None
-        detail = ""
+        units = _units(out_shape) if on_data_path else 0  # reshaping a weight makes no units
         attrs = {a.name: onnx_attribute(a) for a in node.attribute}
-        if op in ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool"):
-            kernel = tuple(attrs.get("kernel_shape") or _weight_kernel(node, shapes_by_name))
-            strides = tuple(attrs.get("strides") or (1,) * len(kernel))
-            dilations = tuple(attrs.get("dilations") or (1,) * len(kernel))
-            group = int(attrs.get("group", 1))
-            cin = in_shape[0] if in_shape and isinstance(in_shape[0], int) else 0
-            if op == "Conv":
-                macs = units * (cin // group) * math.prod(kernel) if cin else 0
-                connections = macs
-            elif op == "ConvTranspose":
-                cout = out_shape[0] if out_shape and isinstance(out_shape[0], int) else 0
-                macs = _units(in_shape) * (cout // group) * math.prod(kernel)
-                connections = macs
-            else:
-                connections = units * math.prod(kernel)
-            if rf is not None and jump is not None and len(rf) == len(kernel):
-                if op == "ConvTranspose":
-                    rf = tuple(r + (-(-shapes.effective_kernel(k, d) // s) - 1) * j
-                               for r, j, k, s, d in zip(rf, jump, kernel, strides, dilations))
-                    jump = tuple(max(j // s, 1) for j, s in zip(jump, strides))
-                else:
-                    rf = tuple(r + (shapes.effective_kernel(k, d) - 1) * j
-                               for r, j, k, d in zip(rf, jump, kernel, dilations))
-                    jump = tuple(j * s for j, s in zip(jump, strides))
-            detail = f"{'x'.join(map(str, kernel))}" + (f" s{'x'.join(map(str, strides))}" if any(
-                s != 1 for s in strides) else "") + (f" g{group}" if group != 1 else "")
-        elif op in ("Gemm", "MatMul"):
-            k_dim = _contracted(node, attrs, shapes_by_name)
-            macs = units * k_dim
-            connections = macs
-        if op in ONNX_GLOBAL and rf is not None and jump is not None:
-            spatial = in_shape[1:] if len(in_shape) == len(rf) + 1 else ()
-            if all(isinstance(n, int) for n in spatial):
-                rf = tuple(r + (n - 1) * j for r, j, n in zip(rf, jump, spatial))
-            jump = None  # every later unit reads the whole (collapsed) field
-        # parameters: float initializers read by this node
-        for position, init_name in enumerate(node.input):
-            if init_name not in floats:
-                continue
-            size = math.prod(inits[init_name].dims)
-            if op == "BatchNormalization":
-                if position == 1:
-                    weights += size
-                elif position == 2:
-                    biases += size
-                else:
-                    continue  # running mean and variance are statistics, not parameters
-            elif op in ("Conv", "ConvTranspose", "Gemm") and position == 2 or op in ("Add", "Sub"):
-                biases += size
-                bias_connections = units
-            else:
-                weights += size
-            counted.add(init_name)
-        if op == "BatchNormalization":
+        macs, connections, detail, window = _onnx_cost(node, attrs, in_shape, out_shape, units, shapes_by_name)
+        field = _onnx_field(node.op_type, next((fields[i] for i in data if i in fields), None), window, in_shape)
+        weights, biases, bias_connections = _onnx_parameters(node, inits, counted, units)
+        if node.op_type == "BatchNormalization":
             connections = bias_connections = units  # one scale and one shift per unit, like Builder.batchnorm
-        if op not in ONNX_KNOWN and op not in network.unknown_ops:
-            network.unknown_ops.append(op)
-        for out in node.output:
-            if rf is not None:
-                fields[out] = (rf, jump)
-        network.layers.append(Layer(name, op, out_shape, units, weights, biases, macs, connections,
-                                    bias_connections, rf, detail))
+        if node.op_type not in ONNX_KNOWN and node.op_type not in network.unknown_ops:
+            network.unknown_ops.append(node.op_type)
+        if field is not None:
+            fields.update((out, field) for out in node.output)
+        network.layers.append(Layer(node.name or f"{node.op_type}_{index}", node.op_type, out_shape, units, weights,
+                                    biases, macs, connections, bias_connections, field[0] if field else None,
+                                    detail))
     return network
+
+
+def _tensor_shapes(graph) -> dict[str, tuple]:
+    """Shapes of the graph's inputs, inferred values, outputs and initializers; symbolic sizes by name."""
+    found: dict[str, tuple] = {}
+    for info in list(graph.input) + list(graph.value_info) + list(graph.output):
+        tensor_type = info.type.tensor_type
+        if tensor_type.HasField("shape"):
+            found[info.name] = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+                                     for d in tensor_type.shape.dim)
+    for tensor in graph.initializer:
+        found[tensor.name] = tuple(tensor.dims)
+    return found
+
+
+def _onnx_cost(node, attrs, in_shape, out_shape, units, shapes_by_name):
+    """MACs, connections, a short description and the sliding window ``(kernel, strides, dilations)`` if any."""
+    op = node.op_type
+    if op in ("Gemm", "MatMul"):
+        macs = units * _contracted(node, attrs, shapes_by_name)
+        return macs, macs, "", None
+    if op not in ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool"):
+        return 0, 0, "", None
+    kernel = tuple(attrs.get("kernel_shape") or _weight_kernel(node, shapes_by_name))
+    strides = tuple(attrs.get("strides") or (1,) * len(kernel))
+    dilations = tuple(attrs.get("dilations") or (1,) * len(kernel))
+    group = int(attrs.get("group", 1))
+    cin = in_shape[0] if in_shape and isinstance(in_shape[0], int) else 0
+    if op == "Conv":
+        macs = units * (cin // group) * math.prod(kernel)
+        connections = macs
+    elif op == "ConvTranspose":  # every input position scatters through every tap into cout/group channels
+        cout = out_shape[0] if out_shape and isinstance(out_shape[0], int) else 0
+        macs = connections = _units(in_shape) * (cout // group) * math.prod(kernel)
+    else:
+        macs, connections = 0, units * math.prod(kernel)
+    detail = "x".join(map(str, kernel)) + (f" s{_compact(strides)}" if any(s != 1 for s in strides) else "") \
+        + (f" d{_compact(dilations)}" if any(d != 1 for d in dilations) else "") + (f" g{group}" if group != 1 else "")
+    return macs, connections, detail, (op, kernel, strides, dilations)
+
+
+def _onnx_field(op: str, field, window, in_shape):
+    """Receptive field and jump after this node, from those of its first input that has them."""
+    if field is None:
+        return None
+    rf, jump = field
+    if window is not None and jump is not None and len(rf) == len(window[1]):
+        kind, kernel, strides, dilations = window
+        if kind == "ConvTranspose":  # at most ceil(span / s) inputs feed one output
+            rf = tuple(r + (-(-shapes.effective_kernel(k, d) // s) - 1) * j
+                       for r, j, k, s, d in zip(rf, jump, kernel, strides, dilations))
+            jump = tuple(max(j // s, 1) for j, s in zip(jump, strides))
+        else:
+            rf = tuple(r + (shapes.effective_kernel(k, d) - 1) * j for r, j, k, d in zip(rf, jump, kernel, dilations))
+            jump = tuple(j * s for j, s in zip(jump, strides))
+    if op in ONNX_GLOBAL and jump is not None:
+        spatial = in_shape[1:] if len(in_shape) == len(rf) + 1 else ()
+        if all(isinstance(n, int) for n in spatial):
+            rf = tuple(r + (n - 1) * j for r, j, n in zip(rf, jump, spatial))
+        jump = None  # every later unit reads the whole (collapsed) field
+    return rf, jump
+
+
+def _onnx_parameters(node, inits, counted: set[str], units: int) -> tuple[int, int, int]:
+    """Weights, biases and bias connections: the float initializers this node reads, each counted once."""
+    op = node.op_type
+    weights = biases = bias_connections = 0
+    for position, name in enumerate(node.input):
+        if name not in inits or inits[name].data_type not in FLOAT_TYPES or name in counted:
+            continue
+        size = math.prod(inits[name].dims)
+        if op == "BatchNormalization":
+            if position == 1:
+                weights += size
+            elif position == 2:
+                biases += size
+            else:
+                continue  # running mean and variance are statistics, not parameters
+        elif op in ("Conv", "ConvTranspose", "Gemm") and position == 2 or op in ("Add", "Sub"):
+            biases += size
+            bias_connections = units
+        else:
+            weights += size
+        counted.add(name)
+    return weights, biases, bias_connections
 
 
 def onnx_attribute(attribute):
