@@ -594,7 +594,7 @@ def _onnx_network(model, path: Path) -> Network:
         units = _units(out_shape) if on_data_path else 0  # reshaping a weight makes no units
         attrs = {a.name: onnx_attribute(a) for a in node.attribute}
         macs, connections, detail, window = _onnx_cost(node, attrs, in_shape, out_shape, units, shapes_by_name)
-        field = _onnx_field(node.op_type, next((fields[i] for i in data if i in fields), None), window, in_shape)
+        field = _onnx_field(node.op_type, _merge_fields([fields[i] for i in data if i in fields]), window, in_shape)
         weights, biases, bias_connections = _onnx_parameters(node, inits, counted, units)
         if node.op_type == "BatchNormalization":
             connections = bias_connections = units  # one scale and one shift per unit, like Builder.batchnorm
@@ -645,6 +645,18 @@ def _onnx_cost(node, attrs, in_shape, out_shape, units, shapes_by_name):
     detail = "x".join(map(str, kernel)) + (f" s{_compact(strides)}" if any(s != 1 for s in strides) else "") \
         + (f" d{_compact(dilations)}" if any(d != 1 for d in dilations) else "") + (f" g{group}" if group != 1 else "")
     return macs, connections, detail, (op, kernel, strides, dilations)
+
+
+def _merge_fields(found: list):
+    """The field of a node with several inputs (Add, Concat): the largest receptive field per axis."""
+    if not found:
+        return None
+    rank = len(found[0][0])
+    if any(len(rf) != rank for rf, _ in found):
+        return found[0]
+    rf = tuple(max(f[0][a] for f in found) for a in range(rank))
+    jumps = [jump for _, jump in found]
+    return rf, None if any(j is None for j in jumps) else jumps[0]
 
 
 def _onnx_field(op: str, field, window, in_shape):

@@ -186,6 +186,17 @@ def test_unknown_onnx_ops_are_listed_not_fatal(tmp_path):
     assert network.layers[0].macs == 4 * 6 * 6 * 9
 
 
+def test_a_residual_add_takes_the_larger_receptive_field_of_its_inputs(tmp_path):
+    n = helper.make_node
+    nodes = [n("Conv", ["x", "w"], ["a"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]), n("Add", ["x", "a"], ["y"])]
+    network = nets.network_from_onnx(_save(tmp_path, nodes, [_init("w", 1, 1, 3, 3)], [1, 1, 8, 8], "residual"))
+    assert [layer.receptive_field for layer in network.layers] == [(3, 3), (3, 3)]
+    builder = nets.Builder("residual", (1, 8, 8))
+    entry = builder.state
+    builder.conv(1, 3, padding=1)
+    assert builder.add(entry).rf == (3, 3)
+
+
 def test_symbolic_input_sizes_are_noted(tmp_path):
     n = helper.make_node
     path = _save(tmp_path, [n("Conv", ["x", "w"], ["y"], kernel_shape=[3, 3])], [_init("w", 4, 3, 3, 3)],
