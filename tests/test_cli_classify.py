@@ -131,6 +131,8 @@ def test_corrupt_and_non_image_files_are_skipped_and_reported(digits, tmp_path):
         ("bad_size", "Invalid value for '--size': 'big' is not HEIGHTxWIDTH", 2),
         ("confusion_alone", "--confusion needs --eval", 2),
         ("segmenter", "is not [batch, classes]", 1),
+        ("eval_file", "--eval needs a folder with one subfolder of images per class", 2),
+        ("mean", "--mean has 3 values; give 1 for gray images", 2),
     ],
 )
 def test_bad_inputs_get_one_line(setup, message, code, tmp_path, digits):
@@ -157,6 +159,10 @@ def test_bad_inputs_get_one_line(setup, message, code, tmp_path, digits):
         extra = ["--size", "big"]
     elif setup == "confusion_alone":
         extra = ["--confusion", str(tmp_path / "c.png")]
+    elif setup == "eval_file":
+        extra = ["--eval"]
+    elif setup == "mean":
+        extra = ["--mean", "0.1,0.2,0.3"]
     elif setup == "segmenter":
         from infer_helpers import colour_segmenter
 

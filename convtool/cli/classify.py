@@ -141,6 +141,8 @@ def command(paths, model, labels, top_k, batch, device, workers, output, overwri
     if confusion is not None and not evaluate:
         raise UsageError("--confusion needs --eval")
     scan = find_images(paths, recursive=recursive or evaluate)
+    if evaluate and not scan.roots:
+        raise UsageError("--eval needs a folder with one subfolder of images per class (folder/<class>/image.png)")
     fmt = None
     if output is not None:
         fmt = format_of(output)
@@ -163,19 +165,20 @@ def command(paths, model, labels, top_k, batch, device, workers, output, overwri
         with progress:
             for result in classifier.run(scan.files, batch=batch, workers=workers, timings=timings, on_progress=advance):
                 failures.extend(result.failures)
-                for path, indices, probs in zip(result.paths, result.indices, result.probs):
-                    top_labels = [classifier.label(i) for i in indices]
+                label = classifier.label
+                for path, indices, probs in zip(result.paths, result.indices.tolist(), result.probs.tolist()):
+                    top_labels = [label(i) for i in indices]
                     if writer is not None:
                         writer.write(str(path), top_labels, indices, probs)
                     if show_table:
-                        shown.append((str(path), top_labels, probs.tolist()))
+                        shown.append((str(path), top_labels, probs))
                     if evaluate:
                         if evaluation is None:
                             count = classifier.classes
                             evaluation = cls.Evaluation(count, classifier.labels or [str(i) for i in range(count)])
                         truth = evaluation.true_class(path, scan.roots.get(path))
                         if truth is not None:
-                            evaluation.add(truth, int(indices[0]))
+                            evaluation.add(truth, indices[0])
 
     if output is not None:
         write_streaming(output, fmt, top_k, consume)

@@ -137,7 +137,8 @@ def _check_against_model(recipe: Preprocess, model_input: TensorInfo) -> None:
         raise UsageError(f"--size {recipe.height}x{recipe.width} does not fit the model's fixed input {h}x{w}")
     for name, values in (("mean", recipe.mean), ("std", recipe.std)):
         if len(values) not in (1, recipe.n_channels):
-            raise UsageError(f"--{name} has {len(values)} values; give 1 or {recipe.n_channels}")
+            choices = "1" if recipe.n_channels == 1 else f"1 or {recipe.n_channels}"
+            raise UsageError(f"--{name} has {len(values)} values; give {choices} for {recipe.channels} images")
     if any(s == 0 for s in recipe.std):
         raise UsageError("--std must not contain 0")
 

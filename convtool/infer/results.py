@@ -58,10 +58,11 @@ class ResultWriter:
         elif fmt == "json":
             stream.write("[")
 
-    def write(self, file: str, labels: list[str], indices: np.ndarray, probs: np.ndarray) -> None:
+    def write(self, file: str, labels: list[str], indices: list[int], probs: list[float]) -> None:
+        """One image's top-k entries, best first."""
         if self.fmt == "csv":
             row = [file]
-            for label, index, prob in zip(labels, indices.tolist(), probs.tolist()):
+            for label, index, prob in zip(labels, indices, probs):
                 row += [label, index, f"{prob:.6g}"]
             self.csv.writerow(row)
         else:
@@ -69,7 +70,7 @@ class ResultWriter:
                 "file": file,
                 "top_k": [
                     {"label": label, "index": index, "probability": round(prob, 7)}
-                    for label, index, prob in zip(labels, indices.tolist(), probs.tolist())
+                    for label, index, prob in zip(labels, indices, probs)
                 ],
             }
             text = json.dumps(record)
