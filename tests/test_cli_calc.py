@@ -58,10 +58,11 @@ def test_explain_marks_the_dropped_inputs_under_the_strip():
     assert "so inputs 12-13 are dropped" in output
 
 
+@pytest.mark.parametrize("option", ["--p", "--padding"])
 @pytest.mark.parametrize("pad", ["0:1", "1"])
-def test_lecture_6_3_2_with_total_padding_1_and_2(pad):
+def test_lecture_6_3_2_with_total_padding_1_and_2(option, pad):
     """The lecture's p is the total: 1 (TensorFlow same, after) and 2 (--p 1 is one on each side) both give 3."""
-    assert as_json("--n", "6", "--k", "3", "--s", "2", "--p", pad)["output_shape"] == [1, 3]
+    assert as_json("--n", "6", "--k", "3", "--s", "2", option, pad)["output_shape"] == [1, 3]
     assert as_json("--n", "6", "--k", "3", "--padding", "valid")["output_shape"] == [1, 4]
     assert as_json("--n", "6", "--k", "3", "--padding", "same")["output_shape"] == [1, 6]
 
@@ -198,6 +199,8 @@ def test_net_spec_file_and_onnx_model(tmp_path):
     (["--net", "lenet5", "--k", "3"], "leave out the one-layer options"),
     (["--net", "missing.onnx"], "does not exist"),
     (["--net", "lenet5", "--explain"], "--explain shows the working of one layer"),
+    (["--n", "13", "--k", "3", "--padding", "sam"], "padding must be valid, same, full"),
+    (["--n", "13", "--pool", "2", "--pool-kind", "median"], "--pool-kind must be max or avg"),
     (["--n", "8", "--k", "3", "--output-padding", "1"], "add --transpose"),
 ])
 def test_bad_input_exits_2_with_one_line(args, message):

@@ -28,7 +28,8 @@ LIST_LIMIT = 1_000  # longest list of input positions in a report
 @click.option("--s", "s_text", metavar="SIZE", default=None, help="Stride (default 1): 2 or 2x1.")
 @click.option("--p", "p_text", metavar="PAD",
               help="Explicit padding: N on each side, NxM per axis, B:A before:after (total B+A), or T,B,L,R.")
-@click.option("--padding", "padding_mode", type=click.Choice(shapes.PADDING_MODES), help="Padding mode (default valid).")
+@click.option("--padding", "padding_mode", metavar="MODE",
+              help="valid (default), same (TensorFlow's split), full, or any --p form.")
 @click.option("--d", "d_text", metavar="SIZE", default=None, help="Dilation (default 1).")
 @click.option("--cin", "cin_text", metavar="N", default="1", show_default=True, help="Input channels.")
 @click.option("--cout", "cout_text", metavar="N", default="1", show_default=True, help="Output channels (kernels).")
@@ -36,7 +37,7 @@ LIST_LIMIT = 1_000  # longest list of input positions in a report
 @click.option("--bias/--no-bias", default=None,
               help="Count biases. One layer: on by default. --net: off by default (the lecture's convention).")
 @click.option("--pool", "pool_text", metavar="SIZE[:STRIDE]", help="Pooling after the convolution (or alone without --k).")
-@click.option("--pool-kind", type=click.Choice(["max", "avg"]), default="max", show_default=True)
+@click.option("--pool-kind", metavar="max|avg", default="max", show_default=True, help="Pooling kind.")
 @click.option("--transpose", is_flag=True, help="Transposed convolution (PyTorch's ConvTranspose rule).")
 @click.option("--output-padding", "output_padding_text", metavar="N", default="0", help="Extra outputs of a transposed convolution.")
 @click.option("--explain", is_flag=True, help="Show the working with your numbers and a diagram of the input strip.")
@@ -56,6 +57,14 @@ def command(n_text, k_text, s_text, p_text, padding_mode, d_text, cin_text, cout
       convtool calc --net lenet5
       convtool calc --net model.onnx --bias --json
     """
+    if pool_kind not in ("max", "avg"):
+        raise UsageError(f"--pool-kind must be max or avg, got {pool_kind!r}")
+    if padding_mode is not None and p_text is not None:
+        raise UsageError("give either --p or --padding, not both")
+    if padding_mode is not None and padding_mode.strip().lower() not in shapes.PADDING_MODES:
+        p_text, padding_mode = padding_mode, None  # --padding 1 or 1:2 means the same as --p
+    elif padding_mode is not None:
+        padding_mode = padding_mode.strip().lower()
     if explain and (net_text or solve_text):
         raise UsageError("--explain shows the working of one layer; leave it out with --net and --solve")
     if net_text:
