@@ -1,0 +1,68 @@
+"""The rows and totals of a network table (no click, no rich)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One row of a network table. ``receptive_field`` is per spatial axis in input cells (None if unknown)."""
+
+    name: str
+    op: str
+    shape: tuple[int | str, ...]
+    units: int
+    weights: int = 0
+    biases: int = 0
+    macs: int = 0
+    connections: int = 0
+    bias_connections: int = 0
+    receptive_field: tuple[int, ...] | None = None
+    detail: str = ""
+
+    @property
+    def params(self) -> int:
+        return self.weights + self.biases
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+
+@dataclass(frozen=True)
+class Totals:
+    units: int
+    weights: int
+    biases: int
+    macs: int
+    connections: int
+
+    @property
+    def params(self) -> int:
+        return self.weights + self.biases
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+
+@dataclass
+class Network:
+    """A network as table rows. ``unknown_ops`` names the ONNX nodes whose cost is not counted."""
+
+    name: str
+    input_shape: tuple[int | str, ...]
+    layers: list[Layer] = field(default_factory=list)
+    unknown_ops: list[str] = field(default_factory=list)
+    source: str = ""
+    notes: list[str] = field(default_factory=list)  # caveats worth showing, e.g. failed shape inference
+
+    def totals(self, include_bias: bool = True) -> Totals:
+        """Sums over the layers; with ``include_bias`` False biases and bias connections are left out."""
+        biases = sum(layer.biases for layer in self.layers) if include_bias else 0
+        bias_connections = sum(layer.bias_connections for layer in self.layers) if include_bias else 0
+        return Totals(units=sum(layer.units for layer in self.layers),
+                      weights=sum(layer.weights for layer in self.layers), biases=biases,
+                      macs=sum(layer.macs for layer in self.layers),
+                      connections=sum(layer.connections for layer in self.layers) + bias_connections)
