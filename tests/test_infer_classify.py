@@ -180,3 +180,20 @@ def test_evaluation_counts_against_folder_names(tmp_path):
         evaluation.add(truth, predicted)
     assert evaluation.accuracy == 0.75
     np.testing.assert_allclose(evaluation.per_class(), [0.5, 1.0, 1.0])
+
+
+def test_decompression_bombs_are_refused_without_a_raw_warning(tmp_path, monkeypatch, recwarn):
+    import PIL.Image
+
+    import convtool.infer.pipeline as pipeline
+
+    monkeypatch.setattr(PIL.Image, "MAX_IMAGE_PIXELS", 1000)
+    monkeypatch.setattr(pipeline, "MAX_PIXELS", 1000)
+    for name, side in (("warn.png", 40), ("error.png", 50), ("ok.png", 28)):  # 1600 px warns, 2500 px errors
+        Image.fromarray(np.zeros((side, side), np.uint8)).save(tmp_path / name)
+    files = find_images([tmp_path]).files
+    indices, _, failures = run_all(classifier_for(MNIST_12, top_k=1), files)
+    assert len(indices) == 1
+    assert sorted(f.path.name for f in failures) == ["error.png", "warn.png"]
+    assert all("decompression bomb" in f.message for f in failures)
+    assert not [w for w in recwarn if issubclass(w.category, PIL.Image.DecompressionBombWarning)]

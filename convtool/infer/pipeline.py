@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -146,8 +147,23 @@ def _decode_group(paths: list[Path], preparer: Preparer, keep_images: bool) -> l
     """Decode a group of files into one chunk per run of equal input sizes (usually exactly one)."""
     start = time.perf_counter()
     chunks: list[Chunk] = []
-    current: Chunk | None = None
     failures: list[Failure] = []
+    with warnings.catch_warnings():  # a would-be decompression bomb goes to open_image, which refuses it
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        _decode_into(paths, preparer, keep_images, chunks, failures)
+    for chunk in chunks:
+        chunk.batch = preparer.scale(chunk.batch[: len(chunk.paths)])
+    if not chunks:
+        chunks.append(Chunk([], np.empty((0,)), [], None, [], 0.0))
+    chunks[-1].failures = failures
+    chunks[-1].decode_seconds = time.perf_counter() - start
+    return chunks
+
+
+def _decode_into(paths: list[Path], preparer: Preparer, keep_images: bool, chunks: list[Chunk],
+                 failures: list[Failure]) -> None:
+    """Append decoded images to ``chunks`` (a new chunk whenever the input size changes), bad files to ``failures``."""
+    current: Chunk | None = None
     for path in paths:
         try:
             image = _open(path)
@@ -166,13 +182,6 @@ def _decode_group(paths: list[Path], preparer: Preparer, keep_images: bool) -> l
         current.sizes.append(image.size)
         if current.images is not None:
             current.images.append(image)
-    for chunk in chunks:
-        chunk.batch = preparer.scale(chunk.batch[: len(chunk.paths)])
-    if not chunks:
-        chunks.append(Chunk([], np.empty((0,)), [], None, [], 0.0))
-    chunks[-1].failures = failures
-    chunks[-1].decode_seconds = time.perf_counter() - start
-    return chunks
 
 
 def _open(path: Path) -> Image.Image:
