@@ -13,7 +13,7 @@ from convtool.infer.classify import Classifier, Evaluation, softmax
 from convtool.infer.pipeline import Timings, find_images
 from convtool.infer.preprocess import preprocess_for
 from convtool.infer.session import open_session
-from infer_helpers import MNIST_12, lenet, linear_rgb, mnist, write_mnist_pngs
+from infer_helpers import MNIST_12, ROOT, lenet, linear_rgb, mnist, write_mnist_pngs
 
 
 def classifier_for(path, **options) -> Classifier:
@@ -197,3 +197,22 @@ def test_decompression_bombs_are_refused_without_a_raw_warning(tmp_path, monkeyp
     assert sorted(f.path.name for f in failures) == ["error.png", "warn.png"]
     assert all("decompression bomb" in f.message for f in failures)
     assert not [w for w in recwarn if issubclass(w.category, PIL.Image.DecompressionBombWarning)]
+
+
+SHIPPED_LENET = ROOT / "models" / "lenet5-mnist.onnx"
+
+
+@pytest.mark.skipif(not SHIPPED_LENET.exists(), reason="models/lenet5-mnist.onnx not shipped")
+def test_shipped_lenet_reproduces_its_recorded_validation_accuracy(tmp_path):
+    """Oracle: the accuracy `convtool train` measured on its validation split, stored in the model."""
+    model = open_session(SHIPPED_LENET, "cpu")
+    if "last 2000 for validation" not in model.metadata.get("convtool.trained_on", ""):
+        pytest.skip("the shipped model was validated on another split")
+    images, labels = mnist(10000)
+    for i in range(8000, 10000):
+        Image.fromarray(images[i]).save(tmp_path / f"{i:05d}.png", compress_level=1)
+    classifier = Classifier(model, preprocess_for(model.input, model.metadata), top_k=1)
+    assert classifier.recipe.source == "from the model's metadata"
+    indices, _, _ = run_all(classifier, find_images([tmp_path]).files, batch=256)
+    accuracy = np.mean(indices[:, 0] == labels[8000:])
+    assert accuracy == pytest.approx(float(model.metadata["convtool.val_accuracy"]), abs=5e-4)
