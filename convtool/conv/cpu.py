@@ -28,6 +28,8 @@ BORDER_CODES = {"zero": 0, "constant": 0, "reflect": 1, "symmetric": 2, "replica
 _POOL_MAX, _POOL_AVG, _POOL_L2 = 0, 1, 2
 POOL_KINDS = {"max": _POOL_MAX, "avg": _POOL_AVG, "l2": _POOL_L2}
 JOBS_PER_THREAD = 4  # ranges handed out per thread, so a busy core does not hold the others up
+TILE = 512  # output columns per pass: the kernel's source rows for one tile stay in L1
+SERIAL_WORK = 2_000_000  # multiply-adds below which one thread is faster (about 0.5 ms of work)
 _pool_executor: ThreadPoolExecutor | None = None
 
 
@@ -50,14 +52,17 @@ def set_threads(count: int) -> None:
         _pool_executor = None
 
 
-def _run(function, jobs: int, *args) -> None:
-    """Call ``function(*args, first, last)`` over ``range(jobs)`` split between ``THREADS`` threads."""
+def _run(function, jobs: int, work: float, *args) -> None:
+    """Call ``function(*args, first, last)`` over ``range(jobs)``, split between threads if ``work`` pays.
+
+    ``work`` counts multiply-adds; below ``SERIAL_WORK`` waking threads costs more than it saves.
+    """
     global _pool_executor
-    parts = min(jobs, THREADS * JOBS_PER_THREAD) if THREADS > 1 else 1
-    bounds = [jobs * k // parts for k in range(parts + 1)]
-    if parts == 1:
+    if THREADS == 1 or jobs == 1 or work < SERIAL_WORK:
         function(*args, 0, jobs)
         return
+    parts = min(jobs, THREADS * (JOBS_PER_THREAD if work > 64 * SERIAL_WORK else 1))
+    bounds = [jobs * k // parts for k in range(parts + 1)]
     if _pool_executor is None:
         _pool_executor = ThreadPoolExecutor(THREADS, thread_name_prefix="convtool")
     futures = [_pool_executor.submit(function, *args, bounds[k], bounds[k + 1]) for k in range(1, parts)]
@@ -113,21 +118,21 @@ def _fill_row(image, b, r, top, left, mode, cval, pitch, sw, phase, row):  # pra
         row[(c % sw) * phase + c // sw] = cval if s < 0 else line[s]
 
 
-@njit(cache=True, nogil=True)
-def _taps(src, offsets, weights, dst):  # pragma: no cover - jitted
-    """dst[x] = sum_t weights[t] * src[offsets[t] + x] for x < len(dst), four taps per pass."""
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def _taps(src, base, offsets, weights, dst):  # pragma: no cover - jitted
+    """dst[x] = sum_t weights[t] * src[base + offsets[t] + x] for x < len(dst), four taps per pass."""
     n = dst.shape[0]
     count = offsets.shape[0]
     first = True
     t = 0
     while t < count:
         group = 4 if count - t >= 4 else (2 if count - t >= 2 else 1)
-        s0 = src[offsets[t]: offsets[t] + n]
+        s0 = src[base + offsets[t]: base + offsets[t] + n]
         w0 = weights[t]
         if group == 4:
-            s1 = src[offsets[t + 1]: offsets[t + 1] + n]
-            s2 = src[offsets[t + 2]: offsets[t + 2] + n]
-            s3 = src[offsets[t + 3]: offsets[t + 3] + n]
+            s1 = src[base + offsets[t + 1]: base + offsets[t + 1] + n]
+            s2 = src[base + offsets[t + 2]: base + offsets[t + 2] + n]
+            s3 = src[base + offsets[t + 3]: base + offsets[t + 3] + n]
             w1, w2, w3 = weights[t + 1], weights[t + 2], weights[t + 3]
             if first:
                 for x in range(n):
@@ -136,7 +141,7 @@ def _taps(src, offsets, weights, dst):  # pragma: no cover - jitted
                 for x in range(n):
                     dst[x] += w0 * s0[x] + w1 * s1[x] + w2 * s2[x] + w3 * s3[x]
         elif group == 2:
-            s1 = src[offsets[t + 1]: offsets[t + 1] + n]
+            s1 = src[base + offsets[t + 1]: base + offsets[t + 1] + n]
             w1 = weights[t + 1]
             if first:
                 for x in range(n):
@@ -192,23 +197,27 @@ def _direct(image, tap_rows, tap_cols, weights, sh, sw, top, left, mode, cval, r
             for t in range(offsets.shape[0]):
                 column = tap_cols[t]
                 offsets[t] = ((y * sh + tap_rows[t]) % ring) * slot + (column % sw) * phase + column // sw
-            _taps(buffer, offsets, weights, out[b, y])
+            for x in range(0, ow, TILE):
+                _taps(buffer, x, offsets, weights, out[b, y, x: x + TILE])
 
 
 @njit(cache=True, nogil=True)
-def _separable(image, col_w, row_w, sh, sw, dh, dw, top, left, mode, cval, rows, out,
+def _separable(image, v_taps, col_w, h_taps, row_w, sh, sw, top, left, mode, cval, rows, out,
                first_job, last_job):  # pragma: no cover - jitted
-    """kernel = outer(col_w, row_w): a horizontal pass per padded row into a ring, then a vertical pass."""
+    """kernel = outer(column, row): a horizontal pass per padded row into a ring, then a vertical pass.
+
+    ``v_taps``/``h_taps`` are the (dilated) positions of the non-zero weights ``col_w``/``row_w``.
+    """
     batch, oh, ow = out.shape
     kh, kw = col_w.shape[0], row_w.shape[0]
     blocks = (oh + rows - 1) // rows
-    span_w = (kw - 1) * dw + 1
+    span_w = h_taps.max() + 1
     pitch = (ow - 1) * sw + span_w
     phase = ow + (span_w - 1) // sw + 1
-    ring = (kh - 1) * dh + 1
+    ring = v_taps.max() + 1
     h_offsets = np.empty(kw, dtype=np.int64)
     for j in range(kw):
-        h_offsets[j] = (j * dw % sw) * phase + j * dw // sw
+        h_offsets[j] = (h_taps[j] % sw) * phase + h_taps[j] // sw
     line = np.empty(sw * phase, dtype=np.float32)
     horizontal = np.empty(ring * ow, dtype=np.float32)
     v_offsets = np.empty(kh, dtype=np.int64)
@@ -221,11 +230,13 @@ def _separable(image, col_w, row_w, sh, sw, dh, dw, top, left, mode, cval, rows,
             for r in range(max(filled, y * sh), need):
                 k = r % ring
                 _fill_row(image, b, r, top, left, mode, cval, pitch, sw, phase, line)
-                _taps(line, h_offsets, row_w, horizontal[k * ow: (k + 1) * ow])
+                for x in range(0, ow, TILE):
+                    _taps(line, x, h_offsets, row_w, horizontal[k * ow + x: k * ow + min(x + TILE, ow)])
             filled = need
             for i in range(kh):
-                v_offsets[i] = ((y * sh + i * dh) % ring) * ow
-            _taps(horizontal, v_offsets, col_w, out[b, y])
+                v_offsets[i] = ((y * sh + v_taps[i]) % ring) * ow
+            for x in range(0, ow, TILE):
+                _taps(horizontal, x, v_offsets, col_w, out[b, y, x: x + TILE])
 
 
 @njit(cache=True, nogil=True)
@@ -271,22 +282,25 @@ def correlate_direct(image: np.ndarray, kernel: np.ndarray, stride: tuple[int, i
     tap_cols = (cols_idx * dilation[1]).astype(np.int64)
     rows = block_rows(out.shape[1], out.shape[0], int(tap_rows.max()) + 1, THREADS)
     jobs = out.shape[0] * -(-out.shape[1] // rows)
-    _run(_direct, jobs, image, tap_rows, tap_cols, weights, stride[0], stride[1], pads[0], pads[2],
+    _run(_direct, jobs, out.size * weights.size, image, tap_rows, tap_cols, weights, stride[0], stride[1], pads[0], pads[2],
          BORDER_CODES[border], np.float32(cval), rows, out)
 
 
 def correlate_separable(image: np.ndarray, col: np.ndarray, row: np.ndarray, stride: tuple[int, int],
                         pads: tuple[int, int, int, int], border: str, cval: float, dilation: tuple[int, int],
                         out: np.ndarray) -> None:
-    """Correlation with the rank-1 kernel ``outer(col, row)`` as two 1D passes."""
-    rows = block_rows(out.shape[1], out.shape[0], (col.shape[0] - 1) * dilation[0] + 1, THREADS)
+    """Correlation with the rank-1 kernel ``outer(col, row)`` as two 1D passes (zero taps skipped)."""
+    (v_idx,), (h_idx,) = np.nonzero(col), np.nonzero(row)
+    v_taps, h_taps = (v_idx * dilation[0]).astype(np.int64), (h_idx * dilation[1]).astype(np.int64)
+    rows = block_rows(out.shape[1], out.shape[0], int(v_taps.max()) + 1, THREADS)
     jobs = out.shape[0] * -(-out.shape[1] // rows)
-    _run(_separable, jobs, image, col.astype(np.float32), row.astype(np.float32), stride[0], stride[1],
-         dilation[0], dilation[1], pads[0], pads[2], BORDER_CODES[border], np.float32(cval), rows, out)
+    _run(_separable, jobs, out.size * (v_taps.size + h_taps.size), image, v_taps, col[v_idx].astype(np.float32),
+         h_taps, row[h_idx].astype(np.float32), stride[0], stride[1], pads[0], pads[2], BORDER_CODES[border],
+         np.float32(cval), rows, out)
 
 
 def pool(image: np.ndarray, size: tuple[int, int], stride: tuple[int, int], pads: tuple[int, int, int, int],
          kind: str, out: np.ndarray) -> None:
     """Pool a (B, H, W) stack into ``out``; padded cells are ignored."""
-    _run(_pool, out.shape[0] * out.shape[1], image, size[0], size[1], stride[0], stride[1], pads[0], pads[2],
+    _run(_pool, out.shape[0] * out.shape[1], out.size * size[0] * size[1], image, size[0], size[1], stride[0], stride[1], pads[0], pads[2],
          POOL_KINDS[kind], out)
