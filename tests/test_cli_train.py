@@ -128,3 +128,21 @@ def test_folder_classifier_resized(run, tmp_path):
     result = run("lenet5", "--data", "pics", "--size", "16x16", "--epochs", "3", "-q", "-o", "p.onnx")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "p.labels.txt").read_text().split() == ["dark", "light"]
+
+
+def test_ctrl_c_saves_the_last_good_model(run, tmp_path, monkeypatch):
+    from convtool.nn import train
+
+    real_fit = train.fit
+
+    def fit_then_interrupt(*args, on_batch=None, **kwargs):
+        def on_batch_interrupting(epoch, step, steps, loss, acc):
+            if epoch == 2:
+                raise KeyboardInterrupt
+        return real_fit(*args, on_batch=on_batch_interrupting, **kwargs)
+
+    monkeypatch.setattr(train, "fit", fit_then_interrupt)
+    result = run("lenet5", "--epochs", "3", "--limit", "300", "-q", "-o", "c.onnx")
+    assert result.exit_code == 130
+    assert "Interrupted in epoch 2: saved the best model so far (epoch 1) to c.onnx" in result.output
+    assert (tmp_path / "c.onnx").exists()

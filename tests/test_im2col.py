@@ -71,11 +71,13 @@ def test_bad_geometry_is_a_shape_error():
 
 
 @pytest.mark.parametrize("kernel, stride, padding, dilation", GEOMETRIES)
-def test_cnl_order_is_a_transpose_of_ncl(kernel, stride, padding, dilation):
+@pytest.mark.parametrize("order, axes", [("cnl", (1, 0, 2)), ("cln", (1, 2, 0))])
+def test_other_orders_are_transposes_of_ncl(kernel, stride, padding, dilation, order, axes):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((3, 2, 9, 8)).astype(np.float32)
     ncl = im2col(x, kernel, stride, padding, dilation)
-    cnl = im2col(x, kernel, stride, padding, dilation, order="cnl")
-    np.testing.assert_array_equal(cnl, ncl.transpose(1, 0, 2))
-    back = col2im(cnl, x.shape, kernel, stride, padding, dilation, order="cnl")
+    other = im2col(x, kernel, stride, padding, dilation, order=order)
+    assert other.flags.c_contiguous
+    np.testing.assert_array_equal(other, ncl.transpose(axes))
+    back = col2im(other, x.shape, kernel, stride, padding, dilation, order=order)
     np.testing.assert_allclose(back, col2im_reference(ncl, x.shape, kernel, stride, padding, dilation), rtol=1e-5, atol=1e-5)

@@ -16,7 +16,10 @@ Padding is zero padding and may be asymmetric: ``p`` (all sides), ``(ph, pw)`` o
 pad first (``np.pad``), then call with ``padding=0``.
 
 With ``order="cnl"`` the columns come as ``(C*KH*KW, N, OH*OW)`` instead, so a whole batch is
-one GEMM: ``w.reshape(F, -1) @ cols.reshape(C*KH*KW, -1)`` (what training uses).
+one GEMM: ``w.reshape(F, -1) @ cols.reshape(C*KH*KW, -1)``. ``order="cln"`` gives
+``(C*KH*KW, OH*OW, N)`` with the batch innermost: every kernel tap is then one block copy of
+``OW*N`` contiguous values per output row, the fastest layout for small images in large batches
+(what training uses); the GEMM result ``(F, OH*OW*N)`` needs one transpose back to N,F,OH,OW.
 
 ``im2col`` / ``col2im`` are the fast versions (private Numba kernels, compiled once and cached,
 borders handled in the loop so no padded copy is made); ``im2col_reference`` /
@@ -77,7 +80,7 @@ def _check_input(x: np.ndarray) -> None:
         raise ShapeError(f"im2col expects an N,C,H,W array, got shape {getattr(x, 'shape', None)}")
 
 
-_ORDERS = ("ncl", "cnl")
+_ORDERS = ("ncl", "cnl", "cln")
 
 
 def _geometry(shape, kernel_size, stride, padding, dilation) -> tuple[int, ...]:
@@ -91,7 +94,7 @@ def _geometry(shape, kernel_size, stride, padding, dilation) -> tuple[int, ...]:
 def _columns_shape(order: str, n: int, rows: int, length: int) -> tuple[int, int, int]:
     if order not in _ORDERS:
         raise ShapeError(f"order must be one of {_ORDERS}, got {order!r}")
-    return (n, rows, length) if order == "ncl" else (rows, n, length)
+    return {"ncl": (n, rows, length), "cnl": (rows, n, length), "cln": (rows, length, n)}[order]
 
 
 def im2col(
@@ -111,8 +114,8 @@ def im2col(
     x : array (N, C, H, W), float32 or float64 (the result keeps the dtype).
     kernel_size, stride, dilation : int or (h, w) pair of positive ints.
     padding : zero padding, ``p``, ``(ph, pw)`` or ``((top, bottom), (left, right))``.
-    order : {'ncl', 'cnl'}
-        ``'ncl'`` gives (N, C*KH*KW, OH*OW); ``'cnl'`` gives (C*KH*KW, N, OH*OW).
+    order : {'ncl', 'cnl', 'cln'}
+        ``'ncl'`` gives (N, C*KH*KW, OH*OW); ``'cnl'`` (C*KH*KW, N, OH*OW); ``'cln'`` (C*KH*KW, OH*OW, N).
     out : optional preallocated C-contiguous result of the right shape and dtype, reused between calls.
 
     Returns
@@ -129,6 +132,9 @@ def im2col(
         out = np.empty(shape, dtype=x.dtype)
     elif out.shape != shape or out.dtype != x.dtype or not out.flags.c_contiguous:
         raise ShapeError(f"out must be a C-contiguous {x.dtype} array of shape {shape}, got {out.dtype} {out.shape}")
+    if order == "cln":
+        _im2col_batch_last(x, (kh, kw, sh, sw, top, left, dh, dw, oh, ow), out)
+        return out
     _im2col_kernel(np.ascontiguousarray(x), kh, kw, sh, sw, top, left, dh, dw, oh, ow, out.reshape(-1, oh * ow), order == "ncl")
     return out
 
@@ -157,9 +163,41 @@ def col2im(
         raise ShapeError(f"cols must have shape {shape} for input {tuple(input_shape)}, got {cols.shape}")
     if cols.dtype not in (np.float32, np.float64):
         cols = cols.astype(np.float32)
+    if order == "cln":
+        return _col2im_batch_last(cols, tuple(input_shape), (kh, kw, sh, sw, top, left, dh, dw, oh, ow))
     out = np.zeros(tuple(input_shape), dtype=cols.dtype)
     _col2im_kernel(np.ascontiguousarray(cols).reshape(-1, oh * ow), kh, kw, sh, sw, top, left, dh, dw, oh, ow, out, order == "ncl")
     return out
+
+
+def _im2col_batch_last(x: np.ndarray, geometry: tuple[int, ...], out: np.ndarray) -> None:
+    """'cln' columns by NumPy block copies from a zero-padded C,H,W,N copy of ``x``."""
+    kh, kw, sh, sw, top, left, dh, dw, oh, ow = geometry
+    n, c, h, w = x.shape
+    height = max(h + top, (oh - 1) * sh + (kh - 1) * dh + 1)
+    width = max(w + left, (ow - 1) * sw + (kw - 1) * dw + 1)
+    padded = np.zeros((c, height, width, n), x.dtype)  # C, H', W', N
+    padded[:, top : top + h, left : left + w] = x.transpose(1, 2, 3, 0)
+    view = out.reshape(c, kh, kw, oh, ow, n)
+    for i in range(kh):
+        for j in range(kw):
+            y0, x0 = i * dh, j * dw
+            view[:, i, j] = padded[:, y0 : y0 + (oh - 1) * sh + 1 : sh, x0 : x0 + (ow - 1) * sw + 1 : sw]
+
+
+def _col2im_batch_last(cols: np.ndarray, input_shape: tuple[int, int, int, int], geometry: tuple[int, ...]) -> np.ndarray:
+    """Adjoint of ``_im2col_batch_last``: block adds into a padded C,H,W,N buffer, then N,C,H,W."""
+    kh, kw, sh, sw, top, left, dh, dw, oh, ow = geometry
+    n, c, h, w = input_shape
+    height = max(h + top, (oh - 1) * sh + (kh - 1) * dh + 1)
+    width = max(w + left, (ow - 1) * sw + (kw - 1) * dw + 1)
+    padded = np.zeros((c, height, width, n), cols.dtype)
+    view = cols.reshape(c, kh, kw, oh, ow, n)
+    for i in range(kh):
+        for j in range(kw):
+            y0, x0 = i * dh, j * dw
+            padded[:, y0 : y0 + (oh - 1) * sh + 1 : sh, x0 : x0 + (ow - 1) * sw + 1 : sw] += view[:, i, j]
+    return np.ascontiguousarray(padded[:, top : top + h, left : left + w].transpose(3, 0, 1, 2))
 
 
 @njit(cache=True, nogil=True)

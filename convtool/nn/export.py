@@ -11,13 +11,11 @@ them back for fine-tuning.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from convtool.errors import ModelError, OutputError
+from convtool.errors import ModelError
 from convtool.nn import layers as L
 from convtool.nn.models import Network
 
@@ -108,14 +106,9 @@ def metadata_for(net: Network, labels: list[str], channels: str, scale: float, m
 
 def save(model, path: Path) -> None:
     """Write the model atomically (a temporary file in the same folder, then a rename)."""
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(model.SerializeToString())
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    from convtool.nn.plots import write_atomic
+
+    write_atomic(Path(path), model.SerializeToString())
 
 
 def read_model(path: Path):

@@ -80,26 +80,26 @@ class Conv2d(Layer):
     def forward(self, x: np.ndarray, train: bool = False) -> tuple[np.ndarray, tuple]:
         n = x.shape[0]
         _, f, oh, ow = self.output_shape(x.shape)
-        cols = im2col(x, *self._geometry(), order="cnl")  # C*KH*KW, N, OH*OW
+        cols = im2col(x, *self._geometry(), order="cln")  # C*KH*KW, OH*OW, N (batch innermost)
         w = self.params["weight"].reshape(f, -1)  # F, C*KH*KW
-        y = w @ cols.reshape(cols.shape[0], -1)  # F, N*OH*OW: the whole batch in one GEMM
+        y = w @ cols.reshape(cols.shape[0], -1)  # F, OH*OW*N: the whole batch in one GEMM
         if "bias" in self.params:
             y += self.params["bias"][:, None]
-        y = np.ascontiguousarray(y.reshape(f, n, oh, ow).transpose(1, 0, 2, 3))  # N, F, OH, OW
+        y = np.ascontiguousarray(y.reshape(f, oh, ow, n).transpose(3, 0, 1, 2))  # N, F, OH, OW
         return y, (x.shape, cols)
 
     def backward(self, dy: np.ndarray, cache: tuple) -> tuple[np.ndarray | None, Grads]:
         x_shape, cols = cache
-        n, f = dy.shape[:2]
-        dy_t = np.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(f, -1)  # F, N*OH*OW
-        cols2 = cols.reshape(cols.shape[0], -1)  # C*KH*KW, N*OH*OW
+        f = dy.shape[1]
+        dy_t = np.ascontiguousarray(dy.transpose(1, 2, 3, 0)).reshape(f, -1)  # F, OH*OW*N
+        cols2 = cols.reshape(cols.shape[0], -1)  # C*KH*KW, OH*OW*N
         grads = {"weight": (dy_t @ cols2.T).reshape(self.params["weight"].shape)}
         if "bias" in self.params:
             grads["bias"] = dy_t.sum(axis=1)
         dx = None
         if self.needs_input_grad:
-            dcols = (self.params["weight"].reshape(f, -1).T @ dy_t).reshape(cols.shape)  # C*KH*KW, N, OH*OW
-            dx = col2im(dcols, x_shape, *self._geometry(), order="cnl")
+            dcols = (self.params["weight"].reshape(f, -1).T @ dy_t).reshape(cols.shape)  # C*KH*KW, OH*OW, N
+            dx = col2im(dcols, x_shape, *self._geometry(), order="cln")
         return dx, grads
 
 

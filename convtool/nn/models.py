@@ -176,31 +176,34 @@ def resnet(input_shape: tuple[int, int, int], num_classes: int, rng: np.random.G
 
 
 def unet(input_shape: tuple[int, int, int], num_classes: int, rng: np.random.Generator) -> Network:
-    """A small U-Net: conv-BN-ReLU blocks, two 2x down-samplings, transposed-convolution up-sampling,
-    concatenated skips, and a 1x1 convolution to per-pixel logits at the input size (H, W multiples of 4)."""
+    """A small U-Net: conv-BN-ReLU blocks at three scales (max-pool down, 2x2 stride-2 transposed
+    convolution up, concatenated skips) and a 1x1 convolution to per-pixel logits at the input size.
+    Height and width must be multiples of 8."""
     c, h, w = input_shape
-    if h % 4 or w % 4:
-        raise UsageError(f"unet needs a height and width that are multiples of 4, got {h}x{w}")
+    if h % 8 or w % 8:
+        raise UsageError(f"unet needs a height and width that are multiples of 8, got {h}x{w}")
     net = Network("unet", "segment", input_shape, num_classes)
 
-    def conv_relu(name: str, cin: int, cout: int, *inputs: str, dilation: int = 1) -> str:
+    def block(name: str, cin: int, cout: int, *inputs: str, dilation: int = 1) -> str:
         net.add(f"{name}.conv", L.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation, bias=False, rng=rng), *inputs)
         net.add(f"{name}.bn", L.BatchNorm2d(cout))
         return net.add(f"{name}.relu", L.ReLU())
 
-    skip1 = conv_relu("enc1", c, 12)
-    net.add("pool1", L.MaxPool2d(2))
-    skip2 = conv_relu("enc2", 12, 24)
-    net.add("pool2", L.MaxPool2d(2))
-    conv_relu("mid1", 24, 32)
-    conv_relu("mid2", 32, 32, dilation=2)
-    net.add("up2", L.ConvTranspose2d(32, 24, 2, stride=2, rng=rng))
-    net.add("cat2", L.Concat(), "up2", skip2)
-    conv_relu("dec2", 48, 24)
-    net.add("up1", L.ConvTranspose2d(24, 12, 2, stride=2, rng=rng))
-    net.add("cat1", L.Concat(), "up1", skip1)
-    conv_relu("dec1", 24, 16)
-    net.add("head", L.Conv2d(16, num_classes, 1, init="xavier", rng=rng))
+    widths = (16, 32, 48)
+    skips, cin = [], c
+    for level, width in enumerate(widths, start=1):  # encoder: H, H/2, H/4
+        skips.append(block(f"enc{level}", cin, width))
+        net.add(f"pool{level}", L.MaxPool2d(2))
+        cin = width
+    block("mid1", cin, 64)  # H/8
+    block("mid2", 64, 64, dilation=2)
+    cin = 64
+    for level in range(len(widths), 0, -1):  # decoder back up to H
+        width = widths[level - 1]
+        net.add(f"up{level}", L.ConvTranspose2d(cin, width, 2, stride=2, rng=rng))
+        net.add(f"cat{level}", L.Concat(), f"up{level}", skips[level - 1])
+        cin = block(f"dec{level}", 2 * width, width) and width
+    net.add("head", L.Conv2d(cin, num_classes, 1, init="xavier", rng=rng))
     return net
 
 

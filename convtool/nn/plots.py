@@ -64,8 +64,9 @@ def _panel(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], title: str
             draw.line(pts, fill=color, width=2)
         for px, py in pts:
             draw.ellipse((px - 2.5, py - 2.5, px + 2.5, py + 2.5), fill=color)
-        draw.line((x1 - 120, y0 + 12 + 16 * i, x1 - 100, y0 + 12 + 16 * i), fill=color, width=2)
-        draw.text((x1 - 95, y0 + 5 + 16 * i), label, fill="black", font=font)
+        lx = x0 + int(draw.textlength(title, font=font)) + 24 + 115 * i  # legend in the title line, clear of the data
+        draw.line((lx, top + 11, lx + 20, top + 11), fill=color, width=2)
+        draw.text((lx + 24, top + 4), label, fill="black", font=font)
 
 
 def curves_png(epochs: list[int], train_loss: list[float], val_loss: list[float], train_metric: list[float],
@@ -94,7 +95,7 @@ def confusion_png(matrix: np.ndarray, labels: list[str], title: str = "validatio
     draw.text((margin_left, 30), "predicted ->", fill="black", font=font)
     draw.text((4, margin_top - 16), "true", fill="black", font=font)
     rows = matrix.sum(axis=1, keepdims=True).clip(min=1)
-    share = matrix / rows
+    share = np.sqrt(matrix / rows)  # square root so that a few errors still show
     for t in range(k):
         draw.text((4, margin_top + t * cell + cell // 2 - 7), labels[t][:14], fill="black", font=font)
         draw.text((margin_left + t * cell + 2, margin_top - 18), labels[t][:4], fill="black", font=font)
@@ -124,12 +125,19 @@ def metrics_csv(rows: list[dict[str, object]]) -> bytes:
     return buffer.getvalue().encode()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: Path, payload: bytes) -> None:
     """Write bytes through a temporary file in the same folder and a rename."""
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None

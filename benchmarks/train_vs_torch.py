@@ -1,0 +1,115 @@
+"""LeNet-5 training epoch time: convtool's hand-written backprop against PyTorch CPU, in one run.
+
+Same net (ReLU, max-pool, conv5(6, pad 2) - pool - conv5(16) - pool - 120 - 84 - 10), same data
+(the bundled MNIST: first 8,000 to train, last 2,000 to validate), batch 64, SGD lr 0.05 momentum 0.9,
+no augmentation. PyTorch is not a dependency of convtool: it runs in a separate interpreter given
+by --torch-python (a venv with ``pip install torch==2.13.0 numpy``), on --threads threads.
+Epochs alternate between the two so that machine noise hits both; medians are reported.
+
+    python benchmarks/train_vs_torch.py --epochs 5 --torch-python /tmp/torchenv/bin/python
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as `convtool train` does
+
+import numpy as np  # noqa: E402
+
+from convtool.nn import models, recipe, train  # noqa: E402
+
+TORCH_WORKER = textwrap.dedent('''
+    import json, sys, time
+    import numpy as np
+    import torch
+    from torch import nn
+    torch.set_num_threads(int(sys.argv[2]))
+    torch.manual_seed(0)
+    d = np.load(sys.argv[1])
+    xt, yt, xv, yv = (torch.from_numpy(d[k]) for k in ("xt", "yt", "xv", "yv"))
+    net = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
+                        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+                        nn.Linear(84, 10))
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+    g = torch.Generator().manual_seed(0)
+    for line in sys.stdin:  # one epoch per request, so the parent can alternate
+        net.train()
+        order = torch.randperm(len(xt), generator=g)
+        start = time.perf_counter()
+        for i in range(0, len(xt), 64):
+            idx = order[i:i + 64]
+            opt.zero_grad()
+            loss = loss_fn(net(xt[idx]), yt[idx])
+            loss.backward()
+            opt.step()
+        seconds = time.perf_counter() - start
+        net.eval()
+        with torch.no_grad():
+            acc = (net(xv).argmax(1) == yv).float().mean().item()
+        print(json.dumps({"seconds": seconds, "val_accuracy": acc}), flush=True)
+''')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2, help="PyTorch threads (the anchor uses 2)")
+    parser.add_argument("--torch-python", default="/tmp/torchenv/bin/python")
+    args = parser.parse_args()
+
+    p = recipe.prepare("classify", None)
+    net = models.build("lenet5", p.input_shape, 10, seed=0)
+    config = train.TrainConfig(epochs=1, batch=64, optimizer="sgd", lr=0.05, momentum=0.9)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "mnist.npz"
+        np.savez(data, xt=p.train_x, yt=p.train_y, xv=p.val_x, yv=p.val_y)
+        worker = subprocess.Popen([args.torch_python, "-c", TORCH_WORKER, str(data), str(args.threads)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        ours, theirs, our_acc, their_acc = [], [], 0.0, 0.0
+        from convtool.nn.optim import make_optimizer
+        optimizer = make_optimizer("sgd", net.parameters(), 0.05, 0.9)
+        rng = np.random.default_rng(0)
+        for epoch in range(args.epochs):
+            worker.stdin.write("epoch\n")
+            worker.stdin.flush()
+            report = json.loads(worker.stdout.readline())
+            theirs.append(report["seconds"])
+            their_acc = report["val_accuracy"]
+            ours.append(_our_epoch(net, optimizer, p.train_x, p.train_y, rng, config.batch))
+            our_acc = float(np.mean(net.predict(p.val_x).argmax(axis=1) == p.val_y))
+            print(f"epoch {epoch + 1}: convtool {ours[-1]:.3f} s ({our_acc:.2%}), PyTorch {theirs[-1]:.3f} s ({their_acc:.2%})",
+                  flush=True)
+        worker.stdin.close()
+        worker.wait()
+    ours_med, theirs_med = float(np.median(ours)), float(np.median(theirs))
+    print(f"median epoch: convtool {ours_med:.3f} s, PyTorch {theirs_med:.3f} s ({args.threads} threads); "
+          f"ratio convtool/PyTorch = {ours_med / theirs_med:.2f} (target <= 1.0; anchor PyTorch 0.74 s)")
+    print(f"validation after {args.epochs} epochs: convtool {our_acc:.2%}, PyTorch {their_acc:.2%}")
+
+
+def _our_epoch(net, optimizer, x, y, rng, batch: int) -> float:
+    """One training epoch exactly as train.fit runs it (without validation); returns seconds."""
+    from convtool.nn.losses import cross_entropy
+
+    order = rng.permutation(len(x))
+    start = time.perf_counter()
+    for i in range(0, len(x), batch):
+        idx = order[i : i + batch]
+        logits, caches = net.forward(x[idx], train=True)
+        _, dlogits = cross_entropy(logits, y[idx])
+        optimizer.step(net.backward(dlogits, caches))
+    return time.perf_counter() - start
+
+
+if __name__ == "__main__":
+    sys.exit(main())
