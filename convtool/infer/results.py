@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from convtool.errors import OutputError, UsageError
 from convtool.images import atomic_write
@@ -99,6 +99,8 @@ def write_streaming(path: Path, fmt: str, top_k: int, produce: Callable[[ResultW
 
 def confusion_image(confusion: np.ndarray, names: list[str], cell: int = 28) -> Image.Image:
     """The confusion matrix as a picture: rows true class, columns predicted, shade = row fraction."""
+    from PIL import ImageDraw  # fonts load slowly; only --confusion needs them
+
     n = len(confusion)
     margin = 8 + 7 * max((len(name) for name in names), default=1)
     size = margin + n * cell + 8
