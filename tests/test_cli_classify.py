@@ -58,6 +58,15 @@ def test_csv_json_jsonl_hold_every_top_k_entry(digits, tmp_path):
     assert records[0]["top_k"][0]["probability"] == pytest.approx(float(rows[0]["probability_1"]), rel=1e-5)
 
 
+def test_top_k_beyond_the_classes_gives_every_class_once(digits, tmp_path):
+    _, paths, _ = digits
+    target = tmp_path / "r.csv"
+    assert run(str(paths[0]), "-m", str(MNIST_12), "--top-k", "12", "-o", str(target)).exit_code == 0
+    header, row = list(csv.reader(target.open()))
+    assert header[-1] == "probability_10" and len(row) == len(header) == 1 + 3 * 10
+    assert sorted(int(v) for v in row[2::3]) == list(range(10))
+
+
 def test_existing_output_needs_overwrite_and_is_left_untouched(digits, tmp_path):
     folder, _, _ = digits
     target = tmp_path / "r.csv"

@@ -216,3 +216,27 @@ def test_shipped_lenet_reproduces_its_recorded_validation_accuracy(tmp_path):
     indices, _, _ = run_all(classifier, find_images([tmp_path]).files, batch=256)
     accuracy = np.mean(indices[:, 0] == labels[8000:])
     assert accuracy == pytest.approx(float(model.metadata["convtool.val_accuracy"]), abs=5e-4)
+
+
+def test_output_without_a_recorded_shape_and_top_k_beyond_the_classes(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = np.random.default_rng(7).normal(0, 0.05, (3 * 4 * 4, 3)).astype(np.float32)
+    output = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    output.type.tensor_type.ClearField("shape")
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("MatMul", ["f", "w"], ["y"])], "noshape",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4, 4])], [output],
+        [numpy_helper.from_array(weights, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "noshape.onnx"))
+    rgb = np.random.default_rng(8).integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "x.png")
+    classifier = classifier_for(tmp_path / "noshape.onnx", top_k=5)  # onnxruntime infers [N, 3] itself
+    indices, probs, _ = run_all(classifier, [tmp_path / "x.png"])
+    expected = softmax_np((rgb.transpose(2, 0, 1).reshape(1, -1) / 255) @ weights)
+    assert classifier.classes == 3 and indices.shape == (1, 3)
+    np.testing.assert_array_equal(indices[0], np.argsort(-expected[0]))

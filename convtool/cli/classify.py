@@ -181,7 +181,8 @@ def command(paths, model, labels, top_k, batch, device, workers, output, overwri
                             evaluation.add(truth, indices[0])
 
     if output is not None:
-        write_streaming(output, fmt, top_k, consume)
+        columns = top_k if classifier.classes is None else min(top_k, classifier.classes)
+        write_streaming(output, fmt, columns, consume)
     else:
         consume(None)
 

@@ -44,12 +44,13 @@ class Classifier:
         self.recipe = recipe
         self.preparer = Preparer(recipe)
         self.output = model.outputs[0]
-        if len(self.output.shape) not in (2, 4) or (len(self.output.shape) == 4 and _spatial(self.output.shape)):
+        rank = len(self.output.shape)  # 0: not recorded in the model; checked on the first batch instead
+        if rank not in (0, 2, 4) or (rank == 4 and _spatial(self.output.shape)):
             raise ModelError(
                 f"the model's output {self.output.describe()} is not [batch, classes]; "
                 "for per-pixel outputs use `convtool segment`"
             )
-        self.classes: int | None = self.output.shape[1]
+        self.classes: int | None = self.output.shape[1] if rank else None
         self.fixed_batch = model.input.shape[0]
         self.top_k = top_k
         self.softmax = softmax  # None: decided on the first batch (probabilities pass through)
@@ -123,6 +124,9 @@ class Classifier:
         return softmax(logits) if self.softmax else logits
 
     def _flat(self, logits: np.ndarray) -> np.ndarray:
+        if logits.ndim not in (2, 4) or (logits.ndim == 4 and _spatial(logits.shape)):
+            raise ModelError(f"the model's output has shape {logits.shape}, not [batch, classes]; "
+                             "for per-pixel outputs use `convtool segment`")
         return logits.reshape(len(logits), -1).astype(np.float32, copy=False)
 
     def _check_labels(self, labels: list[str] | None) -> list[str] | None:

@@ -53,7 +53,7 @@ class Segmenter:
         self.recipe = recipe
         self.preparer = Preparer(recipe)
         self.output = model.outputs[0]
-        if len(self.output.shape) not in (3, 4):
+        if len(self.output.shape) not in (0, 3, 4):  # 0: rank not recorded; checked on the first batch
             raise ModelError(
                 f"the model's output {self.output.describe()} is not a per-pixel map (N,C,H,W, N,H,W,C or N,H,W); "
                 "for one label per image use `convtool classify`"
@@ -77,6 +77,9 @@ class Segmenter:
         return self._masks(self.model.run(batch, [self.output.name])[0], self._input_hw(batch), sizes)
 
     def _masks(self, raw: np.ndarray, input_hw: tuple[int, int], sizes: list[tuple[int, int]]) -> list[np.ndarray]:
+        if raw.ndim not in (3, 4):
+            raise ModelError(f"the model's output has shape {raw.shape}, not a per-pixel map; "
+                             "for one label per image use `convtool classify`")
         if raw.ndim == 3:
             labels = np.rint(raw).astype(np.int64)
             self._set_classes(max(self.classes or 0, int(labels.max(initial=0)) + 1))

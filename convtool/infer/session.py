@@ -120,6 +120,8 @@ def open_session(
             if session.get_providers()[0] == _CUDA:
                 return _wrap(session, path, "CUDA", None)
             reason = cuda_failure_reason(log.text)
+            if device == "auto":  # onnxruntime already fell back: this session runs on the CPU
+                return _wrap(session, path, "CPU", f"running on the CPU because CUDA is not usable: {reason}")
     if device == "cuda":
         raise DeviceError(f"--device cuda: CUDA is not usable: {reason}; use --device cpu or --device auto")
     with _captured_stderr():
