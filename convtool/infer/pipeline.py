@@ -71,7 +71,7 @@ class Timings:
 
 @dataclass
 class Scan:
-    """The image files found under the given paths, and what was wrong with the paths."""
+    """The candidate image files found under the given paths, and the folder each came from."""
 
     files: list[Path] = field(default_factory=list)
     roots: dict[Path, Path] = field(default_factory=dict)  # file -> the folder it was found under
