@@ -146,3 +146,12 @@ def test_ctrl_c_saves_the_last_good_model(run, tmp_path, monkeypatch):
     assert result.exit_code == 130
     assert "Interrupted in epoch 2: saved the best model so far (epoch 1) to c.onnx" in result.output
     assert (tmp_path / "c.onnx").exists()
+
+
+def test_arch_option_and_unet_size(run):
+    result = run("--arch", "vgg", *QUICK)
+    assert result.exit_code == 2 and "unknown architecture 'vgg'; choose one of: lenet5, resnet, unet" in result.output
+    result = run("lenet5", "--arch", "resnet", *QUICK)
+    assert result.exit_code == 2 and "two architectures given" in result.output
+    result = run("unet", "--canvas", "30", "--canvases", "20", *QUICK)
+    assert result.exit_code == 2 and "unet needs a height and width that are multiples of 8, got 30x30" in result.output

@@ -57,7 +57,8 @@ def output_paths(model: Path, task: str) -> dict[str, Path]:
 
 
 @click.command(short_help="Train a small CNN and export it to ONNX.")
-@click.argument("arch", required=False, default="lenet5", metavar="[ARCH]")
+@click.argument("arch", required=False, metavar="[ARCH]")
+@click.option("--arch", "arch_option", metavar="ARCH", help="Same as the ARCH argument.")
 @click.option("--task", type=click.Choice(["classify", "segment"]), help="Default: the architecture's (unet segments).")
 @click.option("--data", type=click.Path(path_type=Path), help="IDX file or folder, or class-per-folder images. Default: bundled MNIST.")
 @click.option("--size", callback=_parse_size, metavar="HxW", help="Resize folder images to this size.")
@@ -82,7 +83,7 @@ def output_paths(model: Path, task: str) -> dict[str, Path]:
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="ONNX file to write. Default: ARCH.onnx.")
 @overwrite_opt
 @click.option("-q", "--quiet", is_flag=True, help="Only the summary, no progress or per-epoch table.")
-def command(arch, task, data, size, val_fraction, epochs, batch, optimizer, lr, momentum, weight_decay, schedule,
+def command(arch, arch_option, task, data, size, val_fraction, epochs, batch, optimizer, lr, momentum, weight_decay, schedule,
             patience, seed, shift, freeze, init_from, canvas, canvases, limit, output, overwrite, quiet) -> None:
     """Train ARCH (lenet5, resnet or unet; default lenet5) and export it to ONNX.
 
@@ -91,6 +92,9 @@ def command(arch, task, data, size, val_fraction, epochs, batch, optimizer, lr, 
     metadata, so `convtool classify` / `segment` need no flags for it. Ctrl-C stops and saves the
     best model so far.
     """
+    if arch and arch_option and arch != arch_option:
+        raise UsageError(f"two architectures given ({arch} and --arch {arch_option}); give one")
+    arch = arch or arch_option or "lenet5"
     if arch not in ARCHS:
         raise UsageError(f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHS)}")
     from convtool.infer.results import check_output
@@ -99,7 +103,7 @@ def command(arch, task, data, size, val_fraction, epochs, batch, optimizer, lr, 
     natural = models.TASKS[arch]
     task = task or natural
     if task != natural:
-        raise UsageError(f"{arch} is a {natural} architecture; use --arch unet for --task segment" if task == "segment"
+        raise UsageError(f"{arch} is a {natural} architecture; use unet for --task segment" if task == "segment"
                          else f"{arch} is a segmenter; use lenet5 or resnet to classify")
     if init_from is not None and not init_from.is_file():
         raise UsageError(f"--init-from {init_from}: no such model file")

@@ -339,9 +339,10 @@ class BatchNorm2d(Layer):
         mean = x.mean(axis=(0, 2, 3))
         var = x.var(axis=(0, 2, 3))
         m = x.size // x.shape[1]
-        self.buffers["running_mean"] = ((1 - self.momentum) * self.buffers["running_mean"] + self.momentum * mean).astype(self.buffers["running_mean"].dtype)
         unbiased = var * m / max(m - 1, 1)
-        self.buffers["running_var"] = ((1 - self.momentum) * self.buffers["running_var"] + self.momentum * unbiased).astype(self.buffers["running_var"].dtype)
+        for key, batch_value in (("running_mean", mean), ("running_var", unbiased)):
+            running = self.buffers[key]
+            self.buffers[key] = ((1 - self.momentum) * running + self.momentum * batch_value).astype(running.dtype)
         inv = 1 / np.sqrt(var + self.eps)
         xhat = (x - mean[:, None, None]) * inv[:, None, None]
         return xhat * gamma[:, None, None] + beta[:, None, None], (xhat, inv)
