@@ -221,3 +221,18 @@ def test_metrics_against_hand_counts():
 def test_unknown_architecture_lists_the_known_ones():
     with pytest.raises(UsageError, match="lenet5, resnet, unet"):
         models.build("vgg", (1, 28, 28), 10)
+
+
+def test_batch_split_over_threads_gives_the_full_batch_gradient():
+    from concurrent.futures import ThreadPoolExecutor
+
+    p = _tiny()
+    net = models.build("lenet5", p.input_shape, 10, seed=0)
+    x, y = p.train_x[:37], p.train_y[:37]
+    loss, logits, grads = train._step(net, x, y)
+    with ThreadPoolExecutor(2) as pool:
+        loss2, logits2, grads2 = train._parallel_step(net, pool, 2, x, y)
+    assert loss2 == pytest.approx(loss, rel=1e-5)
+    np.testing.assert_allclose(logits2, logits, rtol=1e-5, atol=1e-6)
+    for k in grads:
+        np.testing.assert_allclose(grads2[k], grads[k], rtol=1e-4, atol=1e-6, err_msg=k)

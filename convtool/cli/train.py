@@ -73,6 +73,8 @@ def output_paths(model: Path, task: str) -> dict[str, Path]:
               help="Learning-rate schedule (step: x0.1 every 5 epochs).")
 @click.option("--patience", type=click.IntRange(min=1), help="Stop after this many epochs without a lower validation loss.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same weights.")
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Split each batch over this many threads (nets without batch norm).")
 @click.option("--shift", type=click.IntRange(min=0, max=8), default=0, show_default=True,
               help="Augment with random shifts of up to this many pixels.")
 @click.option("--freeze", type=click.Choice(["features"]), help="Train only the output layer on fixed (random or loaded) features.")
@@ -84,7 +86,7 @@ def output_paths(model: Path, task: str) -> dict[str, Path]:
 @overwrite_opt
 @click.option("-q", "--quiet", is_flag=True, help="Only the summary, no progress or per-epoch table.")
 def command(arch, arch_option, task, data, size, val_fraction, epochs, batch, optimizer, lr, momentum, weight_decay, schedule,
-            patience, seed, shift, freeze, init_from, canvas, canvases, limit, output, overwrite, quiet) -> None:
+            patience, seed, threads, shift, freeze, init_from, canvas, canvases, limit, output, overwrite, quiet) -> None:
     """Train ARCH (lenet5, resnet or unet; default lenet5) and export it to ONNX.
 
     Writes the model, its labels, a per-epoch metrics CSV, training curves and (for classifiers) a
@@ -116,7 +118,7 @@ def command(arch, arch_option, task, data, size, val_fraction, epochs, batch, op
         check_output(path, overwrite=overwrite, inputs=inputs)
     config = train.TrainConfig(epochs=epochs, batch=batch, optimizer=optimizer, lr=lr, momentum=momentum,
                                weight_decay=weight_decay, schedule=schedule, patience=patience, seed=seed,
-                               shift=shift, freeze=freeze)
+                               shift=shift, freeze=freeze, threads=threads)
     config.validate()
 
     from rich.console import Console

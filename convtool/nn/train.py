@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable
 
 import numpy as np
 
 from convtool.errors import UsageError
 from convtool.nn import data as D
+from convtool.nn.layers import BatchNorm2d, Dropout
 from convtool.nn.losses import cross_entropy
 from convtool.nn.models import Network
 from convtool.nn.optim import SCHEDULES, learning_rate, make_optimizer
@@ -37,6 +40,7 @@ class TrainConfig:
     seed: int = 0
     shift: int = 0  # augmentation: random shifts of up to this many pixels
     freeze: str | None = None  # "features": train only the output layer
+    threads: int = 1  # split each batch over this many threads (nets without BatchNorm/Dropout)
 
     def validate(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs < 1:
@@ -49,6 +53,8 @@ class TrainConfig:
             raise UsageError(f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
         if self.patience is not None and self.patience < 1:
             raise UsageError(f"patience must be a positive number of epochs, got {self.patience}")
+        if not isinstance(self.threads, int) or self.threads < 1:
+            raise UsageError(f"threads must be a positive integer, got {self.threads}")
         if self.freeze not in (None, "features"):
             raise UsageError(f"--freeze takes 'features' (train only the output layer), got {self.freeze!r}")
 
@@ -126,6 +132,9 @@ def fit(net: Network, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarra
     result = Result()
     best_score, best_loss, waited = -1.0, math.inf, 0
     steps = math.ceil(len(train_x) / config.batch)
+    split = config.threads > 1 and not any(isinstance(n.layer, (BatchNorm2d, Dropout)) for n in net.nodes)
+    pool = ThreadPoolExecutor(config.threads) if split else None
+    run_batch = partial(_parallel_step, net, pool, config.threads) if split else partial(_step, net)
     epoch = 0
     try:
         with np.errstate(over="ignore", invalid="ignore"):  # a non-finite loss is handled below
@@ -139,12 +148,10 @@ def fit(net: Network, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarra
                     xb, yb = train_x[idx], train_y[idx]
                     if config.shift and not segment:
                         xb = D.random_shift(xb, config.shift, rng, fill)
-                    logits, caches = net.forward(xb, train=True)
-                    loss, dlogits = cross_entropy(logits, yb)
+                    loss, logits, grads = run_batch(xb, yb)
                     if not math.isfinite(loss):
                         result.stop_reason, result.stop_epoch = "nan", epoch
                         return result
-                    grads = net.backward(dlogits, caches)
                     optimizer.step({k: g for k, g in grads.items() if k in trainable})
                     seen += len(idx)
                     loss_sum += loss * len(idx)
@@ -176,4 +183,28 @@ def fit(net: Network, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarra
                         break
     except KeyboardInterrupt:
         result.stop_reason, result.stop_epoch = "interrupted", epoch
+    finally:
+        if pool:
+            pool.shutdown()
     return result
+
+
+def _step(net: Network, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray, dict[str, np.ndarray]]:
+    """Forward, loss and backward on one batch: (loss, logits, gradients)."""
+    with np.errstate(over="ignore", invalid="ignore"):  # per thread; a non-finite loss is handled by fit
+        logits, caches = net.forward(x, train=True)
+        loss, dlogits = cross_entropy(logits, y)
+        return loss, logits, net.backward(dlogits, caches)
+
+
+def _parallel_step(net: Network, pool: ThreadPoolExecutor, parts: int, x: np.ndarray, y: np.ndarray):
+    """``_step`` on slices of the batch in threads (the kernels and BLAS release the GIL), combined
+    exactly: the mean loss and gradient are the size-weighted means of the slices'. Only for
+    networks without batch statistics (no BatchNorm) or randomness (no Dropout)."""
+    bounds = np.linspace(0, len(x), parts + 1).astype(int)
+    slices = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    outcomes = list(pool.map(lambda s: _step(net, x[s], y[s]), slices))
+    weights = [(s.stop - s.start) / len(x) for s in slices]
+    loss = sum(w * o[0] for w, o in zip(weights, outcomes))
+    grads = {k: sum(w * o[2][k] for w, o in zip(weights, outcomes)) for k in outcomes[0][2]}
+    return loss, np.concatenate([o[1] for o in outcomes]), grads
