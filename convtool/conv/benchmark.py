@@ -72,16 +72,26 @@ class CaseResult:
 
 def median_seconds(call: Callable[[], object], repeat: int, budget: float) -> tuple[float, int]:
     """Median wall time of ``call`` over up to ``repeat`` runs after one warm-up, stopping past ``budget`` s."""
-    call()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < repeat and (len(times) < 3 or time.perf_counter() - start < budget):
-        t0 = time.perf_counter()
+    return interleaved({"call": call}, repeat, budget)["call"]
+
+
+def interleaved(calls: dict[str, Callable[[], object]], repeat: int, budget: float) -> dict[str, tuple[float, int]]:
+    """Median seconds and run count of each call, timed round-robin so load changes hit all alike.
+
+    Each call is warmed up once; rounds stop after ``repeat`` or once 3 rounds took ``budget`` s per call.
+    """
+    for call in calls.values():
         call()
-        times.append(time.perf_counter() - t0)
-        if times[-1] > budget:
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    start = time.perf_counter()
+    for round_ in range(repeat):
+        if round_ >= 3 and time.perf_counter() - start > budget * len(calls):
             break
-    return statistics.median(times), len(times)
+        for name, call in calls.items():
+            t0 = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - t0)
+    return {name: (statistics.median(values), len(values)) for name, values in times.items()}
 
 
 def anchors() -> tuple[dict[str, object], list[str]]:
@@ -130,15 +140,18 @@ def run_case(label: str, image: np.ndarray, kname: str, kernel: np.ndarray, foun
     choice = conv.choose_backend(planes.shape, kernel, device="cpu")
     result = CaseResult(f"{label}, {kname}", choice.backend)
 
+    calls: dict[str, Callable[[], object]] = {}
+    notes: dict[str, str] = {}
+
     def timed(name: str, call: Callable[[], object], note: str = "") -> None:
-        try:
-            seconds, runs = median_seconds(call, repeat, budget)
-        except Exception as exc:  # noqa: BLE001 - an anchor that cannot run this case is noted, not fatal
-            if name.startswith("convtool"):
-                raise
-            result.notes.append(f"{name} failed: {' '.join(str(exc).split())[:120]}")
-            return
-        result.timings.append(Timing(name, pixels / seconds / 1e6, runs, note))
+        if not name.startswith("convtool"):
+            try:  # an anchor that cannot run this case is noted, not fatal
+                call()
+            except Exception as exc:  # noqa: BLE001
+                result.notes.append(f"{name} failed: {' '.join(str(exc).split())[:120]}")
+                return
+        calls[name] = call
+        notes[name] = note
 
     def ours(backend: str):
         return lambda: conv.correlate2d(planes, kernel, padding="same", border="reflect", backend=backend, device="cpu")
@@ -183,6 +196,8 @@ def run_case(label: str, image: np.ndarray, kname: str, kernel: np.ndarray, foun
                 planes, SIGMAS[kname], axes=(-2, -1), output=np.float32, mode="mirror", truncate=radius / SIGMAS[kname]))
         if kname not in SIGMAS or kernel.shape[0] <= 5:
             timed("scipy correlate", lambda: ndimage.correlate(planes, k3, output=np.float32, mode="mirror"))
+    for name, (seconds, runs) in interleaved(calls, repeat, budget).items():
+        result.timings.append(Timing(name, pixels / seconds / 1e6, runs, notes[name]))
     if reference_out is not None:
         ours_out = ours("auto")()
         theirs = reference_out
@@ -198,8 +213,7 @@ def pooling(found: dict, quick: bool, repeat: int, budget: float) -> list[CaseRe
     results = []
     for kind in ("max", "avg"):
         result = CaseResult(f"{size}^2 gray f32, pool 2x2 {kind}", "direct")
-        for name, call in _pool_calls(image, kind, found):
-            seconds, runs = median_seconds(call, repeat, budget)
+        for name, (seconds, runs) in interleaved(dict(_pool_calls(image, kind, found)), repeat, budget).items():
             result.timings.append(Timing(name, image.size / seconds / 1e6, runs))
         results.append(result)
     return results
@@ -249,23 +263,25 @@ def run(*, quick: bool = False, threads: int = 2, repeat: int = 5, budget: float
         jit: bool = True) -> dict:
     """The whole benchmark as a JSON-ready dict: cases, pooling, JIT times, skipped anchors."""
     found, skipped = anchors()
+    previous = cpu.THREADS
     cpu.set_threads(threads)
     if "cv2" in found:
         found["cv2"].setNumThreads(threads)
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(variable, str(threads))
-    cases = []
-    for label, image in images(quick).items():
-        for kname, kernel in KERNELS.items():
-            if "batch" in label and kname != "sobel3":
-                continue
-            cases.append(run_case(label, image, kname, kernel, found, repeat, budget, backends))
+    try:
+        cases = [run_case(label, image, kname, kernel, found, repeat, budget, backends)
+                 for label, image in images(quick).items() for kname, kernel in KERNELS.items()
+                 if "batch" not in label or kname == "sobel3"]
+        pools = pooling(found, quick, repeat, budget)
+    finally:
+        cpu.set_threads(previous)
     results = {
         "threads": threads,
         "quick": quick,
         "skipped": skipped + (["scipy.ndimage is single-threaded: it runs on 1 thread"] if "ndimage" in found else []),
         "cases": [_case_dict(c) for c in cases],
-        "pooling": [_case_dict(c) for c in pooling(found, quick, repeat, budget)],
+        "pooling": [_case_dict(c) for c in pools],
     }
     if jit and not quick:
         results["jit_seconds"] = jit_times()
