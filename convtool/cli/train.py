@@ -204,7 +204,7 @@ def _run(console, train, net, prepared, config, quiet: bool):
 
     with progress:
         return train.fit(net, prepared.train_x, prepared.train_y, prepared.val_x, prepared.val_y, config,
-                         on_batch=on_batch, on_epoch=on_epoch)
+                         on_batch=on_batch, on_epoch=on_epoch, refresh=prepared.refresh)
 
 
 def _write_reports(paths: dict[str, Path], result, classes: list[str], seg: bool, plots) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -30,6 +31,7 @@ class Prepared:
     mean: list[float]
     std: list[float]
     trained_on: str
+    refresh: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None  # new training data for an epoch
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -51,9 +53,11 @@ def prepare(task: str, path: Path | None, *, val_fraction: float = 0.2, size: tu
         if data.images.shape[1] != 1:
             raise UsageError("segmentation canvases are built from grayscale digits (IDX files or the bundled MNIST)")
         n_val = max(1, round(canvases * val_fraction))
-        train = D.digit_canvases(train, canvases - n_val, canvas, seed=seed)
+        digits = train
+        train = D.digit_canvases(digits, canvases - n_val, canvas, seed=seed)
         val = D.digit_canvases(val, n_val, canvas, seed=seed + 1)
-        trained_on = (f"{canvases - n_val} training and {n_val} validation {canvas}x{canvas} canvases of digits; "
+        trained_on = (f"{canvases - n_val} training canvases drawn anew each epoch and {n_val} fixed validation "
+                      f"{canvas}x{canvas} canvases of digits; "
                       f"training canvases from {len(data) - round(len(data) * val_fraction)} training digits, "
                       f"validation canvases from the other {round(len(data) * val_fraction)} ({data.description})")
     elif task == "classify":
@@ -62,5 +66,11 @@ def prepare(task: str, path: Path | None, *, val_fraction: float = 0.2, size: tu
         raise UsageError(f"unknown task {task!r}; choose classify or segment")
     mean, std = D.channel_stats(train.images, SCALE)
     channels = "gray" if data.images.shape[1] == 1 else "rgb"
+    refresh = None
+    if task == "segment":
+        def refresh(epoch: int) -> tuple[np.ndarray, np.ndarray]:
+            """Fresh training canvases for ``epoch`` (deterministic: seeded by the seed and the epoch)."""
+            fresh = D.digit_canvases(digits, len(train), canvas, seed=seed + 7919 * epoch)
+            return D.normalize(fresh.images, SCALE, mean, std), fresh.labels
     return Prepared(D.normalize(train.images, SCALE, mean, std), train.labels, D.normalize(val.images, SCALE, mean, std),
-                    val.labels, train.classes, channels, mean, std, trained_on)
+                    val.labels, train.classes, channels, mean, std, trained_on, refresh)

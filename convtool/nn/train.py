@@ -114,13 +114,15 @@ def evaluate(net: Network, x: np.ndarray, y: np.ndarray, batch: int = 250) -> tu
 
 
 def fit(net: Network, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
-        config: TrainConfig, on_batch: BatchCallback | None = None, on_epoch: EpochCallback | None = None) -> Result:
+        config: TrainConfig, on_batch: BatchCallback | None = None, on_epoch: EpochCallback | None = None,
+        refresh: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None) -> Result:
     """Train ``net`` in place on normalised float32 arrays; keep the best epoch's weights.
 
     The best epoch has the highest validation accuracy (mean IoU for segmentation). Training stops
     early after ``config.patience`` epochs without a lower validation loss, at a non-finite loss
     (reason "nan") and at Ctrl-C (reason "interrupted"); the best state is then that of the last
-    complete epoch before it.
+    complete epoch before it. ``refresh(epoch)``, if given, replaces the training data from the second
+    epoch on (fresh synthetic samples).
     """
     config.validate()
     rng = np.random.default_rng(config.seed)
@@ -140,6 +142,8 @@ def fit(net: Network, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarra
         with np.errstate(over="ignore", invalid="ignore"):  # a non-finite loss is handled below
             for epoch in range(1, config.epochs + 1):
                 optimizer.lr = learning_rate(config.schedule, config.lr, epoch - 1, config.epochs, config.step_size, config.gamma)
+                if refresh is not None and epoch > 1:
+                    train_x, train_y = refresh(epoch)
                 order = rng.permutation(len(train_x))
                 start = time.perf_counter()
                 seen, loss_sum, correct = 0, 0.0, 0
