@@ -31,7 +31,7 @@ def _image(shape=(2, 23, 19)):
     return RNG.standard_normal(shape).astype(np.float32)
 
 
-@pytest.mark.parametrize("backend", ["direct", "separable", "fft", "im2col"])
+@pytest.mark.parametrize("backend", ["direct", "separable", "fft", "im2col", "numpy"])
 @pytest.mark.parametrize("border", BORDERS)
 def test_backends_match_reference_for_every_geometry(backend, border):
     image = _image()
@@ -44,7 +44,7 @@ def test_backends_match_reference_for_every_geometry(backend, border):
             np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-4, err_msg=f"{backend} {options}")
 
 
-@pytest.mark.parametrize("backend", ["auto", "direct", "separable", "fft", "im2col"])
+@pytest.mark.parametrize("backend", ["auto", "direct", "separable", "fft", "im2col", "numpy"])
 @pytest.mark.parametrize("border", BORDERS)
 def test_backends_match_scipy_ndimage(backend, border):
     image = _image((40, 37))
@@ -113,6 +113,21 @@ def test_auto_picks_by_cost_and_says_why():
     assert choose_backend((512, 512), RNG.standard_normal((9, 9)), device="cpu").backend == "direct"
     big = choose_backend((512, 512), RNG.standard_normal((31, 31)), device="cpu")
     assert big == Choice("fft", "cpu", big.reason) and "non-separable" in big.reason and "fft" in big.reason
+
+
+def test_auto_uses_numpy_for_small_jobs_until_numba_is_loaded(monkeypatch):
+    import convtool.conv as conv
+
+    monkeypatch.setattr(conv, "numba_loaded", lambda: False)
+    small = choose_backend((512, 512), SOBEL, device="cpu")
+    assert small.backend == "numpy" and "Numba not loaded" in small.reason
+    assert choose_backend((4096, 4096), SOBEL, device="cpu").backend != "numpy"
+    assert choose_pool_backend(device="cpu", work=1e4).backend == "numpy"
+    image = _image((3, 30, 31))
+    np.testing.assert_allclose(pool2d(image, 3, stride=2, kind="avg", padding="same"),
+                               pool2d(image, 3, stride=2, kind="avg", padding="same", backend="reference"), rtol=1e-6)
+    monkeypatch.setattr(conv, "numba_loaded", lambda: True)
+    assert choose_backend((512, 512), SOBEL, device="cpu").backend != "numpy"
 
 
 def test_a_backend_that_cannot_run_the_kernel_falls_back_and_names_one_that_can():

@@ -5,9 +5,10 @@ back-end (:func:`choose_backend`) and dispatch to it. Images are ``(..., H, W)``
 (channels, images) are filtered independently.
 
 Back-ends: ``direct`` (Numba, every tap), ``separable`` (rank-1 kernels as two 1D passes), ``fft``
-(numpy's FFT, for large dense kernels), ``im2col`` (columns and one matrix product), ``reference``
-(plain NumPy, the oracle) and ``cuda`` (Numba CUDA, direct or separable on the GPU). ``auto`` picks
-by a cost model. Devices: ``auto`` (CUDA when a GPU initialises), ``cpu``, ``cuda``.
+(numpy's FFT, for large dense kernels), ``im2col`` (columns and one matrix product), ``numpy`` (one
+float32 multiply-add per tap, no JIT: small jobs in a fresh process), ``reference`` (plain NumPy in
+float64, the oracle) and ``cuda`` (Numba CUDA, direct or separable on the GPU). ``auto`` picks by a
+cost model. Devices: ``auto`` (CUDA when a GPU initialises), ``cpu``, ``cuda``.
 
 Cross-correlation is what CNN libraries and OpenCV call "convolution"; ``convolve2d`` flips the
 kernel first (true convolution).
@@ -16,6 +17,7 @@ kernel first (true convolution).
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import Sequence, Union
 
@@ -29,10 +31,10 @@ Pair = Union[int, Sequence[int]]
 Padding = Union[str, int, Sequence[int]]
 
 BORDERS = ("zero", "constant", "reflect", "symmetric", "replicate", "wrap")
-BACKENDS = ("auto", "direct", "separable", "fft", "im2col", "cuda", "reference")
-POOL_BACKENDS = ("auto", "direct", "cuda", "reference")
+BACKENDS = ("auto", "direct", "separable", "fft", "im2col", "numpy", "cuda", "reference")
+POOL_BACKENDS = ("auto", "direct", "numpy", "cuda", "reference")
 POOL_KINDS = ("max", "avg", "l2")
-CPU_ONLY = ("fft", "im2col", "reference")
+CPU_ONLY = ("fft", "im2col", "numpy", "reference")
 NATIVE_DTYPES = (np.uint8, np.float32)  # the Numba kernels read these directly; others become float32
 
 # Cost model, in "vector multiply-adds per output pixel" (measured on 4096^2 float32, 2 threads):
@@ -41,6 +43,9 @@ NATIVE_DTYPES = (np.uint8, np.float32)  # the Numba kernels read these directly;
 # the spectrum product included: about 15-18 Mpix/s here, so it wins past about 23x23 dense taps).
 PASS_OVERHEAD = 3.0
 FFT_COST_PER_LOG2 = 25.0
+# Until Numba is loaded, plain NumPy wins for small jobs: loading Numba and its cache costs about 1 s,
+# NumPy does about 0.3-1e9 multiply-adds per second.
+NUMPY_WORK = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,11 @@ def choose_backend(image_shape: Sequence[int], kernel: np.ndarray, *, backend: s
     return _cost_model(image_shape, kernel, rank1, _pair("stride", stride), why_device)
 
 
+def numba_loaded() -> bool:
+    """Whether Numba is imported in this process (then the JIT back-ends cost no start-up)."""
+    return "numba" in sys.modules
+
+
 def _cost_model(image_shape: Sequence[int], kernel: np.ndarray, rank1: bool, stride: tuple[int, int],
                 why_device: str) -> Choice:
     """The cheapest CPU back-end by estimated work per output pixel."""
@@ -99,14 +109,21 @@ def _cost_model(image_shape: Sequence[int], kernel: np.ndarray, rank1: bool, str
     # the FFT computes every stride-1 output, so strides multiply its cost per kept pixel
     costs["fft"] = FFT_COST_PER_LOG2 * math.log2(max(pixels, 2.0)) * stride[0] * stride[1]
     best = min(costs, key=costs.get)
+    work = pixels / (stride[0] * stride[1]) * min(costs.values())
+    if not numba_loaded() and work < NUMPY_WORK:
+        return Choice("numpy", "cpu", f"small job ({work / 1e6:.1f} M multiply-adds) and Numba not loaded yet: "
+                                      f"NumPy finishes before Numba would load (about 1 s); {why_device}")
     detail = ", ".join(f"{name} {cost:.0f}" for name, cost in sorted(costs.items(), key=lambda item: item[1]))
     shape = "rank-1" if rank1 else "non-separable"
     return Choice(best, "cpu", f"{kernel.shape[0]}x{kernel.shape[1]} {shape} kernel, {taps} non-zero taps; "
                                f"estimated cost per pixel: {detail}; {why_device}")
 
 
-def choose_pool_backend(*, backend: str = "auto", device: str = "auto") -> Choice:
-    """Back-end and device for ``pool2d``: direct (Numba), cuda or reference; others fall back to direct."""
+def choose_pool_backend(*, backend: str = "auto", device: str = "auto", work: float = math.inf) -> Choice:
+    """Back-end and device for ``pool2d``: direct (Numba), numpy, cuda or reference; others fall back to direct.
+
+    ``work`` is the number of window cells visited; small pools run in NumPy while Numba is not loaded.
+    """
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "cuda":
@@ -114,8 +131,13 @@ def choose_pool_backend(*, backend: str = "auto", device: str = "auto") -> Choic
     ran_on, why_device = resolve_device(device)
     if backend == "reference":
         return Choice("reference", "cpu", "asked for; the reference runs on the CPU only")
+    if backend == "numpy":
+        return Choice("numpy", "cpu", "asked for; numpy runs on the CPU only")
     if backend in ("separable", "fft", "im2col"):
-        return Choice("direct", ran_on, f"pooling has no {backend} form; direct (or reference) can pool; {why_device}")
+        return Choice("direct", ran_on, f"pooling has no {backend} form; direct (or numpy, reference) can pool; "
+                                        f"{why_device}")
+    if backend == "auto" and ran_on == "cpu" and not numba_loaded() and work < NUMPY_WORK / 4:
+        return Choice("numpy", "cpu", f"small pool and Numba not loaded yet: NumPy finishes first; {why_device}")
     return Choice("direct", ran_on, why_device)
 
 
@@ -132,7 +154,7 @@ def correlate2d(image: np.ndarray, kernel: np.ndarray, *, stride: Pair = 1, padd
     border : {'zero', 'constant', 'reflect', 'symmetric', 'replicate', 'wrap'}
         What fills the padding: 0, ``cval``, mirror without / with the edge pixel, the edge pixel,
         or the opposite side. (scipy.ndimage names: constant, constant, mirror, reflect, nearest, wrap.)
-    backend : {'auto', 'direct', 'separable', 'fft', 'im2col', 'cuda', 'reference'}
+    backend : {'auto', 'direct', 'separable', 'fft', 'im2col', 'numpy', 'cuda', 'reference'}
     device : {'auto', 'cpu', 'cuda'}
     """
     image, kernel = _check_arrays(image, kernel)
@@ -169,6 +191,10 @@ def correlate2d(image: np.ndarray, kernel: np.ndarray, *, stride: Pair = 1, padd
         from convtool.conv import gemm
 
         gemm.correlate(stack, kernel, *args)
+    elif choice.backend == "numpy":
+        from convtool.conv import vectorised
+
+        vectorised.correlate(stack, kernel, *args)
     else:
         from convtool.conv import cpu
 
@@ -187,7 +213,7 @@ def pool2d(image: np.ndarray, size: Pair, *, stride: Pair | None = None, kind: s
     """Max, average or L2 pooling over windows of ``size`` (stride defaults to the size).
 
     Padded cells never count: max ignores them and averages divide by the real cells only.
-    backend : {'auto', 'direct', 'cuda', 'reference'}; others fall back to direct (see choose_pool_backend).
+    backend : {'auto', 'direct', 'numpy', 'cuda', 'reference'}; others fall back to direct (choose_pool_backend).
     """
     image = _check_image(image)
     size_hw = _pair("pool size", size)
@@ -197,7 +223,8 @@ def pool2d(image: np.ndarray, size: Pair, *, stride: Pair | None = None, kind: s
     pads = resolve_padding2d(padding, image.shape[-2:], size_hw, stride_hw, (1, 1))
     out_hw = tuple(shapes.output_size(image.shape[-2 + axis], size_hw[axis], stride_hw[axis],
                                       pads[2 * axis: 2 * axis + 2]) for axis in (0, 1))
-    choice = choose_pool_backend(backend=backend, device=device)
+    choice = choose_pool_backend(backend=backend, device=device,
+                                 work=float(np.prod(image.shape[:-2] + out_hw)) * size_hw[0] * size_hw[1])
     if choice.backend == "reference":
         from convtool.conv import reference
 
@@ -208,6 +235,10 @@ def pool2d(image: np.ndarray, size: Pair, *, stride: Pair | None = None, kind: s
         from convtool.conv import cuda
 
         cuda.pool(stack, size_hw, stride_hw, pads, kind, out)
+    elif choice.backend == "numpy":
+        from convtool.conv import vectorised
+
+        vectorised.pool(stack, size_hw, stride_hw, pads, kind, out)
     else:
         from convtool.conv import cpu
 
