@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -40,7 +41,7 @@ def mnist_pngs(tmp_path_factory):
 def test_mnist12_scores_at_least_98_percent_on_1000_real_test_pngs(mnist_pngs):
     folder, paths, labels = mnist_pngs
     files = find_images([folder]).files
-    assert files == paths
+    assert files == [str(p) for p in paths]
     classifier = classifier_for(MNIST_12, top_k=1)
     timings = Timings()
     indices, probs, failures = run_all(classifier, files, timings=timings)
@@ -133,7 +134,7 @@ def test_bad_files_are_skipped_and_reported_in_order(tmp_path, mnist_pngs):
     (folder / "notes.txt").write_text("not an image")
     (folder / ".hidden.png").write_text("ignored")
     files = find_images([folder]).files
-    assert [f.name for f in files] == ["00000.png", "00001.png", "00002.png", "00003.png", "00004.png", "notes.txt"]
+    assert [Path(f).name for f in files] == ["00000.png", "00001.png", "00002.png", "00003.png", "00004.png", "notes.txt"]
     indices, _, failures = run_all(classifier_for(MNIST_12, top_k=1), files, batch=2)
     assert [f.path.name for f in failures] == ["00002.png", "notes.txt"]
     assert "damaged or truncated" in failures[0].message and "not an image" in failures[1].message

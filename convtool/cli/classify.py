@@ -141,7 +141,7 @@ def command(paths, model, labels, top_k, batch, device, workers, output, overwri
     if confusion is not None and not evaluate:
         raise UsageError("--confusion needs --eval")
     scan = find_images(paths, recursive=recursive or evaluate)
-    if evaluate and not scan.roots:
+    if evaluate and not scan.folders:
         raise UsageError("--eval needs a folder with one subfolder of images per class (folder/<class>/image.png)")
     fmt = None
     if output is not None:
@@ -157,6 +157,7 @@ def command(paths, model, labels, top_k, batch, device, workers, output, overwri
     failures: list = []
     shown: list[tuple[str, list[str], list[float]]] = []
     evaluation: cls.Evaluation | None = None
+    roots = scan.root_of() if evaluate else {}
     show_table = output is None and not evaluate and len(scan.files) <= TABLE_LIMIT
     progress, advance = progress_bar(len(scan.files))
 
@@ -176,7 +177,7 @@ def command(paths, model, labels, top_k, batch, device, workers, output, overwri
                         if evaluation is None:
                             count = classifier.classes
                             evaluation = cls.Evaluation(count, classifier.labels or [str(i) for i in range(count)])
-                        truth = evaluation.true_class(path, scan.roots.get(path))
+                        truth = evaluation.true_class(path, roots.get(path))
                         if truth is not None:
                             evaluation.add(truth, indices[0])
 

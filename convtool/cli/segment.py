@@ -86,23 +86,24 @@ def command(paths, model, out_dir, labels, batch, device, workers, output_layout
     report_failures(failures, len(scan.files))
 
 
-def _targets(files: list[Path], out_dir: Path, overlay: bool) -> dict[Path, tuple[Path, Path | None]]:
+def _targets(files: list[str], out_dir: Path, overlay: bool) -> dict[str, tuple[Path, Path | None]]:
     from convtool.errors import UsageError
 
-    targets: dict[Path, tuple[Path, Path | None]] = {}
-    seen: dict[str, Path] = {}
+    targets: dict[str, tuple[Path, Path | None]] = {}
+    seen: dict[str, str] = {}
     for file in files:
-        if file.stem in seen:
-            raise UsageError(f"{seen[file.stem]} and {file} would write the same mask name; segment them into different folders")
-        seen[file.stem] = file
-        targets[file] = (out_dir / f"{file.stem}_mask.png", out_dir / f"{file.stem}_overlay.png" if overlay else None)
+        stem = Path(file).stem
+        if stem in seen:
+            raise UsageError(f"{seen[stem]} and {file} would write the same mask name; segment them into different folders")
+        seen[stem] = file
+        targets[file] = (out_dir / f"{stem}_mask.png", out_dir / f"{stem}_overlay.png" if overlay else None)
     return targets
 
 
-def _check_targets(targets: dict, inputs: list[Path], overwrite: bool) -> None:
+def _check_targets(targets: dict, inputs: list[str], overwrite: bool) -> None:
     from convtool.errors import OutputError
 
-    resolved_inputs = {p.resolve() for p in inputs}
+    resolved_inputs = {Path(p).resolve() for p in inputs}
     existing = []
     for outputs in targets.values():
         for path in outputs:

@@ -6,7 +6,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -22,7 +22,7 @@ LABELS_KEY = "convtool.labels"
 class ChunkResult:
     """Top-k classes of a chunk of images: ``indices`` and ``probs`` are N, k, best first."""
 
-    paths: list[Path]
+    paths: list[str | Path]
     indices: np.ndarray
     probs: np.ndarray
     failures: list[Failure]
@@ -79,7 +79,7 @@ class Classifier:
 
     def run(
         self,
-        files: list[Path],
+        files: Sequence[str | Path],
         *,
         batch: int = 64,
         workers: int = 1,
@@ -199,11 +199,11 @@ class Evaluation:
         self.confusion = np.zeros((self.classes, self.classes), dtype=np.int64)
         self._index = {name: i for i, name in enumerate(self.names)}
 
-    def true_class(self, path: Path, root: Path | None) -> int | None:
+    def true_class(self, path: str | Path, root: Path | None) -> int | None:
         """The class a file belongs to: its first folder under ``root``, by name or number."""
         if root is None:
             return None
-        parts = path.relative_to(root).parts
+        parts = Path(path).relative_to(root).parts
         folder = parts[0] if len(parts) > 1 else None
         if folder is None:
             return None

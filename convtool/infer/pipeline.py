@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -35,12 +35,15 @@ class Failure:
     path: Path
     message: str
 
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+
 
 @dataclass
 class Chunk:
     """Decoded images of one size, ready for the model, with what the post-processing needs."""
 
-    paths: list[Path]
+    paths: list[str | Path]  # as given to decoded_chunks
     batch: np.ndarray  # N, item_shape
     sizes: list[tuple[int, int]]  # original (width, height) of each image
     images: list[Image.Image] | None  # the decoded originals, when asked for (segment overlays)
@@ -73,8 +76,12 @@ class Timings:
 class Scan:
     """The candidate image files found under the given paths, and the folder each came from."""
 
-    files: list[Path] = field(default_factory=list)
-    roots: dict[Path, Path] = field(default_factory=dict)  # file -> the folder it was found under
+    files: list[str] = field(default_factory=list)  # strings: 2,000 Path objects cost ~10 ms to make and sort
+    folders: list[tuple[Path, int, int]] = field(default_factory=list)  # (folder, first, end) ranges of files
+
+    def root_of(self) -> dict[str, Path]:
+        """file -> the folder given on the command line that it was found under (built on demand)."""
+        return {file: folder for folder, first, end in self.folders for file in self.files[first:end]}
 
 
 def find_images(paths: Iterable[str | os.PathLike], *, recursive: bool = False) -> Scan:
@@ -87,15 +94,14 @@ def find_images(paths: Iterable[str | os.PathLike], *, recursive: bool = False) 
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            found = sorted(_walk(path, recursive))
+            found = sorted(_walk(str(path), recursive))
             if not found:
                 hint = "" if recursive else " (use --recursive for subfolders)"
                 raise InputError(f"{path}: no image files in this folder{hint}")
-            for file in found:
-                scan.files.append(file)
-                scan.roots[file] = path
+            scan.folders.append((path, len(scan.files), len(scan.files) + len(found)))
+            scan.files.extend(found)
         elif path.exists():
-            scan.files.append(path)
+            scan.files.append(str(path))
         else:
             raise InputError(f"{path}: no such file or folder")
     if not scan.files:
@@ -103,20 +109,20 @@ def find_images(paths: Iterable[str | os.PathLike], *, recursive: bool = False) 
     return scan
 
 
-def _walk(folder: Path, recursive: bool) -> Iterator[Path]:
+def _walk(folder: str, recursive: bool) -> Iterator[str]:
     with os.scandir(folder) as entries:
         for entry in entries:
             if entry.name.startswith("."):
                 continue
             if entry.is_dir():
                 if recursive:
-                    yield from _walk(Path(entry.path), recursive)
+                    yield from _walk(entry.path, recursive)
             elif entry.is_file():
-                yield Path(entry.path)
+                yield entry.path
 
 
 def decoded_chunks(
-    files: list[Path],
+    files: Sequence[str | Path],
     preparer: Preparer,
     *,
     chunk_size: int = 64,
@@ -143,7 +149,7 @@ def decoded_chunks(
                 future.cancel()
 
 
-def _decode_group(paths: list[Path], preparer: Preparer, keep_images: bool) -> list[Chunk]:
+def _decode_group(paths: Sequence[str | Path], preparer: Preparer, keep_images: bool) -> list[Chunk]:
     """Decode a group of files into one chunk per run of equal input sizes (usually exactly one)."""
     start = time.perf_counter()
     chunks: list[Chunk] = []
@@ -160,7 +166,7 @@ def _decode_group(paths: list[Path], preparer: Preparer, keep_images: bool) -> l
     return chunks
 
 
-def _decode_into(paths: list[Path], preparer: Preparer, keep_images: bool, chunks: list[Chunk],
+def _decode_into(paths: Sequence[str | Path], preparer: Preparer, keep_images: bool, chunks: list[Chunk],
                  failures: list[Failure]) -> None:
     """Append decoded images to ``chunks`` (a new chunk whenever the input size changes), bad files to ``failures``."""
     current: Chunk | None = None
@@ -184,7 +190,7 @@ def _decode_into(paths: list[Path], preparer: Preparer, keep_images: bool, chunk
             current.images.append(image)
 
 
-def _open(path: Path) -> Image.Image:
+def _open(path: str | Path) -> Image.Image:
     """Decode a file; plain small images take a short path, anything unusual goes to ``open_image``.
 
     ``open_image`` (stat checks, EXIF transpose) costs about 60 us more per tiny PNG, a third of the

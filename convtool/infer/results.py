@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import Callable, Sequence, TextIO
 
 import numpy as np
 from PIL import Image
@@ -16,7 +16,7 @@ from convtool.images import atomic_write
 FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl"}
 
 
-def check_output(path: Path, *, overwrite: bool, inputs: list[Path] = ()) -> None:
+def check_output(path: Path, *, overwrite: bool, inputs: Sequence[str | Path] = ()) -> None:
     """Refuse an output that exists (without ``overwrite``), is an input, or sits in a missing folder."""
     if path.exists() and any(_same(path, p) for p in inputs):
         raise OutputError(f"{path}: is one of the input files; choose another output name")
@@ -28,7 +28,7 @@ def check_output(path: Path, *, overwrite: bool, inputs: list[Path] = ()) -> Non
         raise OutputError(f"{path.parent}: output folder does not exist; create it first")
 
 
-def _same(a: Path, b: Path) -> bool:
+def _same(a: Path, b: str | Path) -> bool:
     try:
         return a.samefile(b)
     except OSError:

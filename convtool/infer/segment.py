@@ -10,7 +10,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -27,7 +27,7 @@ OUTPUT_LAYOUTS = ("auto", "nchw", "nhwc")
 class Segmentation:
     """One image's result: the class of each pixel at the original size, and the original image."""
 
-    path: Path
+    path: str | Path
     mask: np.ndarray  # H, W uint8 (or uint16 beyond 256 classes)
     image: Image.Image
 
@@ -91,7 +91,7 @@ class Segmenter:
     def _input_hw(self, batch: np.ndarray) -> tuple[int, int]:
         return tuple(batch.shape[2:4] if self.recipe.layout == "nchw" else batch.shape[1:3])
 
-    def run(self, files: list[Path], *, batch: int = 8, workers: int = 1, depth: int = 2,
+    def run(self, files: Sequence[str | Path], *, batch: int = 8, workers: int = 1, depth: int = 2,
             timings: Timings | None = None, on_progress: Callable[[int], None] | None = None) -> Iterator[SegmentChunk]:
         """Segment ``files`` chunk by chunk while the next chunks decode in the background."""
         timings = timings if timings is not None else Timings()
