@@ -180,27 +180,36 @@ def command(paths, model, labels, top_k, batch, device, workers, output, overwri
                         truth = evaluation.true_class(path, roots.get(path))
                         if truth is not None:
                             evaluation.add(truth, indices[0])
+        if writer is not None and timings.images == 0:
+            raise _NoResults  # leaves no header-only file behind
 
     if output is not None:
         columns = top_k if classifier.classes is None else min(top_k, classifier.classes)
-        write_streaming(output, fmt, columns, consume)
+        try:
+            write_streaming(output, fmt, columns, consume)
+        except _NoResults:
+            pass
     else:
         consume(None)
 
     for warning in classifier.warnings:
         click.echo(f"warning: {warning}", err=True)
     if shown:
-        _print_table(shown, top_k)
+        _print_table(shown, min(top_k, classifier.classes or top_k))
     if evaluate:
         _print_evaluation(evaluation, confusion)
     click.echo(timings.summary(session.device), err=True)
-    if output is not None:
+    if output is not None and timings.images:
         click.echo(f"wrote {timings.images} results to {output}", err=True)
     elif not show_table and not evaluate and timings.images:
         click.echo(f"({timings.images} results not shown; use --output results.csv to save them)", err=True)
     if timings.images == 0 and not failures:
         raise UsageError("no images were classified")
     report_failures(failures, len(scan.files))
+
+
+class _NoResults(Exception):
+    """Every file failed: the results file is not written."""
 
 
 def _print_table(rows: list[tuple[str, list[str], list[float]]], top_k: int) -> None:
