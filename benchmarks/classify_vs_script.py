@@ -15,7 +15,6 @@ The machine is shared and noisy: compare the ratios printed here, measured in on
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import subprocess
 import sys

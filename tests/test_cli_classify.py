@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from convtool.cli.main import cli
-from infer_helpers import MNIST_12, lenet, linear_rgb, write_mnist_pngs
+from infer_helpers import MNIST_12, linear_rgb, write_mnist_pngs
 
 
 @pytest.fixture(scope="module")
