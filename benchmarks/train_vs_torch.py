@@ -3,7 +3,8 @@
 Same net (ReLU, max-pool, conv5(6, pad 2) - pool - conv5(16) - pool - 120 - 84 - 10), same data
 (the bundled MNIST: first 8,000 to train, last 2,000 to validate), batch 64, SGD lr 0.05 momentum 0.9,
 no augmentation. PyTorch is not a dependency of convtool: it runs in a separate interpreter given
-by --torch-python (a venv with ``pip install torch==2.13.0 numpy``), on --threads threads.
+by --torch-python (a venv with ``pip install torch==2.13.0 numpy``). Both use --threads threads: PyTorch
+its intra-op pool, convtool its batch split (``convtool train --threads``, OpenBLAS single-threaded).
 Epochs alternate between the two so that machine noise hits both; medians are reported.
 
     python benchmarks/train_vs_torch.py --epochs 5 --torch-python /tmp/torchenv/bin/python
@@ -19,6 +20,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as `convtool train` does
@@ -79,13 +81,14 @@ def main() -> None:
         from convtool.nn.optim import make_optimizer
         optimizer = make_optimizer("sgd", net.parameters(), 0.05, 0.9)
         rng = np.random.default_rng(0)
+        pool = ThreadPoolExecutor(args.threads) if args.threads > 1 else None
         for epoch in range(args.epochs):
             worker.stdin.write("epoch\n")
             worker.stdin.flush()
             report = json.loads(worker.stdout.readline())
             theirs.append(report["seconds"])
             their_acc = report["val_accuracy"]
-            ours.append(_our_epoch(net, optimizer, p.train_x, p.train_y, rng, config.batch))
+            ours.append(_our_epoch(net, optimizer, p.train_x, p.train_y, rng, config.batch, pool, args.threads))
             our_acc = float(np.mean(net.predict(p.val_x).argmax(axis=1) == p.val_y))
             print(f"epoch {epoch + 1}: convtool {ours[-1]:.3f} s ({our_acc:.2%}), PyTorch {theirs[-1]:.3f} s ({their_acc:.2%})",
                   flush=True)
@@ -97,17 +100,17 @@ def main() -> None:
     print(f"validation after {args.epochs} epochs: convtool {our_acc:.2%}, PyTorch {their_acc:.2%}")
 
 
-def _our_epoch(net, optimizer, x, y, rng, batch: int) -> float:
-    """One training epoch exactly as train.fit runs it (without validation); returns seconds."""
-    from convtool.nn.losses import cross_entropy
-
+def _our_epoch(net, optimizer, x, y, rng, batch: int, pool, threads: int) -> float:
+    """One training epoch as train.fit runs it (without validation); returns seconds."""
     order = rng.permutation(len(x))
     start = time.perf_counter()
     for i in range(0, len(x), batch):
         idx = order[i : i + batch]
-        logits, caches = net.forward(x[idx], train=True)
-        _, dlogits = cross_entropy(logits, y[idx])
-        optimizer.step(net.backward(dlogits, caches))
+        if pool is None:
+            _, _, grads = train._step(net, x[idx], y[idx])
+        else:
+            _, _, grads = train._parallel_step(net, pool, threads, x[idx], y[idx])
+        optimizer.step(grads)
     return time.perf_counter() - start
 
 

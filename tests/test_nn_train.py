@@ -236,3 +236,16 @@ def test_batch_split_over_threads_gives_the_full_batch_gradient():
     np.testing.assert_allclose(logits2, logits, rtol=1e-5, atol=1e-6)
     for k in grads:
         np.testing.assert_allclose(grads2[k], grads[k], rtol=1e-4, atol=1e-6, err_msg=k)
+
+
+def test_segmentation_draws_fresh_deterministic_canvases_each_epoch():
+    p = recipe.prepare("segment", None, limit=300, canvases=20, canvas=32)
+    a_x, a_y = p.refresh(2)
+    b_x, b_y = p.refresh(2)
+    np.testing.assert_array_equal(a_x, b_x)
+    np.testing.assert_array_equal(a_y, b_y)
+    assert a_x.shape == p.train_x.shape and not np.array_equal(a_x, p.refresh(3)[0])
+    seen = []
+    train.fit(models.build("unet", p.input_shape, 11), p.train_x, p.train_y, p.val_x, p.val_y,
+              train.TrainConfig(epochs=2, batch=8), refresh=lambda e: seen.append(e) or p.refresh(e))
+    assert seen == [2]
