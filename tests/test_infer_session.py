@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -81,3 +83,17 @@ def test_bad_model_files(tmp_path):
         open_session(tmp_path / "text.onnx", "auto")
     with pytest.raises(UsageError, match="--device 'gpu'"):
         open_session(MNIST_12, "gpu")
+
+
+def test_models_are_found_by_shipped_name(tmp_path, monkeypatch):
+    import convtool.resources
+    from convtool.infer.session import find_model, shipped_models
+
+    (tmp_path / "digits.onnx").write_bytes(MNIST_12.read_bytes())
+    monkeypatch.setattr(convtool.resources, "data_dir", lambda name: tmp_path)
+    assert find_model("digits") == tmp_path / "digits.onnx"
+    assert find_model("digits.onnx") == tmp_path / "digits.onnx"
+    assert find_model("sub/digits") == Path("sub/digits")  # a path with a folder is taken as given
+    assert shipped_models() == ["digits"]
+    with pytest.raises(ModelError, match=r"nope: no such model file; .* \(shipped models: digits\)"):
+        open_session(find_model("nope"), "cpu")

@@ -60,9 +60,9 @@ def recipe_overrides(size, layout, channels, scale, mean, std) -> dict:
 def open_model(model: Path, device: str, model_bytes: bytes | None = None, **overrides):
     """Open the model on the device (saying why when auto falls back) and work out its preprocessing."""
     from convtool.infer.preprocess import preprocess_for
-    from convtool.infer.session import open_session
+    from convtool.infer.session import find_model, open_session
 
-    session = open_session(model, device, model_bytes=model_bytes)
+    session = open_session(find_model(model), device, model_bytes=model_bytes)
     if session.note:
         click.echo(f"convtool: {session.note}", err=True)
     recipe = preprocess_for(session.input, session.metadata, **overrides)
@@ -111,7 +111,7 @@ def progress_bar(total: int):
 
 @click.command(short_help="Classify images with an ONNX model.")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--model", "-m", required=True, type=click.Path(path_type=Path), help="ONNX classifier.")
+@click.option("--model", "-m", required=True, type=click.Path(path_type=Path), help="ONNX classifier (a file, or the name of a shipped model).")
 @click.option("--labels", type=click.Path(path_type=Path), help="Class names, one per line (default: from the model).")
 @click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=1), help="Classes to report per image.")
 @click.option("--batch", default=64, show_default=True, type=click.IntRange(min=1), help="Images per model run (dynamic-batch models).")
@@ -221,7 +221,7 @@ def _print_table(rows: list[tuple[str, list[str], list[float]]], top_k: int) -> 
     table.add_column("top-1")
     table.add_column("prob", justify="right")
     if top_k > 1:
-        table.add_column(f"top-2..{top_k}")
+        table.add_column("top-2" if top_k == 2 else f"top-2..{top_k}")
     for file, labels, probs in rows:
         rest = ", ".join(f"{label} {prob:.3f}" for label, prob in zip(labels[1:], probs[1:]))
         cells = [file, labels[0], f"{probs[0]:.3f}"] + ([rest] if top_k > 1 else [])

@@ -35,7 +35,9 @@ def command(model, image, layer, list_layers, output, columns, device, overwrite
     from convtool.infer.model_info import read_model
     from convtool.infer.preprocess import Preparer
     from convtool.infer.results import check_output, save_png
+    from convtool.infer.session import find_model
 
+    model = find_model(model)
     onnx_model = read_model(model)
     tensors = [t for t in feat.layer_tensors(onnx_model) if t.shape is None or len(t.shape) == 4]
     if list_layers:

@@ -24,7 +24,9 @@ def command(model: Path, layers: bool, bias: bool, as_json: bool) -> None:
       convtool info lenet.onnx --json
     """
     from convtool.infer.model_info import describe_model
+    from convtool.infer.session import find_model
 
+    model = find_model(model)
     info = describe_model(model)
     report = None
     if layers:

@@ -13,7 +13,7 @@ from convtool.cli.classify import (
 
 @click.command(short_help="Segment images with an ONNX model.")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--model", "-m", required=True, type=click.Path(path_type=Path), help="ONNX segmenter.")
+@click.option("--model", "-m", required=True, type=click.Path(path_type=Path), help="ONNX segmenter (a file, or the name of a shipped model).")
 @click.option("--output", "-o", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Folder for <name>_mask.png and <name>_overlay.png (created if missing).")
 @click.option("--labels", type=click.Path(path_type=Path), help="Class names, one per line (default: from the model).")

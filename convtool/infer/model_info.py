@@ -36,7 +36,11 @@ def read_model(path: str | Path):
     """Load an ONNX file with onnx; every failure is a one-line ModelError."""
     path = Path(path)
     if not path.exists():
-        raise ModelError(f"{path}: no such model file; check the path")
+        from convtool.infer.session import shipped_models
+
+        shipped = shipped_models()
+        hint = f" (shipped models: {', '.join(shipped)})" if shipped else ""
+        raise ModelError(f"{path}: no such model file; check the path{hint}")
     if path.is_dir() or path.stat().st_size == 0:
         raise ModelError(f"{path}: not an ONNX model file ({'a folder' if path.is_dir() else 'empty'})")
     import onnx

@@ -178,9 +178,38 @@ def _tensor_info(arg) -> TensorInfo:
     return TensorInfo(arg.name, shape, _ORT_TYPES.get(arg.type, arg.type))
 
 
+def find_model(path: str | os.PathLike) -> Path:
+    """``path`` itself, or a model shipped with convtool of that name (``lenet5-mnist`` or ``lenet5-mnist.onnx``)."""
+    path = Path(path)
+    if path.exists() or path.parent != Path("."):
+        return path
+    try:
+        from convtool.resources import data_dir
+
+        folder = data_dir("models")
+    except FileNotFoundError:
+        return path
+    for candidate in (folder / path.name, folder / f"{path.name}.onnx"):
+        if candidate.is_file():
+            return candidate
+    return path
+
+
+def shipped_models() -> list[str]:
+    """Names of the models shipped with convtool."""
+    try:
+        from convtool.resources import data_dir
+
+        return sorted(p.stem for p in data_dir("models").glob("*.onnx"))
+    except FileNotFoundError:
+        return []
+
+
 def _check_model_file(path: Path) -> None:
     if not path.exists():
-        raise ModelError(f"{path}: no such model file; check the path given to --model")
+        shipped = shipped_models()
+        hint = f" (shipped models: {', '.join(shipped)})" if shipped else ""
+        raise ModelError(f"{path}: no such model file; check the path given to --model{hint}")
     if path.is_dir():
         raise ModelError(f"{path}: is a folder, not an ONNX model file")
     if path.stat().st_size == 0:
