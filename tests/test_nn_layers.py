@@ -166,3 +166,25 @@ def test_float32_stays_float32():
         y, cache = layer.forward(x, train=True)
         assert y.dtype == np.float32
         assert layer.backward(np.ones_like(y), cache)[0].dtype == np.float32
+
+
+@pytest.mark.parametrize("arch, shape", [("resnet", (1, 8, 8)), ("unet", (1, 8, 8)), ("lenet5", (1, 12, 12))])
+def test_whole_network_gradients(arch, shape):
+    """Graph backward (fan-out into a skip, concatenation, residual add) against finite differences."""
+    from convtool.nn import models
+
+    net = models.build(arch, shape, 3, seed=0).astype(np.float64)
+    for node in net.nodes:
+        node.layer.needs_input_grad = True
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, *shape))
+    y = rng.integers(0, 3, (3, *shape[1:]) if arch == "unet" else 3)
+
+    def loss() -> float:
+        return cross_entropy(net.forward(x, train=True)[0], y)[0]
+
+    logits, caches = net.forward(x, train=True)
+    grads = net.backward(cross_entropy(logits, y)[1], caches)
+    for name, p in net.parameters().items():
+        picks, numeric = _numeric(loss, p, 1 if arch == "unet" else 3, rng)
+        np.testing.assert_allclose(grads[name].reshape(-1)[picks], numeric, rtol=1e-4, atol=1e-7, err_msg=name)

@@ -205,9 +205,9 @@ def test_early_stopping_and_interrupt():
 
 
 def test_segmenter_learns_on_canvases():
-    p = recipe.prepare("segment", None, limit=400, canvases=60, canvas=32)
+    p = recipe.prepare("segment", None, limit=400, canvases=50, canvas=32)
     net = models.build("unet", p.input_shape, len(p.classes), seed=0)
-    result = train.fit(net, p.train_x, p.train_y, p.val_x, p.val_y, train.TrainConfig(epochs=3, batch=16, lr=3e-3))
+    result = train.fit(net, p.train_x, p.train_y, p.val_x, p.val_y, train.TrainConfig(epochs=2, batch=10, lr=3e-3))
     assert result.records[-1].train_loss < result.records[0].train_loss
     assert result.records[-1].val_miou is not None
 
