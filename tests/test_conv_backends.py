@@ -31,9 +31,18 @@ def _image(shape=(2, 23, 19)):
     return RNG.standard_normal(shape).astype(np.float32)
 
 
+@pytest.fixture(params=["rows", "flat"])
+def cpu_path(request, monkeypatch):
+    """Run the Numba kernels both ways: a ring of padded rows per block, or one flat padded stack."""
+    monkeypatch.setattr(cpu, "FLAT_PIXELS", 0 if request.param == "rows" else 1 << 30)
+    return request.param
+
+
 @pytest.mark.parametrize("backend", ["direct", "separable", "fft", "im2col", "numpy"])
 @pytest.mark.parametrize("border", BORDERS)
-def test_backends_match_reference_for_every_geometry(backend, border):
+def test_backends_match_reference_for_every_geometry(backend, border, cpu_path):
+    if cpu_path == "flat" and backend not in ("direct", "separable"):
+        pytest.skip("only the Numba kernels have two paths")
     image = _image()
     for stride, dilation, padding in GEOMETRIES:
         for kernel in KERNELS.values():
@@ -64,7 +73,7 @@ def test_convolve2d_flips_the_kernel_like_scipy():
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_padding_wider_than_the_image_repeats_like_numpy_pad():
+def test_padding_wider_than_the_image_repeats_like_numpy_pad(cpu_path):
     image = np.arange(1, 7, dtype=np.float32).reshape(1, 2, 3)
     kernel = RNG.standard_normal((3, 3))
     for border in ("reflect", "symmetric", "wrap", "replicate"):
@@ -74,8 +83,9 @@ def test_padding_wider_than_the_image_repeats_like_numpy_pad():
             np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-5)
 
 
-def test_many_row_blocks_and_images_cover_every_output_once(monkeypatch):
+def test_many_row_blocks_and_images_cover_every_output_once(monkeypatch, cpu_path):
     monkeypatch.setattr(cpu, "THREADS", 3)  # uneven split of jobs between threads
+    monkeypatch.setattr(cpu, "SERIAL_WORK", 0)  # use the threads even for this small job
     image = _image((5, 101, 35))
     for backend, kernel in (("direct", RNG.standard_normal((4, 3))), ("separable", KERNELS["rank1"])):
         assert cpu.block_rows(101, 5, 4, 3) < 101  # several row blocks per image
@@ -85,7 +95,7 @@ def test_many_row_blocks_and_images_cover_every_output_once(monkeypatch):
 
 
 @pytest.mark.parametrize("backend", ["direct", "separable", "fft", "im2col", "auto"])
-def test_uint8_and_other_dtypes_are_read_exactly(backend):
+def test_uint8_and_other_dtypes_are_read_exactly(backend, cpu_path):
     image = RNG.integers(0, 256, (3, 17, 21)).astype(np.uint8)
     expected = ndimage.correlate(image.astype(np.float64), SOBEL[None], mode="mirror")
     for dtype in (np.uint8, np.uint16, np.int32, np.float64):

@@ -30,6 +30,7 @@ POOL_KINDS = {"max": _POOL_MAX, "avg": _POOL_AVG, "l2": _POOL_L2}
 JOBS_PER_THREAD = 4  # ranges handed out per thread, so a busy core does not hold the others up
 TILE = 512  # output columns per pass: the kernel's source rows for one tile stay in L1
 SERIAL_WORK = 2_000_000  # multiply-adds below which one thread is faster (about 0.5 ms of work)
+FLAT_PIXELS = 1 << 20  # padded stacks up to this size are padded once and filtered as one flat row
 _pool_executor: ThreadPoolExecutor | None = None
 
 
@@ -65,9 +66,8 @@ def _run(function, jobs: int, work: float, *args) -> None:
     bounds = [jobs * k // parts for k in range(parts + 1)]
     if _pool_executor is None:
         _pool_executor = ThreadPoolExecutor(THREADS, thread_name_prefix="convtool")
-    futures = [_pool_executor.submit(function, *args, bounds[k], bounds[k + 1]) for k in range(1, parts)]
-    function(*args, bounds[0], bounds[1])
-    for future in futures:
+    futures = [_pool_executor.submit(function, *args, bounds[k], bounds[k + 1]) for k in range(parts)]
+    for future in futures:  # the caller only waits: THREADS busy threads, not THREADS + 1
         future.result()
 
 
@@ -240,6 +240,24 @@ def _separable(image, v_taps, col_w, h_taps, row_w, sh, sw, top, left, mode, cva
 
 
 @njit(cache=True, nogil=True)
+def _pad_rows(image, top, left, mode, cval, padded, first_job, last_job):  # pragma: no cover - jitted
+    """Padded rows first..last-1 (numbered b * PH + r) of the whole stack into ``padded`` (B, PH, PW)."""
+    rows, width = padded.shape[1], padded.shape[2]
+    for job in range(first_job, last_job):
+        _fill_row(image, job // rows, job % rows, top, left, mode, cval, width, 1, width, padded[job // rows, job % rows])
+
+
+@njit(cache=True, nogil=True)
+def _flat_taps(src, offsets, weights, dst, chunk, first_job, last_job):  # pragma: no cover - jitted
+    """dst[p] = sum_t weights[t] * src[p + offsets[t]] over chunks first..last-1 of the flat range."""
+    for job in range(first_job, last_job):
+        start = job * chunk
+        stop = min(dst.shape[0], start + chunk)
+        for x in range(start, stop, TILE):
+            _taps(src, x, offsets, weights, dst[x: min(x + TILE, stop)])
+
+
+@njit(cache=True, nogil=True)
 def _pool(image, ph, pw, sh, sw, top, left, kind, out, first_job, last_job):  # pragma: no cover - jitted
     """Pool output rows first..last-1 (over the whole stack); cells outside the image never count."""
     batch, oh, ow = out.shape
@@ -280,6 +298,10 @@ def correlate_direct(image: np.ndarray, kernel: np.ndarray, stride: tuple[int, i
     weights = kernel[rows_idx, cols_idx].astype(np.float32)
     tap_rows = (rows_idx * dilation[0]).astype(np.int64)
     tap_cols = (cols_idx * dilation[1]).astype(np.int64)
+    if _flat_fits(image, pads, stride):
+        padded = _padded_stack(image, pads, border, cval)
+        _flat(padded, [(tap_rows * padded.shape[2] + tap_cols, weights)], out)
+        return
     rows = block_rows(out.shape[1], out.shape[0], int(tap_rows.max()) + 1, THREADS)
     jobs = out.shape[0] * -(-out.shape[1] // rows)
     _run(_direct, jobs, out.size * weights.size, image, tap_rows, tap_cols, weights, stride[0], stride[1], pads[0], pads[2],
@@ -292,6 +314,11 @@ def correlate_separable(image: np.ndarray, col: np.ndarray, row: np.ndarray, str
     """Correlation with the rank-1 kernel ``outer(col, row)`` as two 1D passes (zero taps skipped)."""
     (v_idx,), (h_idx,) = np.nonzero(col), np.nonzero(row)
     v_taps, h_taps = (v_idx * dilation[0]).astype(np.int64), (h_idx * dilation[1]).astype(np.int64)
+    if _flat_fits(image, pads, stride):
+        padded = _padded_stack(image, pads, border, cval)
+        _flat(padded, [(h_taps, row[h_idx].astype(np.float32)),
+                       (v_taps * padded.shape[2], col[v_idx].astype(np.float32))], out)
+        return
     rows = block_rows(out.shape[1], out.shape[0], int(v_taps.max()) + 1, THREADS)
     jobs = out.shape[0] * -(-out.shape[1] // rows)
     _run(_separable, jobs, out.size * (v_taps.size + h_taps.size), image, v_taps, col[v_idx].astype(np.float32),
@@ -304,3 +331,35 @@ def pool(image: np.ndarray, size: tuple[int, int], stride: tuple[int, int], pads
     """Pool a (B, H, W) stack into ``out``; padded cells are ignored."""
     _run(_pool, out.shape[0] * out.shape[1], out.size * size[0] * size[1], image, size[0], size[1], stride[0], stride[1], pads[0], pads[2],
          POOL_KINDS[kind], out)
+
+
+def _flat_fits(image: np.ndarray, pads: tuple[int, int, int, int], stride: tuple[int, int]) -> bool:
+    """Small stacks at stride 1 go the flat way: per-row overheads would outweigh rows this short."""
+    padded = image.shape[0] * (image.shape[1] + pads[0] + pads[1]) * (image.shape[2] + pads[2] + pads[3])
+    return stride == (1, 1) and padded <= FLAT_PIXELS
+
+
+def _padded_stack(image: np.ndarray, pads: tuple[int, int, int, int], border: str, cval: float) -> np.ndarray:
+    batch, height, width = image.shape
+    padded = np.empty((batch, height + pads[0] + pads[1], width + pads[2] + pads[3]), dtype=np.float32)
+    _run(_pad_rows, batch * padded.shape[1], padded.size, image, pads[0], pads[2], BORDER_CODES[border],
+         np.float32(cval), padded)
+    return padded
+
+
+def _flat(padded: np.ndarray, passes: list[tuple[np.ndarray, np.ndarray]], out: np.ndarray) -> None:
+    """Run tap passes over the padded stack as one flat row each, then keep the valid outputs.
+
+    Output (b, y, x) sits at flat position (b * PH + y) * PW + x, so a tap (i, j) is the flat offset
+    i * PW + j; positions past an image's valid region compute junk that is dropped.
+    """
+    src = padded.reshape(-1)
+    for offsets, weights in passes:
+        length = src.shape[0] - int(offsets.max())
+        dst = np.empty(padded.size, dtype=np.float32)
+        chunk = max(TILE, -(-length // (THREADS * JOBS_PER_THREAD)))
+        _run(_flat_taps, -(-length // chunk), length * weights.size, src, offsets.astype(np.int64), weights,
+             dst[:length], chunk)
+        src = dst
+    oh, ow = out.shape[1:]
+    out[...] = src.reshape(padded.shape)[:, :oh, :ow]

@@ -6,6 +6,8 @@ Gaussians and boxes are rank 1 too, so they run as two 1D passes (k + k taps ins
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 RANK_TOLERANCE = 1e-6  # singular values below this fraction of the largest count as zero
@@ -25,7 +27,15 @@ def factors(kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     The factors come from the row and column through the largest entry, so an integer kernel such as
     Sobel keeps exact integer factors (no SVD rounding).
     """
-    kernel = np.asarray(kernel, dtype=np.float64)
+    kernel = np.ascontiguousarray(kernel, dtype=np.float64)
+    found = _factors(kernel.shape, kernel.tobytes())
+    return None if found is None else (found[0].copy(), found[1].copy())
+
+
+@lru_cache(maxsize=64)
+def _factors(shape: tuple[int, ...], data: bytes) -> tuple[np.ndarray, np.ndarray] | None:
+    """factors() of the kernel held in ``data``, remembered: filters reuse a few kernels many times."""
+    kernel = np.frombuffer(data, dtype=np.float64).reshape(shape)
     if rank(kernel) != 1:
         return None
     i, j = np.unravel_index(np.argmax(np.abs(kernel)), kernel.shape)
