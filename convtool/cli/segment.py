@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -131,4 +132,4 @@ def _print_areas(rows: list[tuple[str, str, list[tuple[str, float]]]]) -> None:
         if len(areas) > 6:
             shown += f", +{len(areas) - 6} more"
         table.add_row(file, size, shown)
-    Console(soft_wrap=False).print(table)
+    Console(soft_wrap=False, width=None if sys.stdout.isatty() else 120).print(table)
