@@ -1,20 +1,19 @@
 """Decode images in the background while the model runs, through a bounded queue.
 
-Chunks of ``chunk_size`` files are decoded by a small thread pool (one thread by default: decoding tiny
+Chunks of ``chunk_size`` files are decoded by a small pool of threads (one by default: decoding tiny
 PNGs in several Python threads is slower because of the GIL) while the calling thread runs
-onnxruntime, which releases the GIL. At most ``depth`` chunks wait decoded, so memory stays flat
-however large the folder.
+onnxruntime, which releases the GIL. At most ``depth`` chunks wait decoded in bounded queues, so
+memory stays flat however large the folder.
 """
 
 from __future__ import annotations
 
 import os
+import queue
+import threading
 import time
 import warnings
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -60,7 +59,7 @@ class Timings:
     infer: float = 0.0
     post: float = 0.0
     wall: float = 0.0
-    max_in_flight: int = 0  # the most decoded chunks waiting at once (bounded by the queue depth)
+    max_in_flight: int = 0  # the most decoded chunks seen waiting at once (bounded by the queue depth)
 
     def summary(self, device: str) -> str:
         n = max(self.images, 1)
@@ -131,22 +130,45 @@ def decoded_chunks(
     keep_images: bool = False,
     timings: Timings | None = None,
 ) -> Iterator[Chunk]:
-    """Yield prepared chunks in file order, decoding up to ``depth`` chunks ahead in ``workers`` threads."""
-    groups = (files[i : i + chunk_size] for i in range(0, len(files), chunk_size))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="convtool-decode") as pool:
-        pending = deque(pool.submit(_decode_group, g, preparer, keep_images) for g in islice(groups, depth))
-        try:
-            while pending:
-                if timings is not None:
-                    timings.max_in_flight = max(timings.max_in_flight, sum(f.done() for f in pending))
-                chunks = pending.popleft().result()
-                following = next(groups, None)
-                if following is not None:
-                    pending.append(pool.submit(_decode_group, following, preparer, keep_images))
-                yield from chunks
-        finally:
-            for future in pending:
-                future.cancel()
+    """Yield prepared chunks in file order while ``workers`` threads decode up to ``depth`` chunks ahead.
+
+    Worker ``w`` decodes chunks ``w, w + workers, ...`` into its own bounded queue, so reading the queues
+    in turn keeps the file order.
+    """
+    groups = [files[i : i + chunk_size] for i in range(0, len(files), chunk_size)]
+    queues = [queue.Queue(maxsize=max(1, depth // workers)) for _ in range(workers)]
+    stop = threading.Event()
+
+    def work(worker: int) -> None:
+        for index in range(worker, len(groups), workers):
+            try:
+                item: list[Chunk] | BaseException = _decode_group(groups[index], preparer, keep_images)
+            except BaseException as exc:  # handed to the consumer, raised there
+                item = exc
+            while not stop.is_set():
+                try:
+                    queues[worker].put(item, timeout=0.05)
+                    break
+                except queue.Full:
+                    continue
+            if stop.is_set():
+                return
+
+    threads = [threading.Thread(target=work, args=(w,), name=f"convtool-decode-{w}", daemon=True) for w in range(workers)]
+    for thread in threads:
+        thread.start()
+    try:
+        for index in range(len(groups)):
+            if timings is not None:
+                timings.max_in_flight = max(timings.max_in_flight, sum(q.qsize() for q in queues))
+            item = queues[index % workers].get()
+            if isinstance(item, BaseException):
+                raise item
+            yield from item
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
 
 
 def _decode_group(paths: Sequence[str | Path], preparer: Preparer, keep_images: bool) -> list[Chunk]:
