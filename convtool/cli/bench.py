@@ -36,7 +36,7 @@ def render(results: dict) -> list[str]:
                      f"{_fmt(case['ratio_to_best_scipy'], 2):>9} {_fmt(case.get('ratio_to_numpy'), 2):>9} "
                      f"{'-' if diff is None else f'{diff:.1e}':>13}")
     if "jit_seconds" in results:
-        lines += ["", "First call in a fresh process (512x512, Sobel + blob):"]
+        lines += ["", "First call in a fresh process (512x512 float32; Sobel, Gaussian 5x5, blob 9x9):"]
         lines += [f"  {name:<45} {seconds:6.2f} s" for name, seconds in results["jit_seconds"].items()]
     if results["skipped"]:
         lines += ["", "Skipped:"] + [f"  {note}" for note in results["skipped"]]
