@@ -240,14 +240,6 @@ def _separable(image, v_taps, col_w, h_taps, row_w, sh, sw, top, left, mode, cva
 
 
 @njit(cache=True, nogil=True)
-def _pad_rows(image, top, left, mode, cval, padded, first_job, last_job):  # pragma: no cover - jitted
-    """Padded rows first..last-1 (numbered b * PH + r) of the whole stack into ``padded`` (B, PH, PW)."""
-    rows, width = padded.shape[1], padded.shape[2]
-    for job in range(first_job, last_job):
-        _fill_row(image, job // rows, job % rows, top, left, mode, cval, width, 1, width, padded[job // rows, job % rows])
-
-
-@njit(cache=True, nogil=True)
 def _flat_taps(src, offsets, weights, dst, chunk, first_job, last_job):  # pragma: no cover - jitted
     """dst[p] = sum_t weights[t] * src[p + offsets[t]] over chunks first..last-1 of the flat range."""
     for job in range(first_job, last_job):
@@ -340,10 +332,26 @@ def _flat_fits(image: np.ndarray, pads: tuple[int, int, int, int], stride: tuple
 
 
 def _padded_stack(image: np.ndarray, pads: tuple[int, int, int, int], border: str, cval: float) -> np.ndarray:
+    """The whole stack padded, in float32: interior in one copy, then the border rows, then the columns."""
     batch, height, width = image.shape
-    padded = np.empty((batch, height + pads[0] + pads[1], width + pads[2] + pads[3]), dtype=np.float32)
-    _run(_pad_rows, batch * padded.shape[1], padded.size, image, pads[0], pads[2], BORDER_CODES[border],
-         np.float32(cval), padded)
+    top, bottom, left, right = pads
+    padded = np.empty((batch, height + top + bottom, width + left + right), dtype=np.float32)
+    padded[:, top: top + height, left: left + width] = image
+    mode = BORDER_CODES[border]
+    for start, stop, n, axis in ((0, top, height, 1), (top + height, top + height + bottom, height, 1),
+                                 (0, left, width, 2), (left + width, left + width + right, width, 2)):
+        if start == stop:
+            continue
+        offset = top if axis == 1 else left
+        if mode == 0:
+            target = padded[:, start:stop] if axis == 1 else padded[:, :, start:stop]
+            target[...] = cval
+            continue
+        sources = offset + np.array([_source_index(t - offset, n, mode) for t in range(start, stop)])
+        if axis == 1:  # border rows copy interior columns; the columns pass then fills the corners
+            padded[:, start:stop, left: left + width] = padded[:, sources, left: left + width]
+        else:
+            padded[:, :, start:stop] = padded[:, :, sources]
     return padded
 
 
