@@ -235,3 +235,24 @@ def test_metadata_of_convtool_models_gives_labels_and_preprocessing(tmp_path):
     scores = (((small / 255 - 0.5) / 0.25).reshape(-1)) @ weights
     best = ["red", "green", "blue"][int(np.argmax(scores))]
     assert result.stdout.splitlines()[1].split()[1] == best
+
+
+def test_a_failing_run_prints_convtools_line_only(tmp_path, capfd):
+    """onnxruntime's own error log line (it prints one before raising) stays off the terminal."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[5, 5]),
+         helper.make_node("GlobalAveragePool", ["c"], ["p"]), helper.make_node("Flatten", ["p"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+        [numpy_helper.from_array(np.ones((4, 1, 5, 5), np.float32), "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "dyn.onnx"))
+    Image.fromarray(np.zeros((3, 3), np.uint8)).save(tmp_path / "tiny.png")  # smaller than the 5x5 kernel
+    result = run(str(tmp_path / "tiny.png"), "-m", str(tmp_path / "dyn.onnx"), "--device", "cpu")
+    assert result.exit_code == 1
+    assert "Error: dyn.onnx: onnxruntime failed on a batch of shape (1, 1, 3, 3): " in result.output
+    assert "[E:onnxruntime" not in capfd.readouterr().err

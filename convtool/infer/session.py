@@ -106,7 +106,7 @@ def open_session(
     if model_bytes is None:
         _check_model_file(path)
     options = ort.SessionOptions()
-    options.log_severity_level = 3  # the session's own info/warnings off; errors become exceptions
+    options.log_severity_level = 4  # onnxruntime prints nothing itself: its errors come back as exceptions
     options.intra_op_num_threads = threads or default_threads()
     source = model_bytes if model_bytes is not None else str(path)
 
