@@ -198,7 +198,7 @@ def command(paths, model, labels, top_k, batch, device, workers, output, overwri
         _print_table(shown, min(top_k, classifier.classes or top_k))
     if evaluate:
         _print_evaluation(evaluation, confusion)
-    click.echo(timings.summary(session.device), err=True)
+    click.echo(timings.summary(f"{session.device} ({session.provider})"), err=True)
     if output is not None and timings.images:
         click.echo(f"wrote {timings.images} results to {output}", err=True)
     elif not show_table and not evaluate and timings.images:

@@ -82,7 +82,7 @@ def command(paths, model, out_dir, labels, batch, device, workers, output_layout
         click.echo(f"warning: {warning}", err=True)
     if rows:
         _print_areas(rows)
-    click.echo(timings.summary(session.device), err=True)
+    click.echo(timings.summary(f"{session.device} ({session.provider})"), err=True)
     click.echo(f"wrote {written} masks{' and overlays' if overlay else ''} to {out_dir}", err=True)
     report_failures(failures, len(scan.files))
 
