@@ -251,32 +251,46 @@ def _flat_taps(src, offsets, weights, dst, chunk, first_job, last_job):  # pragm
 
 @njit(cache=True, nogil=True)
 def _pool(image, ph, pw, sh, sw, top, left, kind, out, first_job, last_job):  # pragma: no cover - jitted
-    """Pool output rows first..last-1 (over the whole stack); cells outside the image never count."""
+    """Pool output rows first..last-1 (over the whole stack); cells outside the image never count.
+
+    Row at a time: for each window row and column offset j, one pass over the outputs whose column
+    x * sw - left + j lies inside the image; averages divide by the real cells only.
+    """
     batch, oh, ow = out.shape
     height, width = image.shape[1], image.shape[2]
     acc = np.empty(ow, dtype=np.float32)
+    cells = np.zeros(ow, dtype=np.float32)  # real columns under each window
+    for x in range(ow):
+        cells[x] = min(x * sw - left + pw, width) - max(x * sw - left, 0)
     for job in range(first_job, last_job):
         b = job // oh
         y = job % oh
         ya = max(y * sh - top, 0)
         yb = min(y * sh - top + ph, height)
-        for x in range(ow):
-            xa = max(x * sw - left, 0)
-            xb = min(x * sw - left + pw, width)
-            if kind == 0:
-                best = -np.inf
-                for i in range(ya, yb):
-                    for j in range(xa, xb):
-                        best = max(best, np.float32(image[b, i, j]))
-                acc[x] = best
-            else:
-                total = 0.0
-                for i in range(ya, yb):
-                    for j in range(xa, xb):
-                        v = np.float64(image[b, i, j])
-                        total += v if kind == 1 else v * v
-                count = max((yb - ya) * (xb - xa), 1)
-                acc[x] = total / count if kind == 1 else np.sqrt(total)
+        acc[:] = -np.inf if kind == 0 else 0.0
+        for i in range(ya, yb):
+            line = image[b, i]
+            for j in range(pw):
+                shift = j - left
+                x_lo = max(0, (-shift + sw - 1) // sw)
+                x_hi = min(ow, (width - 1 - shift) // sw + 1)
+                if kind == 0:
+                    for x in range(x_lo, x_hi):
+                        acc[x] = max(acc[x], np.float32(line[x * sw + shift]))
+                elif kind == 1:
+                    for x in range(x_lo, x_hi):
+                        acc[x] += np.float32(line[x * sw + shift])
+                else:
+                    for x in range(x_lo, x_hi):
+                        v = np.float32(line[x * sw + shift])
+                        acc[x] += v * v
+        if kind == 1:
+            rows = max(yb - ya, 1)
+            for x in range(ow):
+                acc[x] /= rows * max(cells[x], 1.0)
+        elif kind == 2:
+            for x in range(ow):
+                acc[x] = np.sqrt(acc[x])
         out[b, y, :] = acc
 
 
