@@ -2,9 +2,11 @@
 
 Every kernel takes the raw (B, H, W) image stack (uint8 or float32) and the padding
 ``(top, bottom, left, right)`` with a border code, and writes a preallocated (B, OH, OW) float32
-output. Nothing builds a padded copy of the whole image: each block of output rows keeps a ring of
-the padded rows it needs (converted to float32 on the way, so uint8 costs no separate pass), filters
-them while they are in cache and stores each output once.
+output. Large images get no padded copy: each block of output rows keeps a ring of the padded rows
+it needs (converted to float32 on the way, so uint8 costs no separate pass), filters them while they
+are in cache and stores each output once. Small stacks (up to ``FLAT_PIXELS`` padded pixels, stride 1,
+e.g. a batch of 28x28 digits) are padded once and filtered as one long flat row, because per-row
+overheads would outweigh rows that short.
 
 The inner loop sums four taps per pass over a contiguous row (five loads and one store per four
 multiply-adds), so LLVM vectorises it and the output row stays in L1. A horizontal stride is made
