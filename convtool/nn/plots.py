@@ -58,15 +58,16 @@ def _panel(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], title: str
         draw.line((x, y1, x, y1 + 4), fill="black")
         draw.text((x - 4, y1 + 6), str(e), fill="black", font=font)
     draw.text(((x0 + x1) // 2 - 16, bottom - 14), "epoch", fill="black", font=font)
-    for i, (label, vs, color) in enumerate(series):
+    lx = x0 + int(draw.textlength(title, font=font)) + 24  # legend in the title line, clear of the data
+    for label, vs, color in series:
         pts = [point(e, v) for e, v in zip(epochs, vs)]
         if len(pts) > 1:
             draw.line(pts, fill=color, width=2)
         for px, py in pts:
             draw.ellipse((px - 2.5, py - 2.5, px + 2.5, py + 2.5), fill=color)
-        lx = x0 + int(draw.textlength(title, font=font)) + 24 + 115 * i  # legend in the title line, clear of the data
         draw.line((lx, top + 11, lx + 20, top + 11), fill=color, width=2)
         draw.text((lx + 24, top + 4), label, fill="black", font=font)
+        lx += 24 + int(draw.textlength(label, font=font)) + 18
 
 
 def curves_png(epochs: list[int], train_loss: list[float], val_loss: list[float], train_metric: list[float],
