@@ -10,7 +10,7 @@ from convtool.errors import ModelError
 from convtool.infer.preprocess import preprocess_for
 from convtool.infer.segment import Segmenter, guess_output_layout, mask_image, overlay_image, palette
 from convtool.infer.session import open_session
-from infer_helpers import MNIST_12, blocks, colour_segmenter
+from infer_helpers import MNIST_12, ROOT, blocks, colour_segmenter, mnist
 
 
 def segmenter_for(path, **options) -> Segmenter:
@@ -112,3 +112,30 @@ def test_a_classifier_is_not_a_segmenter():
     model = open_session(MNIST_12, "cpu")
     with pytest.raises(ModelError, match=r"float32\[1, 10\] is not a per-pixel map .* use `convtool classify`"):
         Segmenter(model, preprocess_for(model.input, model.metadata))
+
+
+SHIPPED_UNET = ROOT / "models" / "unet-digits.onnx"
+
+
+@pytest.mark.skipif(not SHIPPED_UNET.exists(), reason="models/unet-digits.onnx not shipped")
+def test_shipped_unet_segments_held_out_canvases_through_png_files(tmp_path):
+    """Oracle: the per-pixel labels of canvases drawn from validation digits (never trained on)."""
+    from convtool.nn.data import Dataset, digit_canvases
+
+    images, labels = mnist(10000)
+    digits = Dataset(images[8000:, None], labels[8000:].astype(np.int64), [str(i) for i in range(10)], "validation digits")
+    canvases = digit_canvases(digits, 60, size=48, seed=2026)
+    files = []
+    for i, canvas in enumerate(canvases.images):
+        files.append(tmp_path / f"c{i:02d}.png")
+        Image.fromarray(canvas[0]).save(files[-1])
+    model = open_session(SHIPPED_UNET, "cpu")
+    segmenter = Segmenter(model, preprocess_for(model.input, model.metadata))
+    results, _ = segment_files(segmenter, files, batch=16)
+    predicted = np.stack([r.mask for r in results]).astype(np.int64)
+    truth = canvases.labels
+    ious = [np.sum((predicted == c) & (truth == c)) / np.sum((predicted == c) | (truth == c))
+            for c in range(11) if np.any(truth == c)]
+    print(f"unet-digits on 60 held-out canvases: pixel accuracy {np.mean(predicted == truth):.2%}, mean IoU {np.mean(ious):.3f}")
+    assert np.mean(predicted == truth) > 0.99
+    assert np.mean(ious) > 0.9, ious
