@@ -122,20 +122,47 @@ def _fill_row(image, b, r, top, left, mode, cval, pitch, sw, phase, row):  # pra
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
 def _taps(src, base, offsets, weights, dst):  # pragma: no cover - jitted
-    """dst[x] = sum_t weights[t] * src[base + offsets[t] + x] for x < len(dst), four taps per pass."""
+    """dst[x] = sum_t weights[t] * src[base + offsets[t] + x] for x < len(dst).
+
+    Taps go in groups of 6, 5, 4, 2 or 1 per pass over the row, so a 3x3 Sobel (6 non-zero taps) or a
+    5-tap pass takes one pass: one load per tap, one store per output.
+    """
     n = dst.shape[0]
     count = offsets.shape[0]
     first = True
     t = 0
     while t < count:
-        group = 4 if count - t >= 4 else (2 if count - t >= 2 else 1)
+        left = count - t
+        group = 6 if left >= 6 else (left if left >= 4 else (2 if left >= 2 else 1))
         s0 = src[base + offsets[t]: base + offsets[t] + n]
         w0 = weights[t]
-        if group == 4:
+        if group >= 2:
             s1 = src[base + offsets[t + 1]: base + offsets[t + 1] + n]
+            w1 = weights[t + 1]
+        if group >= 4:
             s2 = src[base + offsets[t + 2]: base + offsets[t + 2] + n]
             s3 = src[base + offsets[t + 3]: base + offsets[t + 3] + n]
-            w1, w2, w3 = weights[t + 1], weights[t + 2], weights[t + 3]
+            w2, w3 = weights[t + 2], weights[t + 3]
+        if group >= 5:
+            s4 = src[base + offsets[t + 4]: base + offsets[t + 4] + n]
+            w4 = weights[t + 4]
+        if group == 6:
+            s5 = src[base + offsets[t + 5]: base + offsets[t + 5] + n]
+            w5 = weights[t + 5]
+            if first:
+                for x in range(n):
+                    dst[x] = w0 * s0[x] + w1 * s1[x] + w2 * s2[x] + w3 * s3[x] + w4 * s4[x] + w5 * s5[x]
+            else:
+                for x in range(n):
+                    dst[x] += w0 * s0[x] + w1 * s1[x] + w2 * s2[x] + w3 * s3[x] + w4 * s4[x] + w5 * s5[x]
+        elif group == 5:
+            if first:
+                for x in range(n):
+                    dst[x] = w0 * s0[x] + w1 * s1[x] + w2 * s2[x] + w3 * s3[x] + w4 * s4[x]
+            else:
+                for x in range(n):
+                    dst[x] += w0 * s0[x] + w1 * s1[x] + w2 * s2[x] + w3 * s3[x] + w4 * s4[x]
+        elif group == 4:
             if first:
                 for x in range(n):
                     dst[x] = w0 * s0[x] + w1 * s1[x] + w2 * s2[x] + w3 * s3[x]
@@ -143,8 +170,6 @@ def _taps(src, base, offsets, weights, dst):  # pragma: no cover - jitted
                 for x in range(n):
                     dst[x] += w0 * s0[x] + w1 * s1[x] + w2 * s2[x] + w3 * s3[x]
         elif group == 2:
-            s1 = src[base + offsets[t + 1]: base + offsets[t + 1] + n]
-            w1 = weights[t + 1]
             if first:
                 for x in range(n):
                     dst[x] = w0 * s0[x] + w1 * s1[x]
