@@ -1,0 +1,28 @@
+"""Convolution core against OpenCV and scipy.ndimage: the same run as ``convtool bench``.
+
+Usage: python benchmarks/conv_vs_anchors.py [--quick] [--threads N]
+Prints Mpix/s per library and convtool auto's ratio to the best anchor per case (medians of
+interleaved runs, all libraries on the same thread count, float32 output).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from convtool.cli.bench import render
+from convtool.conv import benchmark
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small images, a smoke run")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    results = benchmark.run(quick=args.quick, threads=args.threads, repeat=args.repeat,
+                            budget=0.2 if args.quick else 3.0)
+    print("\n".join(render(results)))
+
+
+if __name__ == "__main__":
+    main()
