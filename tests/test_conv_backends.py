@@ -132,6 +132,7 @@ def test_auto_uses_numpy_for_small_jobs_until_numba_is_loaded(monkeypatch):
     small = choose_backend((512, 512), SOBEL, device="cpu")
     assert small.backend == "numpy" and "Numba not loaded" in small.reason
     assert choose_backend((4096, 4096), SOBEL, device="cpu").backend != "numpy"
+    assert choose_backend((100, 512, 512), SOBEL, device="cpu").backend != "numpy"  # 100 planes: big job
     assert choose_pool_backend(device="cpu", work=1e4).backend == "numpy"
     image = _image((3, 30, 31))
     np.testing.assert_allclose(pool2d(image, 3, stride=2, kind="avg", padding="same"),

@@ -16,6 +16,7 @@ kernel first (true convolution).
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from dataclasses import dataclass
@@ -97,19 +98,28 @@ def numba_loaded() -> bool:
     return "numba" in sys.modules
 
 
+@functools.lru_cache(maxsize=64)
+def _tap_counts(shape: tuple[int, int], data: bytes) -> tuple[int, int, int]:
+    """Non-zero taps of a kernel: in all, in its widest row and in its tallest column (remembered)."""
+    kernel = np.frombuffer(data, dtype=np.float64).reshape(shape)
+    nonzero = kernel != 0
+    return int(nonzero.sum()), int(nonzero.sum(axis=1).max()), int(nonzero.sum(axis=0).max())
+
+
 def _cost_model(image_shape: Sequence[int], kernel: np.ndarray, rank1: bool, stride: tuple[int, int],
                 why_device: str) -> Choice:
     """The cheapest CPU back-end by estimated work per output pixel."""
-    taps = int(np.count_nonzero(kernel))
+    kernel = np.ascontiguousarray(kernel, dtype=np.float64)
+    taps, row, column = _tap_counts(kernel.shape, kernel.tobytes())
     costs = {"direct": taps + PASS_OVERHEAD}
     if rank1:
-        column, row = np.count_nonzero(kernel, axis=0).max(), np.count_nonzero(kernel, axis=1).max()
         costs["separable"] = (row + column + 2 * PASS_OVERHEAD) * (1 if stride[0] == 1 else 1.5)
     pixels = float(np.prod([n + k - 1 for n, k in zip(tuple(image_shape)[-2:], kernel.shape)]))
     # the FFT computes every stride-1 output, so strides multiply its cost per kept pixel
     costs["fft"] = FFT_COST_PER_LOG2 * math.log2(max(pixels, 2.0)) * stride[0] * stride[1]
     best = min(costs, key=costs.get)
-    work = pixels / (stride[0] * stride[1]) * min(costs.values())
+    planes = float(np.prod(tuple(image_shape)[:-2])) if len(image_shape) > 2 else 1.0
+    work = planes * pixels / (stride[0] * stride[1]) * min(costs.values())
     if not numba_loaded() and work < NUMPY_WORK:
         return Choice("numpy", "cpu", f"small job ({work / 1e6:.1f} M multiply-adds) and Numba not loaded yet: "
                                       f"NumPy finishes before Numba would load (about 1 s); {why_device}")
