@@ -229,8 +229,12 @@ class _Log:
 def _captured_stderr() -> Iterator[_Log]:
     """Send file descriptor 2 (where onnxruntime's C++ logger writes) to a temp file for a moment."""
     log = _Log()
-    sys.stderr.flush()
-    saved = os.dup(2)
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no stderr at all (a closed descriptor): nothing to keep clean
+        yield log
+        return
     with tempfile.TemporaryFile() as sink:
         os.dup2(sink.fileno(), 2)
         try:
