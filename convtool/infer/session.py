@@ -232,7 +232,7 @@ def _captured_stderr() -> Iterator[_Log]:
     try:
         sys.stderr.flush()
         saved = os.dup(2)
-    except (OSError, ValueError):  # no stderr at all (a closed descriptor): nothing to keep clean
+    except (OSError, ValueError, AttributeError):  # no stderr at all (a closed descriptor): nothing to keep clean
         yield log
         return
     with tempfile.TemporaryFile() as sink:
