@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--torch-python", default="/tmp/torchenv/bin/python")
     args = parser.parse_args()
 
+    train.keep_freed_memory()  # as `convtool train` does
     p = recipe.prepare("classify", None)
     net = models.build("lenet5", p.input_shape, 10, seed=0)
     config = train.TrainConfig(epochs=1, batch=64, optimizer="sgd", lr=0.05, momentum=0.9)

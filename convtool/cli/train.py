@@ -120,6 +120,7 @@ def command(arch, arch_option, task, data, size, val_fraction, epochs, batch, op
                                weight_decay=weight_decay, schedule=schedule, patience=patience, seed=seed,
                                shift=shift, freeze=freeze, threads=threads)
     config.validate()
+    train.keep_freed_memory()
 
     from rich.console import Console
 
