@@ -155,3 +155,17 @@ def test_arch_option_and_unet_size(run):
     assert result.exit_code == 2 and "two architectures given" in result.output
     result = run("unet", "--canvas", "30", "--canvases", "20", *QUICK)
     assert result.exit_code == 2 and "unet needs a height and width that are multiples of 8, got 30x30" in result.output
+
+
+def test_images_too_small_for_the_architecture(run, tmp_path):
+    for cls in ("a", "b"):
+        (tmp_path / "tiny" / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.new("L", (8, 8), 30 * i).save(tmp_path / "tiny" / cls / f"{i}.png")
+    result = run("lenet5", "--data", "tiny", *QUICK)
+    assert result.exit_code == 2
+    assert "Error: lenet5 cannot take 8x8 inputs (a kernel would be larger than its input); resize the images with --size" in result.output
+    corrupt = tmp_path / "tiny" / "a" / "3.png"
+    corrupt.write_bytes(b"not a png")
+    result = run("lenet5", "--data", "tiny", "--size", "28x28", *QUICK)
+    assert result.exit_code == 1 and "cannot read image" in result.output and "3.png" in result.output

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from convtool.errors import UsageError
+from convtool.errors import ShapeError, UsageError
 from convtool.nn import layers as L
 
 
@@ -215,7 +215,12 @@ def build(arch: str, input_shape: tuple[int, int, int], num_classes: int, seed: 
     """Build architecture ``arch`` with weights drawn from ``seed``; UsageError lists the known ones."""
     if arch not in ARCHITECTURES:
         raise UsageError(f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHITECTURES)}")
-    net = ARCHITECTURES[arch](input_shape, num_classes, np.random.default_rng(seed))
-    net.output_shapes()  # fail early on an input size the architecture cannot take
+    try:
+        net = ARCHITECTURES[arch](input_shape, num_classes, np.random.default_rng(seed))
+        net.output_shapes()  # fail early on an input size the architecture cannot take
+    except ShapeError:
+        c, h, w = input_shape
+        raise UsageError(f"{arch} cannot take {h}x{w} inputs (a kernel would be larger than its input); "
+                         f"resize the images with --size, e.g. --size 28x28") from None
     net.prepare()
     return net
