@@ -73,8 +73,8 @@ def output_paths(model: Path, task: str) -> dict[str, Path]:
               help="Learning-rate schedule (step: x0.1 every 5 epochs).")
 @click.option("--patience", type=click.IntRange(min=1), help="Stop after this many epochs without a lower validation loss.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same weights.")
-@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Split each batch over this many threads (nets without batch norm).")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Split each batch over this many threads (nets without batch norm; helps only on idle cores).")
 @click.option("--shift", type=click.IntRange(min=0, max=8), default=0, show_default=True,
               help="Augment with random shifts of up to this many pixels.")
 @click.option("--freeze", type=click.Choice(["features"]), help="Train only the output layer on fixed (random or loaded) features.")
