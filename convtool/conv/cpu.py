@@ -23,7 +23,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from numba import njit
+from numba import njit, uint64
 
 # border code for each convtool border name (numpy.pad semantics)
 BORDER_CODES = {"zero": 0, "constant": 0, "reflect": 1, "symmetric": 2, "replicate": 3, "wrap": 4}
@@ -121,71 +121,77 @@ def _fill_row(image, b, r, top, left, mode, cval, pitch, sw, phase, row):  # pra
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
-def _taps(src, base, offsets, weights, dst):  # pragma: no cover - jitted
-    """dst[x] = sum_t weights[t] * src[base + offsets[t] + x] for x < len(dst).
+def _taps(src, base, offsets, weights, dst, d0, n):  # pragma: no cover - jitted
+    """dst[d0 + x] = sum_t weights[t] * src[base + offsets[t] + x] for x < n.
 
     Taps go in groups of 6, 5, 4, 2 or 1 per pass over the row, so a 3x3 Sobel (6 non-zero taps) or a
-    5-tap pass takes one pass: one load per tap, one store per output.
+    5-tap pass takes one pass: one load per tap, one store per output. Indices are unsigned, so Numba
+    adds no negative-index checks and no array views (with their reference counting) are made.
     """
-    n = dst.shape[0]
     count = offsets.shape[0]
     first = True
+    span = uint64(n)
+    out = uint64(d0)
     t = 0
     while t < count:
         left = count - t
         group = 6 if left >= 6 else (left if left >= 4 else (2 if left >= 2 else 1))
-        s0 = src[base + offsets[t]: base + offsets[t] + n]
+        o0 = uint64(base + offsets[t])
         w0 = weights[t]
         if group >= 2:
-            s1 = src[base + offsets[t + 1]: base + offsets[t + 1] + n]
+            o1 = uint64(base + offsets[t + 1])
             w1 = weights[t + 1]
         if group >= 4:
-            s2 = src[base + offsets[t + 2]: base + offsets[t + 2] + n]
-            s3 = src[base + offsets[t + 3]: base + offsets[t + 3] + n]
+            o2, o3 = uint64(base + offsets[t + 2]), uint64(base + offsets[t + 3])
             w2, w3 = weights[t + 2], weights[t + 3]
         if group >= 5:
-            s4 = src[base + offsets[t + 4]: base + offsets[t + 4] + n]
+            o4 = uint64(base + offsets[t + 4])
             w4 = weights[t + 4]
         if group == 6:
-            s5 = src[base + offsets[t + 5]: base + offsets[t + 5] + n]
+            o5 = uint64(base + offsets[t + 5])
             w5 = weights[t + 5]
             if first:
-                for x in range(n):
-                    dst[x] = w0 * s0[x] + w1 * s1[x] + w2 * s2[x] + w3 * s3[x] + w4 * s4[x] + w5 * s5[x]
+                for x in range(span):
+                    dst[out + x] = (w0 * src[o0 + x] + w1 * src[o1 + x] + w2 * src[o2 + x] + w3 * src[o3 + x]
+                                    + w4 * src[o4 + x] + w5 * src[o5 + x])
             else:
-                for x in range(n):
-                    dst[x] += w0 * s0[x] + w1 * s1[x] + w2 * s2[x] + w3 * s3[x] + w4 * s4[x] + w5 * s5[x]
+                for x in range(span):
+                    dst[out + x] += (w0 * src[o0 + x] + w1 * src[o1 + x] + w2 * src[o2 + x] + w3 * src[o3 + x]
+                                     + w4 * src[o4 + x] + w5 * src[o5 + x])
         elif group == 5:
             if first:
-                for x in range(n):
-                    dst[x] = w0 * s0[x] + w1 * s1[x] + w2 * s2[x] + w3 * s3[x] + w4 * s4[x]
+                for x in range(span):
+                    dst[out + x] = (w0 * src[o0 + x] + w1 * src[o1 + x] + w2 * src[o2 + x] + w3 * src[o3 + x]
+                                    + w4 * src[o4 + x])
             else:
-                for x in range(n):
-                    dst[x] += w0 * s0[x] + w1 * s1[x] + w2 * s2[x] + w3 * s3[x] + w4 * s4[x]
+                for x in range(span):
+                    dst[out + x] += (w0 * src[o0 + x] + w1 * src[o1 + x] + w2 * src[o2 + x] + w3 * src[o3 + x]
+                                     + w4 * src[o4 + x])
         elif group == 4:
             if first:
-                for x in range(n):
-                    dst[x] = w0 * s0[x] + w1 * s1[x] + w2 * s2[x] + w3 * s3[x]
+                for x in range(span):
+                    dst[out + x] = w0 * src[o0 + x] + w1 * src[o1 + x] + w2 * src[o2 + x] + w3 * src[o3 + x]
             else:
-                for x in range(n):
-                    dst[x] += w0 * s0[x] + w1 * s1[x] + w2 * s2[x] + w3 * s3[x]
+                for x in range(span):
+                    dst[out + x] += w0 * src[o0 + x] + w1 * src[o1 + x] + w2 * src[o2 + x] + w3 * src[o3 + x]
         elif group == 2:
             if first:
-                for x in range(n):
-                    dst[x] = w0 * s0[x] + w1 * s1[x]
+                for x in range(span):
+                    dst[out + x] = w0 * src[o0 + x] + w1 * src[o1 + x]
             else:
-                for x in range(n):
-                    dst[x] += w0 * s0[x] + w1 * s1[x]
+                for x in range(span):
+                    dst[out + x] += w0 * src[o0 + x] + w1 * src[o1 + x]
         elif first:
-            for x in range(n):
-                dst[x] = w0 * s0[x]
+            for x in range(span):
+                dst[out + x] = w0 * src[o0 + x]
         else:
-            for x in range(n):
-                dst[x] += w0 * s0[x]
+            for x in range(span):
+                dst[out + x] += w0 * src[o0 + x]
         t += group
         first = False
     if first:
-        dst[:] = 0.0
+        for x in range(span):
+            dst[out + x] = 0.0
 
 
 def block_rows(out_rows: int, batch: int, span: int, threads: int) -> int:
@@ -224,8 +230,9 @@ def _direct(image, tap_rows, tap_cols, weights, sh, sw, top, left, mode, cval, r
             for t in range(offsets.shape[0]):
                 column = tap_cols[t]
                 offsets[t] = ((y * sh + tap_rows[t]) % ring) * slot + (column % sw) * phase + column // sw
+            row = out[b, y]
             for x in range(0, ow, TILE):
-                _taps(buffer, x, offsets, weights, out[b, y, x: x + TILE])
+                _taps(buffer, x, offsets, weights, row, x, min(TILE, ow - x))
 
 
 @njit(cache=True, nogil=True)
@@ -258,12 +265,13 @@ def _separable(image, v_taps, col_w, h_taps, row_w, sh, sw, top, left, mode, cva
                 k = r % ring
                 _fill_row(image, b, r, top, left, mode, cval, pitch, sw, phase, line)
                 for x in range(0, ow, TILE):
-                    _taps(line, x, h_offsets, row_w, horizontal[k * ow + x: k * ow + min(x + TILE, ow)])
+                    _taps(line, x, h_offsets, row_w, horizontal, k * ow + x, min(TILE, ow - x))
             filled = need
             for i in range(kh):
                 v_offsets[i] = ((y * sh + v_taps[i]) % ring) * ow
+            row = out[b, y]
             for x in range(0, ow, TILE):
-                _taps(horizontal, x, v_offsets, col_w, out[b, y, x: x + TILE])
+                _taps(horizontal, x, v_offsets, col_w, row, x, min(TILE, ow - x))
 
 
 @njit(cache=True, nogil=True)
@@ -273,7 +281,7 @@ def _flat_taps(src, offsets, weights, dst, chunk, first_job, last_job):  # pragm
         start = job * chunk
         stop = min(dst.shape[0], start + chunk)
         for x in range(start, stop, TILE):
-            _taps(src, x, offsets, weights, dst[x: min(x + TILE, stop)])
+            _taps(src, x, offsets, weights, dst, x, min(TILE, stop - x))
 
 
 @njit(cache=True, nogil=True)
