@@ -10,6 +10,22 @@ from numba import njit
 def _maxpool_forward(x, kh, kw, sh, sw, y, idx):  # pragma: no cover (jitted)
     n, c, h, w = x.shape
     oh, ow = y.shape[2], y.shape[3]
+    if kh == 2 and kw == 2 and sh == 2 and sw == 2:  # the common case, unrolled
+        for b in range(n):
+            for ch in range(c):
+                for oy in range(oh):
+                    top, bottom = x[b, ch, 2 * oy], x[b, ch, 2 * oy + 1]
+                    for ox in range(ow):
+                        best, where = top[2 * ox], (2 * oy) * w + 2 * ox
+                        if top[2 * ox + 1] > best:
+                            best, where = top[2 * ox + 1], where + 1
+                        if bottom[2 * ox] > best:
+                            best, where = bottom[2 * ox], (2 * oy + 1) * w + 2 * ox
+                        if bottom[2 * ox + 1] > best:
+                            best, where = bottom[2 * ox + 1], (2 * oy + 1) * w + 2 * ox + 1
+                        y[b, ch, oy, ox] = best
+                        idx[b, ch, oy, ox] = where
+        return
     for b in range(n):
         for ch in range(c):
             for oy in range(oh):
