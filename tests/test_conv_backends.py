@@ -204,3 +204,19 @@ def test_im2col_batch_sums_every_input_channel_per_filter():
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
     with pytest.raises(ShapeError, match="same C"):
         gemm.correlate_batch(x, weight[:, :2])
+
+
+def test_kernels_mirrored_top_to_bottom_fold_rows_and_match_reference(monkeypatch):
+    monkeypatch.setattr(cpu, "FLAT_PIXELS", 0)  # the row-ring path, where folding happens
+    from convtool.conv.benchmark import BLOB
+
+    half = RNG.standard_normal((4, 5))
+    mirrored = np.vstack([half, RNG.standard_normal((1, 5)), half[::-1]])  # 9x5, rows i and 8-i equal
+    assert cpu._fold_taps(BLOB, (1, 1)) is not None and cpu._fold_taps(mirrored, (1, 1)) is not None
+    assert cpu._fold_taps(SOBEL.T, (1, 1)) is None  # [1,0,-1] rows mirrored, but folding saves too little
+    image = _image((2, 40, 37))
+    for kernel in (BLOB, mirrored):
+        for stride, dilation, border in ((1, 1, "reflect"), ((2, 1), (2, 1), "wrap"), ((1, 2), 1, "constant")):
+            options = dict(stride=stride, dilation=dilation, padding=(9, 8, 4, 5), border=border, cval=0.5)
+            np.testing.assert_allclose(correlate2d(image, kernel, backend="direct", **options),
+                                       correlate2d(image, kernel, backend="reference", **options), rtol=1e-4, atol=1e-3)

@@ -202,20 +202,30 @@ def block_rows(out_rows: int, batch: int, span: int, threads: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _direct(image, tap_rows, tap_cols, weights, sh, sw, top, left, mode, cval, rows, out,
+def _fold(buffer, a, b, d, n):  # pragma: no cover - jitted
+    """buffer[d + i] = buffer[a + i] + buffer[b + i] for i < n (two padded rows with equal weights)."""
+    ua, ub, ud = uint64(a), uint64(b), uint64(d)
+    for i in range(uint64(n)):
+        buffer[ud + i] = buffer[ua + i] + buffer[ub + i]
+
+
+@njit(cache=True, nogil=True)
+def _direct(image, tap_rows, tap_cols, weights, fold_a, fold_b, ring, sh, sw, top, left, mode, cval, rows, out,
             first_job, last_job):  # pragma: no cover - jitted
     """Direct correlation for jobs first..last-1; taps (row, column) already dilated, zero taps dropped.
 
     Each job keeps a ring of the last ``ring`` padded rows, so every input row is converted once.
+    A kernel whose rows mirror top to bottom is folded: padded rows ``fold_a[f]`` and ``fold_b[f]``
+    are added into extra slot ``ring + f`` first, and taps with ``tap_rows >= ring`` read that slot.
     """
     batch, oh, ow = out.shape
     blocks = (oh + rows - 1) // rows
-    ring = tap_rows.max() + 1
     span_w = tap_cols.max() + 1
     pitch = (ow - 1) * sw + span_w
     phase = ow + (span_w - 1) // sw + 1
     slot = sw * phase
-    buffer = np.empty(ring * slot, dtype=np.float32)
+    folds = fold_a.shape[0]
+    buffer = np.empty((ring + folds) * slot, dtype=np.float32)
     offsets = np.empty_like(tap_rows)
     for job in range(first_job, last_job):
         b = job // blocks
@@ -229,10 +239,15 @@ def _direct(image, tap_rows, tap_cols, weights, sh, sw, top, left, mode, cval, r
             filled = need
             for t in range(offsets.shape[0]):
                 column = tap_cols[t]
-                offsets[t] = ((y * sh + tap_rows[t]) % ring) * slot + (column % sw) * phase + column // sw
+                k = tap_rows[t] if tap_rows[t] >= ring else (y * sh + tap_rows[t]) % ring
+                offsets[t] = k * slot + (column % sw) * phase + column // sw
             row = out[b, y]
             for x in range(0, ow, TILE):
-                _taps(buffer, x, offsets, weights, row, x, min(TILE, ow - x))
+                n = min(TILE, ow - x)
+                for f in range(folds):  # only with sw == 1
+                    _fold(buffer, ((y * sh + fold_a[f]) % ring) * slot + x, ((y * sh + fold_b[f]) % ring) * slot + x,
+                          (ring + f) * slot + x, n + span_w - 1)
+                _taps(buffer, x, offsets, weights, row, x, n)
 
 
 @njit(cache=True, nogil=True)
@@ -343,10 +358,40 @@ def correlate_direct(image: np.ndarray, kernel: np.ndarray, stride: tuple[int, i
         padded = _padded_stack(image, pads, border, cval)
         _flat(padded, [(tap_rows * padded.shape[2] + tap_cols, weights)], out)
         return
-    rows = block_rows(out.shape[1], out.shape[0], int(tap_rows.max()) + 1, THREADS)
+    ring = int(tap_rows.max()) + 1
+    fold_a = fold_b = np.zeros(0, dtype=np.int64)
+    folded = _fold_taps(kernel, dilation) if stride[1] == 1 else None
+    if folded is not None:
+        tap_rows, tap_cols, weights, fold_a, fold_b, ring = folded
+    rows = block_rows(out.shape[1], out.shape[0], ring, THREADS)
     jobs = out.shape[0] * -(-out.shape[1] // rows)
-    _run(_direct, jobs, out.size * weights.size, image, tap_rows, tap_cols, weights, stride[0], stride[1], pads[0], pads[2],
-         BORDER_CODES[border], np.float32(cval), rows, out)
+    _run(_direct, jobs, out.size * weights.size, image, tap_rows, tap_cols, weights, fold_a, fold_b, ring,
+         stride[0], stride[1], pads[0], pads[2], BORDER_CODES[border], np.float32(cval), rows, out)
+
+
+def _fold_taps(kernel: np.ndarray, dilation: tuple[int, int]):
+    """Taps of a kernel whose rows mirror top to bottom, with mirrored rows added first; None if it does not pay.
+
+    Row i and row kh-1-i share weights, so their padded rows are summed once per tile and the taps of
+    row i read the sum: the blob 9x9 drops from 65 taps to 36 plus 4 row sums.
+    """
+    kh = kernel.shape[0]
+    if kh < 3 or not np.array_equal(kernel, kernel[::-1]):
+        return None
+    ring = (kh - 1) * dilation[0] + 1
+    rows, cols, weights = [], [], []
+    for i in range((kh + 1) // 2):
+        for j in np.flatnonzero(kernel[i]):
+            rows.append(ring + i if i < kh // 2 else i * dilation[0])
+            cols.append(j * dilation[1])
+            weights.append(kernel[i, j])
+    folds = kh // 2
+    if np.count_nonzero(kernel) - len(weights) <= 2 * folds + 2:
+        return None
+    fold_a = np.arange(folds, dtype=np.int64) * dilation[0]
+    fold_b = (kh - 1 - np.arange(folds, dtype=np.int64)) * dilation[0]
+    return (np.array(rows, dtype=np.int64), np.array(cols, dtype=np.int64), np.array(weights, dtype=np.float32),
+            fold_a, fold_b, ring)
 
 
 def correlate_separable(image: np.ndarray, col: np.ndarray, row: np.ndarray, stride: tuple[int, int],
