@@ -22,7 +22,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import click  # noqa: E402
 
 from convtool.cli.options import overwrite_opt  # noqa: E402
-from convtool.errors import ConvtoolError, UsageError  # noqa: E402
+from convtool.errors import ConvtoolError, InputError, UsageError  # noqa: E402
 
 ARCHS = ("lenet5", "resnet", "unet")
 PARITY_LIMIT = 1e-4
@@ -107,6 +107,8 @@ def command(arch, arch_option, task, data, size, val_fraction, epochs, batch, op
     if task != natural:
         raise UsageError(f"{arch} is a {natural} architecture; use unet for --task segment" if task == "segment"
                          else f"{arch} is a segmenter; use lenet5 or resnet to classify")
+    if data is not None and not data.exists():
+        raise InputError(f"data path {data} does not exist; give an IDX file or folder, or a class-per-folder tree")
     if init_from is not None and not init_from.is_file():
         raise UsageError(f"--init-from {init_from}: no such model file")
     output = output or Path(f"{arch}.onnx")
