@@ -19,7 +19,6 @@ from PIL import Image, ImageOps
 from convtool.errors import InputError, OutputError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm"})
-MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485  # Pillow's decompression-bomb threshold
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601, as Pillow's "L"
 
 
@@ -37,29 +36,34 @@ class ImageArray:
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:
-    """Open, fully decode and EXIF-orient an image; every failure is a one-line InputError."""
+    """Open, fully decode and EXIF-orient an image; every failure is a one-line InputError.
+
+    The common case costs one Pillow open: files are only examined further when decoding fails.
+    """
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file; check the path")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, not an image")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: the file is empty (0 bytes); re-export or re-download it")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(path)
             image.load()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file; check the path") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, not an image") from None
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         raise InputError(
-            f"{path}: refused as a possible decompression bomb (more than {MAX_PIXELS:,} pixels); "
-            "shrink the image first"
+            f"{path}: refused as a possible decompression bomb (more than {Image.MAX_IMAGE_PIXELS:,} "
+            "pixels); shrink the image first"
         ) from None
     except Image.UnidentifiedImageError:
+        if path.stat().st_size == 0:
+            raise InputError(f"{path}: the file is empty (0 bytes); re-export or re-download it") from None
         raise InputError(f"{path}: not an image Pillow can read (PNG, JPEG, TIFF, BMP, ...)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{path}: the image is damaged or truncated ({exc}); re-export it") from None
-    return ImageOps.exif_transpose(image)
+    if "exif" in image.info or image.format == "TIFF":  # only these can carry an orientation
+        image = ImageOps.exif_transpose(image)
+    return image
 
 
 def to_array(image: Image.Image) -> ImageArray:
