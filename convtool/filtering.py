@@ -53,32 +53,52 @@ class FilterSettings:
     device: str = "auto"
 
     def conv_options(self) -> dict:
+        """The geometry keywords of ``conv.correlate2d`` (back-end and device are chosen per step)."""
         return dict(stride=self.stride, padding=self.padding, border=self.border, cval=self.cval,
-                    dilation=self.dilation, backend=self.backend)
+                    dilation=self.dilation)
 
 
-def apply_kernel(planes: np.ndarray, kernel: Kernel, settings: FilterSettings) -> np.ndarray:
-    """Filter (..., H, W) planes with one kernel; combined kernels give the gradient magnitude."""
-    operation = conv.convolve2d if settings.mode == "convolve" else conv.correlate2d
-    responses = [operation(planes, matrix, **settings.conv_options()) for matrix in kernel.matrices]
+def apply_kernel(planes: np.ndarray, kernel: Kernel, settings: FilterSettings,
+                 choices: list[tuple[str, conv.Choice]]) -> np.ndarray:
+    """Filter (..., H, W) planes with one kernel; combined kernels give the gradient magnitude.
+
+    The back-end and device chosen for each matrix are appended to ``choices``.
+    """
+    responses = []
+    for matrix in kernel.matrices:
+        oriented = matrix[::-1, ::-1] if settings.mode == "convolve" else matrix
+        choice = conv.choose_backend(planes.shape, oriented, backend=settings.backend, device=settings.device,
+                                     stride=settings.stride)
+        choices.append((kernel.name, choice))
+        responses.append(conv.correlate2d(planes, oriented, **settings.conv_options(),
+                                          backend=choice.backend, device=choice.device))
     if len(responses) == 1:
         return responses[0]
     if kernel.combine != "magnitude":
         raise UsageError(f"kernel {kernel.name!r}: unknown combination {kernel.combine!r}")
-    return np.sqrt(sum(r.astype(np.float32) ** 2 for r in responses)).astype(np.float32)
+    return np.sqrt(sum(r * r for r in responses)).astype(np.float32)
 
 
-def filter_pixels(pixels: np.ndarray, settings: FilterSettings) -> np.ndarray:
-    """Filter H,W or H,W,C pixels channel by channel; returns float32 of the same layout."""
+def filter_pixels(pixels: np.ndarray, settings: FilterSettings,
+                  choices: list[tuple[str, conv.Choice]] | None = None) -> np.ndarray:
+    """Filter H,W or H,W,C pixels channel by channel; returns float32 of the same layout.
+
+    Pass a list as ``choices`` to learn which back-end and device ran each step.
+    """
     if settings.mode not in ("correlate", "convolve"):
         raise UsageError(f"unknown mode {settings.mode!r}; use correlate or convolve")
+    choices = [] if choices is None else choices
     planes = np.moveaxis(pixels, -1, 0) if pixels.ndim == 3 else pixels  # C,H,W
     planes = np.ascontiguousarray(planes, dtype=np.float32)
     for kernel in settings.kernels:
-        planes = apply_kernel(planes, kernel, settings)
+        planes = apply_kernel(planes, kernel, settings, choices)
     if settings.pool is not None:
         pool = settings.pool
-        planes = conv.pool2d(planes, pool.size, stride=pool.stride, kind=pool.kind)
+        windows = planes.size * pool.size**2 / pool.stride**2
+        choices.append((f"{pool.kind}-pool", conv.choose_pool_backend(backend=settings.backend,
+                                                                       device=settings.device, work=windows)))
+        planes = conv.pool2d(planes, pool.size, stride=pool.stride, kind=pool.kind,
+                             backend=choices[-1][1].backend, device=choices[-1][1].device)
     return np.moveaxis(planes, 0, -1) if pixels.ndim == 3 else planes
 
 

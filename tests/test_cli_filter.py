@@ -142,3 +142,17 @@ def test_kernels_command_lists_and_shows(runner):
     assert "separable: no" in blob.output and "rank 5" in blob.output
     bad = run(runner, "kernels", "sobl")
     assert bad.exit_code == 2 and "did you mean sobel" in bad.output
+
+
+def test_device_and_backends_are_reported_honestly(runner, photos, tmp_path):
+    from convtool.conv.device import cuda_status
+
+    result = run(runner, "filter", photos / "camera-64.png", "-k", "sobel", "-k", "blob", "--backend", "separable",
+                 "-v", "-o", tmp_path / "o.png")
+    assert result.exit_code == 0, result.output
+    assert "sobel: separable back-end on CPU" in result.output
+    assert "blob: direct back-end on CPU" in result.output and "rank-1" in result.output  # fell back, and why
+    if not cuda_status()[0]:
+        cuda = run(runner, "filter", photos / "camera-64.png", "-k", "sobel", "--device", "cuda", "-o", tmp_path / "c.png")
+        assert cuda.exit_code == 1 and "CUDA was asked for but is unavailable" in cuda.output
+        assert not (tmp_path / "c.png").exists()

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from convtool import conv
+from convtool.conv.device import resolve_device
 from convtool.cli.options import overwrite_opt, parse_pair, parse_padding, recursive_opt, verbose_opt
 from convtool.errors import ConvtoolError, OutputError, UsageError
 from convtool.filtering import FilterSettings, PoolSpec, default_out_scale, filter_pixels, scale_for_output
@@ -88,9 +89,10 @@ def command(inputs, kernel_specs, output, mode, stride, padding, border, cval, d
     folder = Path(".") if output is None else (output.parent if single_file_out else output)
     _make_folder(folder)
     label = "+".join(re.sub(r"[^A-Za-z0-9.=-]+", "-", spec.strip("[]"))[:40] for spec in kernel_specs)
-    choice = conv.choose_backend((512, 512), kernels[0].matrices[0], backend=backend, device=device)
+    device_used, why_device = resolve_device(device)  # --device cuda without a GPU stops here
     if verbose:
-        console.print(f"back-end: {choice.backend} on {choice.device.upper()} ({choice.reason})")
+        console.print(f"device: {device_used.upper()} ({why_device})")
+    choices: dict[tuple[str, str, str], str] = {}  # (step, back-end, device) -> reason, as they ran
 
     failures: list[tuple[Path, ConvtoolError]] = []
     written: list[Path] = []
@@ -102,7 +104,7 @@ def command(inputs, kernel_specs, output, mode, stride, padding, border, cval, d
             target = output if single_file_out else folder / f"{path.stem}-{label}.{fmt}"
             try:
                 _filter_one(path, target, settings, gray=gray, out_scale=out_scale, depth=depth,
-                            overwrite=overwrite, inputs=claimed)
+                            overwrite=overwrite, inputs=claimed, choices=choices)
                 written.append(target)
             except ConvtoolError as exc:
                 if len(files) == 1:
@@ -110,9 +112,12 @@ def command(inputs, kernel_specs, output, mode, stride, padding, border, cval, d
                 failures.append((path, exc))
             progress.advance(task)
     elapsed = time.perf_counter() - started
-    names = ", ".join(k.name for k in kernels)
-    console.print(f"Filtered {len(written)} of {len(files)} image(s) with {names} in {elapsed:.2f} s "
-                  f"({choice.backend} back-end on {choice.device.upper()}) -> {written[0] if len(written) == 1 else folder}")
+    if verbose:
+        for (step, ran, where), reason in choices.items():
+            console.print(f"{step}: {ran} back-end on {where.upper()} ({reason.removesuffix('; ' + why_device)})")
+    steps = ", ".join(f"{step} ({ran} on {where.upper()})" for step, ran, where in choices) or "nothing"
+    console.print(f"Filtered {len(written)} of {len(files)} image(s) in {elapsed:.2f} s: {steps} -> "
+                  f"{written[0] if len(written) == 1 else folder}")
     if failures:
         for path, exc in failures:
             console.print(f"[red]failed[/red] {path}: {exc}", highlight=False)
@@ -120,14 +125,17 @@ def command(inputs, kernel_specs, output, mode, stride, padding, border, cval, d
 
 
 def _filter_one(path: Path, target: Path, settings: FilterSettings, *, gray: bool, out_scale: str | None,
-                depth: str | None, overwrite: bool, inputs: set[Path]) -> None:
+                depth: str | None, overwrite: bool, inputs: set[Path], choices: dict) -> None:
     """Read, filter, scale and atomically write one image; raises ConvtoolError on any problem."""
     if target.resolve() in inputs and not overwrite:
         raise OutputError(f"{target} is one of the inputs; choose another output or pass --overwrite")
     if target.exists() and not overwrite:
         raise OutputError(f"{target} exists; pass --overwrite to replace it")
     image = read_image(path, gray=gray)
-    values = filter_pixels(image.pixels, settings)
+    steps: list = []
+    values = filter_pixels(image.pixels, settings, steps)
+    for step, choice in steps:
+        choices.setdefault((step, choice.backend, choice.device), choice.reason)
     suffix = target.suffix.lower()
     if suffix in (".npy", ".tif", ".tiff"):
         save_image(target, values)
