@@ -11,20 +11,10 @@ from typing import Callable
 
 import click
 
+from convtool.cli.options import parse_size
+
 DEVICE_CHOICE = click.Choice(["auto", "cpu", "cuda"])
 TABLE_LIMIT = 100  # more results than this go to --output only
-
-
-def _parse_size(ctx, param, value: str | None) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    try:
-        height, width = (int(v) for v in value.lower().split("x"))
-        if height < 1 or width < 1:
-            raise ValueError
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not HEIGHTxWIDTH (e.g. 224x224)") from None
-    return height, width
 
 
 def _parse_floats(ctx, param, value: str | None) -> tuple[float, ...] | None:
@@ -39,7 +29,7 @@ def _parse_floats(ctx, param, value: str | None) -> tuple[float, ...] | None:
 def preprocess_options(func: Callable) -> Callable:
     """The options that override how images become model inputs."""
     options = [
-        click.option("--size", callback=_parse_size, metavar="HxW", help="Resize images to this input size."),
+        click.option("--size", callback=parse_size, metavar="HxW", help="Resize images to this input size."),
         click.option("--layout", type=click.Choice(["nchw", "nhwc"]), help="Input layout (default: from the model)."),
         click.option("--channels", type=click.Choice(["gray", "rgb", "bgr"]), help="Colour channels the model wants."),
         click.option("--scale", type=float, help="Pixel scale: x = (pixel*scale - mean)/std (default 1/255)."),

@@ -21,6 +21,19 @@ def parse_pair(ctx: click.Context | None, param: click.Parameter | None, value: 
     return numbers
 
 
+def parse_size(ctx: click.Context | None, param: click.Parameter | None, value: str | None):
+    """'224x224' -> (224, 224): a positive height and width, or None when not given."""
+    if value is None:
+        return None
+    try:
+        height, width = (int(v) for v in value.lower().split("x"))
+        if height < 1 or width < 1:
+            raise ValueError
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not HEIGHTxWIDTH (e.g. 224x224)") from None
+    return height, width
+
+
 def parse_padding(ctx: click.Context | None, param: click.Parameter | None, value: str):
     """'valid' | 'same' | 'full' | 'N' | 'V,H' | 'T,B,L,R' (non-negative integers)."""
     if value in ("valid", "same", "full"):

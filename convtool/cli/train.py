@@ -21,7 +21,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import click  # noqa: E402
 
-from convtool.cli.options import overwrite_opt  # noqa: E402
+from convtool.cli.options import overwrite_opt, parse_size  # noqa: E402
 from convtool.errors import ConvtoolError, InputError, UsageError  # noqa: E402
 
 ARCHS = ("lenet5", "resnet", "unet")
@@ -32,18 +32,6 @@ def _positive_float(ctx, param, value: float | None) -> float | None:
     if value is not None and not value > 0:
         raise click.BadParameter(f"{value} is not a positive number (e.g. 1e-3)")
     return value
-
-
-def _parse_size(ctx, param, value: str | None) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    try:
-        height, width = (int(v) for v in value.lower().split("x"))
-        if height < 1 or width < 1:
-            raise ValueError
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not HEIGHTxWIDTH (e.g. 32x32)") from None
-    return height, width
 
 
 def output_paths(model: Path, task: str) -> dict[str, Path]:
@@ -61,7 +49,7 @@ def output_paths(model: Path, task: str) -> dict[str, Path]:
 @click.option("--arch", "arch_option", metavar="ARCH", help="Same as the ARCH argument.")
 @click.option("--task", type=click.Choice(["classify", "segment"]), help="Default: the architecture's (unet segments).")
 @click.option("--data", type=click.Path(path_type=Path), help="IDX file or folder, or class-per-folder images. Default: bundled MNIST.")
-@click.option("--size", callback=_parse_size, metavar="HxW", help="Resize folder images to this size.")
+@click.option("--size", callback=parse_size, metavar="HxW", help="Resize folder images to this size.")
 @click.option("--val-fraction", type=float, default=0.2, show_default=True, help="Last part of the data kept for validation.")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True)
