@@ -12,7 +12,7 @@ from convtool import nets
 from convtool.errors import ModelError, UsageError
 
 DATA = Path(__file__).parent / "data"
-MNIST_12 = Path("/work/shared/data/models/mnist-12.onnx")
+MNIST_12 = DATA / "mnist-12.onnx"  # the ONNX model zoo copy, provenance in tests/data/README.md
 
 # The lecture's LeNet-5 table: layer, units, connections, weights (biases not counted)
 LECTURE_LENET = [("C1", 4_704, 117_600, 150), ("S2", 1_176, 4_704, 0), ("C3", 1_600, 240_000, 2_400),
@@ -228,7 +228,6 @@ def test_a_missing_onnx_file_raises_model_error(tmp_path):
         nets.network_from_onnx(tmp_path / "missing.onnx")
 
 
-@pytest.mark.skipif(not MNIST_12.exists(), reason="the shared model zoo copy is not on this machine")
 def test_mnist12_parameters_equal_its_float_initializers():
     model = onnx.load(str(MNIST_12))
     expected = sum(int(np.prod(t.dims)) for t in model.graph.initializer if t.data_type == TensorProto.FLOAT)
