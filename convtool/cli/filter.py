@@ -120,7 +120,7 @@ def command(inputs, kernel_specs, output, mode, stride, padding, border, cval, d
                   f"{written[0] if len(written) == 1 else folder}")
     if failures:
         for path, exc in failures:
-            console.print(f"[red]failed[/red] {path}: {exc}", highlight=False)
+            console.print(f"[red]failed[/red] {exc}" if str(path) in str(exc) else f"[red]failed[/red] {path}: {exc}")
         raise click.exceptions.Exit(1)
 
 
