@@ -11,7 +11,7 @@ import pytest
 from convtool.errors import ModelError
 from convtool.infer.session import open_session
 from convtool.nn import data as D
-from convtool.nn import export, models, recipe, train
+from convtool.nn import export, models, train
 from convtool.resources import data_dir
 
 KEYS = {"convtool.task", "convtool.arch", "convtool.labels", "convtool.input", "convtool.trained_on", "convtool.val_accuracy"}

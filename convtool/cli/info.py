@@ -30,7 +30,7 @@ def command(model: Path, layers: bool, bias: bool, as_json: bool) -> None:
     info = describe_model(model)
     report = None
     if layers:
-        from convtool.cli.calc import net_report
+        from convtool.calc import net_report
 
         report = net_report(str(model), include_bias=bias)
     if as_json:

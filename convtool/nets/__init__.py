@@ -8,7 +8,7 @@ The public functions (no click, no rich; rendering is the CLI's job)::
     load_network(text) -> Network           # any of the three: a built-in name, *.onnx or a spec file
 
 A ``Network`` holds ``layers`` (a list of ``Layer`` rows), ``unknown_ops``, ``notes`` (caveats to show)
-and ``totals(include_bias)``. ``convtool.cli.calc.net_report``/``render_net`` turn one into JSON or a rich table.
+and ``totals(include_bias)``. ``convtool.calc.net_report`` turns one into a report, ``convtool.cli.calc.render_net`` into a rich table.
 Counting conventions (the lecture's LeNet-5 table): ``weights`` exclude biases; ``connections`` are
 ``units x fan-in`` (weights only; ``bias_connections`` adds one per unit of a layer with biases);
 MACs count multiply-accumulates of conv and fully-connected layers (FLOPs = 2 x MACs); pooling,

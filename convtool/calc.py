@@ -1,0 +1,183 @@
+"""The reports behind ``convtool calc``: plain dictionaries, the single source of its tables and --json.
+
+The numbers come from :mod:`convtool.shapes` and :mod:`convtool.nets`; ``convtool.cli.calc`` parses the
+options and renders these reports with rich. Sizes arrive as the user typed them (``"32x32"``) and are
+parsed here, so every message names the option it came from.
+"""
+
+from __future__ import annotations
+
+import math
+
+from convtool import shapes
+from convtool.errors import InputError, ModelError, UsageError
+
+LIST_LIMIT = 1_000  # longest list of input positions in a report
+
+def _one_int(text: str, name: str, *, allow_zero: bool = False) -> int:
+    values = shapes.parse_size(text, name, allow_zero=allow_zero)
+    if len(values) != 1:
+        raise UsageError(f"{name} must be one integer, got {text!r}")
+    return values[0]
+
+
+def _axis_dict(axis: shapes.Axis) -> dict:
+    entry = {"n": axis.n, "k": axis.k, "s": axis.s, "d": axis.d, "span": axis.span, "mode": axis.mode,
+             "pad_before": axis.pad[0], "pad_after": axis.pad[1], "output": axis.out}
+    if axis.transposed:
+        entry["output_padding"] = axis.output_padding
+    else:
+        dropped, unused = axis.dropped_range, axis.unused
+        entry["dropped_count"] = dropped[1] - dropped[0] + 1 if dropped else 0
+        entry["dropped_range"] = list(dropped) if dropped else None
+        # positions are listed up to LIST_LIMIT; the range and the count are always there
+        entry["dropped"] = axis.dropped if entry["dropped_count"] <= LIST_LIMIT else None
+        entry["unused"] = unused if unused is not None and len(unused) <= LIST_LIMIT else None
+    entry["receptive_field"] = axis.receptive_field
+    return entry
+
+
+def layer_report(n_text, k_text, s_text, p_text, padding_mode, d_text, cin_text, cout_text, groups_text, bias,
+                 pool_text, pool_kind, transpose, output_padding_text) -> dict:
+    """Everything ``calc`` says about one layer: a (transposed) convolution, then optional pooling."""
+    n = shapes.parse_size(n_text, "input size (--n)")
+    cin = _one_int(cin_text, "input channels (--cin)")
+    if p_text is not None and padding_mode is not None:
+        raise UsageError("give either --p or --padding, not both")
+    if k_text is None and pool_text is None:
+        raise UsageError("give the kernel size with --k (e.g. --k 5x5), a pooling with --pool, or --solve OUT")
+    if output_padding_text != "0" and not transpose:
+        raise UsageError("--output-padding applies to a transposed convolution only; add --transpose")
+    padding = shapes.parse_padding(p_text, len(n)) if p_text is not None else (padding_mode or "valid")
+    pads = [padding] * len(n) if isinstance(padding, str) else list(padding)
+    report: dict = {"input": list(n), "cin": cin}
+    field = [(1, 1)] * len(n)  # (receptive field, jump) per axis
+    shape = (cin, *n)
+    if k_text is not None:
+        report.update(_conv_report(n, cin, k_text, s_text, d_text, pads, cout_text, groups_text, bias, transpose,
+                                   output_padding_text))
+        conv = report["conv"]
+        shape = tuple(conv["output_shape"])
+        # one input step is s outputs of a transposed conv: below one input cell, so the jump stays 1
+        field = [(a["receptive_field"], 1 if transpose else a["s"]) for a in conv["axes"]]
+    if pool_text is not None:
+        report["pool"] = _pool_report(shape, pool_text, pool_kind, pads if k_text is None else ["valid"] * len(n))
+        shape = tuple(report["pool"]["output_shape"])
+        field = [(rf + (a["k"] - 1) * jump, jump * a["s"]) for (rf, jump), a in zip(field, report["pool"]["axes"])]
+    report["output_shape"] = list(shape)
+    report["units"] = math.prod(shape)
+    report["receptive_field"] = [rf for rf, _ in field]
+    return report
+
+
+def _conv_report(n, cin, k_text, s_text, d_text, pads, cout_text, groups_text, bias, transpose,
+                 output_padding_text) -> dict:
+    """The convolution's axes and counts, its PyTorch equivalent, and the dense and sparse matrix views."""
+    cout = _one_int(cout_text, "output channels (--cout)")
+    groups = _one_int(groups_text, "groups (--groups)")
+    k = shapes.broadcast(shapes.parse_size(k_text, "kernel size (--k)"), len(n), "--k")
+    s = shapes.broadcast(shapes.parse_size(s_text or "1", "stride (--s)"), len(n), "--s")
+    d = shapes.broadcast(shapes.parse_size(d_text or "1", "dilation (--d)"), len(n), "--d")
+    if transpose:
+        output_padding = _one_int(output_padding_text, "output padding", allow_zero=True)
+        axes = [shapes.transposed_axis(*args, output_padding) for args in zip(n, k, s, pads, d)]
+    else:
+        axes = [shapes.conv_axis(*args) for args in zip(n, k, s, pads, d)]
+    weights = shapes.conv_weights(cin, cout, k, groups)
+    spatial = tuple(a.out for a in axes)
+    units = cout * math.prod(spatial)
+    if transpose:  # every input position scatters through every tap into cout/groups channels
+        macs = math.prod(n) * cin * (cout // groups) * math.prod(k)
+    else:
+        macs = shapes.conv_macs(units, cin, k, groups)
+    biases = cout if bias else 0
+    report: dict = {"conv": {
+        "transposed": transpose, "kernel": list(k), "stride": list(s), "dilation": list(d), "groups": groups,
+        "cout": cout, "axes": [_axis_dict(a) for a in axes], "output_shape": [cout, *spatial], "units": units,
+        "weights": weights, "biases": biases, "params": weights + biases, "macs": macs, "flops": 2 * macs,
+        "connections": macs, "connections_with_bias": macs + (units if bias else 0)}}
+    if not transpose:
+        report["conv"]["pytorch"] = _pytorch(axes)
+        in_units = cin * math.prod(n)
+        view = shapes.matrix_view(in_units, units, (cin // groups) * math.prod(k))
+        report["fully_connected"] = {"weights": in_units * units, "biases": units if bias else 0,
+                                     "macs": in_units * units, "flops": 2 * in_units * units}
+        report["matrix"] = {"kernel_floats": weights, "dense_floats": view.dense_floats,
+                            "sparse_floats": view.sparse_floats, "muls": view.muls, "adds": view.adds,
+                            "float_ops": view.float_ops}
+    return report
+
+
+def _pool_report(shape: tuple[int, ...], pool_text: str, kind: str, pads: list) -> dict:
+    """Pooling of a (channels, *spatial) tensor: ``SIZE`` or ``SIZE:STRIDE`` (stride defaults to the size)."""
+    size_text, _, stride_text = pool_text.partition(":")
+    axes_count = len(shape) - 1
+    size = shapes.broadcast(shapes.parse_size(size_text, "pool size (--pool)"), axes_count, "--pool")
+    stride = shapes.broadcast(shapes.parse_size(stride_text, "pool stride (--pool SIZE:STRIDE)"), axes_count,
+                              "--pool stride") if stride_text else size
+    axes = [shapes.pool_axis(*args) for args in zip(shape[1:], size, stride, pads)]
+    out_shape = [shape[0], *(a.out for a in axes)]
+    units = math.prod(out_shape)
+    return {"kind": kind, "size": list(size), "stride": list(stride), "axes": [_axis_dict(a) for a in axes],
+            "output_shape": out_shape, "units": units, "connections": units * math.prod(size)}
+
+
+def _pytorch(axes: list[shapes.Axis]) -> dict:
+    pads = [a.pad for a in axes]
+    symmetric = all(b == a for b, a in pads)
+    # torch.nn.Conv*d(padding='same') exists for stride 1 only and puts any odd cell after, like TensorFlow
+    same_ok = all(a.mode == "same" and a.s == 1 for a in axes)
+    entry = {"pad": list(shapes.pytorch_pad_tuple(pads)), "symmetric": symmetric,
+             "padding": [b for b, _ in pads] if symmetric else None, "padding_same": same_ok, "alternatives": []}
+    if not symmetric:
+        for axis in axes:
+            entry["alternatives"].append([] if axis.pad[0] == axis.pad[1] else [
+                {"padding": p, "output": out} for p, out in shapes.symmetric_alternatives(axis)])
+    return entry
+
+
+def solve_report(n_text, out_text, k_text, s_text, d_text, padding_mode, p_text, transpose) -> dict:
+    """Settings per axis that map the input size to the wanted output size."""
+    if transpose or p_text is not None:
+        raise UsageError("--solve chooses the padding itself and handles ordinary convolutions only; "
+                         "leave out --p and --transpose")
+    n = shapes.parse_size(n_text, "input size (--n)")
+    out = shapes.broadcast(shapes.parse_size(out_text, "wanted output size (--solve)"), len(n), "--solve")
+    known = {}
+    for key, text, name in (("k", k_text, "kernel size (--k)"), ("s", s_text, "stride (--s)"),
+                            ("d", d_text, "dilation (--d)")):
+        known[key] = shapes.broadcast(shapes.parse_size(text, name), len(n), f"--{key}") if text else (None,) * len(n)
+    axes = []
+    for i in range(len(n)):
+        found = shapes.solve(n[i], out[i], k=known["k"][i], s=known["s"][i], d=known["d"][i])
+        if padding_mode:
+            found = [f for f in found if padding_mode in f.modes]
+        axes.append({"n": n[i], "output": out[i], "solutions": [
+            {"k": f.k, "s": f.s, "d": f.d, "pad_before": f.pad[0], "pad_after": f.pad[1], "modes": list(f.modes),
+             "dropped": f.dropped, "symmetric_padding": f.symmetric} for f in found]})
+    return {"input": list(n), "output": list(out), "padding_mode": padding_mode, "axes": axes}
+
+
+def net_report(text: str, include_bias: bool) -> dict:
+    """The per-layer table of a built-in, spec or ONNX network."""
+    from convtool import nets
+
+    try:
+        network = nets.load_network(text)
+    except (ModelError, InputError) as exc:  # the issue asks for usage exit codes for every bad --net
+        raise UsageError(str(exc)) from None
+    totals = network.totals(include_bias)
+    rows = []
+    for layer in network.layers:
+        rows.append({"name": layer.name, "op": layer.op, "detail": layer.detail, "shape": list(layer.shape),
+                     "units": layer.units, "weights": layer.weights,
+                     "biases": layer.biases if include_bias else 0,
+                     "params": layer.weights + (layer.biases if include_bias else 0),
+                     "macs": layer.macs, "flops": layer.flops,
+                     "connections": layer.connections + (layer.bias_connections if include_bias else 0),
+                     "receptive_field": list(layer.receptive_field) if layer.receptive_field else None})
+    return {"network": network.name, "source": network.source, "input_shape": list(network.input_shape),
+            "include_bias": include_bias, "layers": rows, "unknown_ops": network.unknown_ops, "notes": network.notes,
+            "totals": {"units": totals.units, "weights": totals.weights, "biases": totals.biases,
+                       "params": totals.params, "macs": totals.macs, "flops": totals.flops,
+                       "connections": totals.connections}}
