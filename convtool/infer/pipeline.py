@@ -12,7 +12,6 @@ import os
 import queue
 import threading
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -175,9 +174,7 @@ def _decode_group(paths: Sequence[str | Path], preparer: Preparer, keep_images: 
     start = time.perf_counter()
     chunks: list[Chunk] = []
     failures: list[Failure] = []
-    with warnings.catch_warnings():  # a would-be decompression bomb goes to open_image, which refuses it
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        _decode_into(paths, preparer, keep_images, chunks, failures)
+    _decode_into(paths, preparer, keep_images, chunks, failures)  # open_image refuses decompression bombs
     for chunk in chunks:
         chunk.batch = preparer.scale(chunk.batch[: len(chunk.paths)])
     if not chunks:
