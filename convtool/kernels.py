@@ -67,10 +67,12 @@ def default_out_scale(matrix: np.ndarray) -> str:
 # --- generators -----------------------------------------------------------------------------------
 
 def _size_for(sigma: float, size: float) -> int:
-    size = int(size) if size else 2 * math.ceil(3 * sigma) + 1
-    if size <= 0 or size % 2 == 0:
-        raise KernelError(f"kernel size must be a positive odd number, got {size}")
-    return size
+    """The requested size, or 2*ceil(3*sigma)+1 when it is 0; must be a positive odd integer."""
+    if not size:
+        return 2 * math.ceil(3 * sigma) + 1
+    if size != int(size) or size <= 0 or int(size) % 2 == 0:
+        raise KernelError(f"kernel size must be a positive odd integer, got {size:g}")
+    return int(size)
 
 
 def _positive(name: str, value: float) -> float:
@@ -103,9 +105,9 @@ def laplacian_of_gaussian(sigma: float = 1.4, size: float = 0) -> np.ndarray:
 
 def box(size: float = 3) -> np.ndarray:
     """Mean filter of ``size`` x ``size`` (sum 1)."""
+    if size != int(size) or size <= 0:
+        raise KernelError(f"box size must be a positive integer, got {size:g}")
     size = int(size)
-    if size <= 0 or size != size:
-        raise KernelError(f"box size must be a positive integer, got {size}")
     return np.full((size, size), 1.0 / size**2)
 
 

@@ -67,7 +67,7 @@ def test_user_kernels_inline_csv_text_toml(tmp_path):
     ("sobl", "did you mean sobel"), ("gausian", "did you mean gaussian"), ("zzzz", "convtool kernels"),
     ("[[1,2],[3]]", "different lengths"), ('[[1,"a"]]', "must be a number"), ("[[NaN, 1]]", "NaN or infinity"),
     ("[]", "empty"), ("[[1,", "not a matrix"), ("gaussian:sigma=-2", "positive"), ("gaussian:width=3", "no parameter"),
-    ("gaussian:sigma", "must look like"), ("sobel-x:size=3", "takes no parameters"), ("missing.csv", "does not exist"),
+    ("gaussian:sigma", "must look like"), ("box:size=2.5", "positive integer"), ("gaussian:size=4", "odd"), ("sobel-x:size=3", "takes no parameters"), ("missing.csv", "does not exist"),
 ])
 def test_bad_kernel_specs(spec, message):
     with pytest.raises(KernelError, match=message):
