@@ -88,7 +88,7 @@ def command(inputs, kernel_specs, output, mode, stride, padding, border, cval, d
         raise UsageError(f"{len(files)} images cannot all go to the one file {output}; give a folder with -o")
     folder = Path(".") if output is None else (output.parent if single_file_out else output)
     _make_folder(folder)
-    label = "+".join(re.sub(r"[^A-Za-z0-9.=-]+", "-", spec.strip("[]"))[:40] for spec in kernel_specs)
+    label = "+".join(_label(spec, kernel) for spec, kernel in zip(kernel_specs, kernels))
     device_used, why_device = resolve_device(device)  # --device cuda without a GPU stops here
     if verbose:
         console.print(f"device: {device_used.upper()} ({why_device})")
@@ -143,6 +143,14 @@ def _filter_one(path: Path, target: Path, settings: FilterSettings, *, gray: boo
     bits = int(depth) if depth else (16 if image.bit_depth == 16 and values.ndim == 2 and suffix == ".png" else 8)
     scaled = scale_for_output(values, out_scale or default_out_scale(settings.kernels), image.max_value, 2.0**bits - 1)
     save_image(target, scaled, alpha=_resize_alpha(image.alpha, values.shape[:2]), bit_depth=bits)
+
+
+def _label(spec: str, kernel) -> str:
+    """A file-name-safe name for a kernel spec: 'gaussian-sigma=2', a kernel file's name, or 'custom'."""
+    if spec.lstrip().startswith("["):
+        return "custom"
+    text = spec if spec.partition(":")[0] == kernel.name else kernel.name  # library spec, or a file's name
+    return re.sub(r"[^A-Za-z0-9.=-]+", "-", text)[:40]
 
 
 def _resize_alpha(alpha: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | None:
