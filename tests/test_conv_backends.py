@@ -222,3 +222,21 @@ def test_kernels_mirrored_top_to_bottom_fold_rows_and_match_reference(monkeypatc
             options = dict(stride=stride, dilation=dilation, padding=(9, 8, 4, 5), border=border, cval=0.5)
             np.testing.assert_allclose(correlate2d(image, kernel, backend="direct", **options),
                                        correlate2d(image, kernel, backend="reference", **options), rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_rows_wider_than_a_tile_read_the_image_in_place_and_pad_only_the_edges(monkeypatch, dtype):
+    monkeypatch.setattr(cpu, "FLAT_PIXELS", 0)  # the row-ring path
+    image = RNG.integers(0, 256, (2, 11, 1100)).astype(dtype)  # 1100 columns: two full tiles and a part
+    kernel = np.outer([1.0, -2, 0, 3], [2.0, 1, 0, -1, 4])
+    for dilation, padding, border in ((1, "same", "reflect"), ((1, 2), (2, 3, 9, 0), "wrap"),
+                                      (1, (1, 1, 0, 7), "constant"), (2, "full", "replicate")):
+        options = dict(dilation=dilation, padding=padding, border=border, cval=-3.0)
+        for backend in ("separable", "direct"):
+            np.testing.assert_allclose(correlate2d(image, kernel, backend=backend, **options),
+                                       correlate2d(image, kernel, backend="reference", **options),
+                                       rtol=1e-4, atol=1e-2, err_msg=f"{backend} {options}")
+    narrow = RNG.standard_normal((1, 6, 3)).astype(dtype)  # narrower than the kernel: no interior columns
+    np.testing.assert_allclose(correlate2d(narrow, kernel, padding="full", border="symmetric", backend="separable"),
+                               correlate2d(narrow, kernel, padding="full", border="symmetric", backend="reference"),
+                               rtol=1e-4, atol=1e-3)
