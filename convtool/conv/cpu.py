@@ -26,6 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numba import njit, uint64
 
+from convtool.conv import FLAT_PIXELS  # padded stacks up to this size are filtered as one flat row
+
 # border code for each convtool border name (numpy.pad semantics)
 BORDER_CODES = {"zero": 0, "constant": 0, "reflect": 1, "symmetric": 2, "replicate": 3, "wrap": 4}
 _POOL_MAX, _POOL_AVG, _POOL_L2 = 0, 1, 2
@@ -33,7 +35,6 @@ POOL_KINDS = {"max": _POOL_MAX, "avg": _POOL_AVG, "l2": _POOL_L2}
 JOBS_PER_THREAD = 4  # ranges handed out per thread, so a busy core does not hold the others up
 TILE = 512  # output columns per pass: the kernel's source rows for one tile stay in L1
 SERIAL_WORK = 2_000_000  # multiply-adds below which one thread is faster (about 0.5 ms of work)
-FLAT_PIXELS = 1 << 20  # padded stacks up to this size are padded once and filtered as one flat row
 _pool_executor: ThreadPoolExecutor | None = None
 _scratch = threading.local()  # per calling thread: the flat path's padded stack and pass buffers
 
