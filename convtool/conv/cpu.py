@@ -213,6 +213,29 @@ def _fold(buffer, a, b, d, n):  # pragma: no cover - jitted
 
 
 @njit(cache=True, nogil=True)
+def _fill_columns(image, b, r, top, left, mode, cval, c0, c1, buffer, start):  # pragma: no cover - jitted
+    """Padded columns c0..c1-1 of padded row ``r`` of image ``b`` into ``buffer[start + c]`` (stride 1)."""
+    height, width = image.shape[1], image.shape[2]
+    source = _source_index(r - top, height, mode)
+    base = uint64(start)
+    if source < 0:
+        for c in range(c0, c1):
+            buffer[base + uint64(c)] = cval
+        return
+    line = image[b, source]
+    lo, hi = min(max(c0, left), c1), max(min(c1, left + width), min(max(c0, left), c1))
+    for c in range(c0, lo):
+        s = _source_index(c - left, width, mode)
+        buffer[base + uint64(c)] = cval if s < 0 else line[s]
+    shift = uint64(left)
+    for c in range(uint64(lo), uint64(hi)):
+        buffer[base + c] = line[c - shift]
+    for c in range(hi, c1):
+        s = _source_index(c - left, width, mode)
+        buffer[base + uint64(c)] = cval if s < 0 else line[s]
+
+
+@njit(cache=True, nogil=True)
 def _direct(image, tap_rows, tap_cols, weights, fold_a, fold_b, ring, sh, sw, top, left, mode, cval, rows, out,
             first_job, last_job):  # pragma: no cover - jitted
     """Direct correlation for jobs first..last-1; taps (row, column) already dilated, zero taps dropped.
@@ -220,6 +243,8 @@ def _direct(image, tap_rows, tap_cols, weights, fold_a, fold_b, ring, sh, sw, to
     Each job keeps a ring of the last ``ring`` padded rows, so every input row is converted once.
     A kernel whose rows mirror top to bottom is folded: padded rows ``fold_a[f]`` and ``fold_b[f]``
     are added into extra slot ``ring + f`` first, and taps with ``tap_rows >= ring`` read that slot.
+    At stride 1 the row each output row adds to the ring is filled one tile ahead of the taps, so its
+    reads from memory overlap the arithmetic instead of stalling a separate copy loop.
     """
     batch, oh, ow = out.shape
     blocks = (oh + rows - 1) // rows
@@ -236,17 +261,27 @@ def _direct(image, tap_rows, tap_cols, weights, fold_a, fold_b, ring, sh, sw, to
         filled = y0 * sh
         for y in range(y0, min(oh, y0 + rows)):
             need = y * sh + ring
-            for r in range(max(filled, y * sh), need):
-                k = r % ring
-                _fill_row(image, b, r, top, left, mode, cval, pitch, sw, phase, buffer[k * slot: (k + 1) * slot])
+            new_rows = max(filled, y * sh)
+            per_tile = sw == 1 and y > y0  # new rows filled tile by tile, between the taps of the row
+            if not per_tile:
+                for r in range(new_rows, need):
+                    k = r % ring
+                    _fill_row(image, b, r, top, left, mode, cval, pitch, sw, phase, buffer[k * slot: (k + 1) * slot])
             filled = need
             for t in range(offsets.shape[0]):
                 column = tap_cols[t]
                 k = tap_rows[t] if tap_rows[t] >= ring else (y * sh + tap_rows[t]) % ring
                 offsets[t] = k * slot + (column % sw) * phase + column // sw
             row = out[b, y]
+            done = 0  # padded columns of the new rows filled so far
             for x in range(0, ow, TILE):
                 n = min(TILE, ow - x)
+                if per_tile:
+                    upto = pitch if x + n >= ow else x + n + span_w - 1
+                    for r in range(new_rows, need):
+                        k = r % ring
+                        _fill_columns(image, b, r, top, left, mode, cval, done, upto, buffer, k * slot)
+                    done = upto
                 for f in range(folds):  # only with sw == 1
                     _fold(buffer, ((y * sh + fold_a[f]) % ring) * slot + x, ((y * sh + fold_b[f]) % ring) * slot + x,
                           (ring + f) * slot + x, n + span_w - 1)
