@@ -234,9 +234,13 @@ def test_rows_wider_than_a_tile_read_the_image_in_place_and_pad_only_the_edges(m
     monkeypatch.setattr(cpu, "FLAT_PIXELS", 0)  # the row-ring path
     image = RNG.integers(0, 256, (2, 11, 1100)).astype(dtype)  # 1100 columns: two full tiles and a part
     kernel = np.outer([1.0, -2, 0, 3], [2.0, 1, 0, -1, 4])
+    wide = np.outer([1.0, 2, 1], np.arange(-5.0, 6.0))  # 10 non-zero taps per row: uint8 tiles converted first
     for dilation, padding, border in ((1, "same", "reflect"), ((1, 2), (2, 3, 9, 0), "wrap"),
                                       (1, (1, 1, 0, 7), "constant"), (2, "full", "replicate")):
         options = dict(dilation=dilation, padding=padding, border=border, cval=-3.0)
+        np.testing.assert_allclose(correlate2d(image, wide, backend="separable", **options),
+                                   correlate2d(image, wide, backend="reference", **options),
+                                   rtol=1e-4, atol=1e-2, err_msg=f"wide {options}")
         for backend in ("separable", "direct"):
             np.testing.assert_allclose(correlate2d(image, kernel, backend=backend, **options),
                                        correlate2d(image, kernel, backend="reference", **options),
