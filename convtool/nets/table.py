@@ -5,8 +5,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+class _Derived:
+    """Counts derived from weights, biases and MACs (FLOPs = 2 x MACs)."""
+
+    weights: int
+    biases: int
+    macs: int
+
+    @property
+    def params(self) -> int:
+        return self.weights + self.biases
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+
 @dataclass(frozen=True)
-class Layer:
+class Layer(_Derived):
     """One row of a network table. ``receptive_field`` is per spatial axis in input cells (None if unknown)."""
 
     name: str
@@ -21,30 +37,16 @@ class Layer:
     receptive_field: tuple[int, ...] | None = None
     detail: str = ""
 
-    @property
-    def params(self) -> int:
-        return self.weights + self.biases
-
-    @property
-    def flops(self) -> int:
-        return 2 * self.macs
-
 
 @dataclass(frozen=True)
-class Totals:
+class Totals(_Derived):
+    """Sums over a network's layers."""
+
     units: int
     weights: int
     biases: int
     macs: int
     connections: int
-
-    @property
-    def params(self) -> int:
-        return self.weights + self.biases
-
-    @property
-    def flops(self) -> int:
-        return 2 * self.macs
 
 
 @dataclass
