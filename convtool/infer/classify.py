@@ -11,7 +11,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from convtool.errors import InputError, ModelError
-from convtool.infer.pipeline import Chunk, Failure, Timings, decoded_chunks
+from convtool.infer.pipeline import Chunk, Failure, Timings, decoded_chunks, timed_results
 from convtool.infer.preprocess import Preparer, Preprocess
 from convtool.infer.session import ModelSession
 
@@ -89,18 +89,10 @@ class Classifier:
     ) -> Iterator[ChunkResult]:
         """Classify ``files`` chunk by chunk while the next chunks decode in the background."""
         timings = timings if timings is not None else Timings()
-        started = time.perf_counter()
         if self.fixed_batch is not None and self.fixed_batch > 1:
             batch = max(self.fixed_batch, batch - batch % self.fixed_batch)
-        for chunk in decoded_chunks(files, self.preparer, chunk_size=batch, depth=depth, workers=workers, timings=timings):
-            timings.decode += chunk.decode_seconds
-            result = self._classify_chunk(chunk, timings)
-            handed_over = time.perf_counter()
-            yield result  # the caller's time with the result (writing, tables) counts as post-processing
-            timings.post += time.perf_counter() - handed_over
-            if on_progress is not None:
-                on_progress(len(chunk.paths) + len(chunk.failures))
-        timings.wall += time.perf_counter() - started
+        chunks = decoded_chunks(files, self.preparer, chunk_size=batch, depth=depth, workers=workers, timings=timings)
+        yield from timed_results(chunks, lambda chunk: self._classify_chunk(chunk, timings), timings, on_progress)
 
     def _classify_chunk(self, chunk: Chunk, timings: Timings) -> ChunkResult:
         if not chunk.paths:

@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -167,6 +167,27 @@ def decoded_chunks(
         stop.set()
         for thread in threads:
             thread.join()
+
+
+Result = TypeVar("Result")
+
+
+def timed_results(chunks: Iterable[Chunk], process: Callable[[Chunk], Result], timings: Timings,
+                  on_progress: Callable[[int], None] | None = None) -> Iterator[Result]:
+    """Yield ``process(chunk)`` for each chunk, adding decode, post-processing and wall time to ``timings``.
+
+    The caller's time with each result (writing files, tables) counts as post-processing.
+    """
+    started = time.perf_counter()
+    for chunk in chunks:
+        timings.decode += chunk.decode_seconds
+        result = process(chunk)
+        handed_over = time.perf_counter()
+        yield result
+        timings.post += time.perf_counter() - handed_over
+        if on_progress is not None:
+            on_progress(len(chunk.paths) + len(chunk.failures))
+    timings.wall += time.perf_counter() - started
 
 
 def _decode_group(paths: Sequence[str | Path], preparer: Preparer, keep_images: bool) -> list[Chunk]:

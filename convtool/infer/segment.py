@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from convtool.errors import ModelError, UsageError
-from convtool.infer.pipeline import Chunk, Failure, Timings, decoded_chunks
+from convtool.infer.pipeline import Chunk, Failure, Timings, decoded_chunks, timed_results
 from convtool.infer.preprocess import Preparer, Preprocess
 from convtool.infer.session import ModelSession
 
@@ -95,18 +95,9 @@ class Segmenter:
             timings: Timings | None = None, on_progress: Callable[[int], None] | None = None) -> Iterator[SegmentChunk]:
         """Segment ``files`` chunk by chunk while the next chunks decode in the background."""
         timings = timings if timings is not None else Timings()
-        started = time.perf_counter()
         chunks = decoded_chunks(files, self.preparer, chunk_size=batch, depth=depth, workers=workers,
                                 keep_images=True, timings=timings)
-        for chunk in chunks:
-            timings.decode += chunk.decode_seconds
-            result = self._segment_chunk(chunk, timings)
-            handed_over = time.perf_counter()
-            yield result
-            timings.post += time.perf_counter() - handed_over
-            if on_progress is not None:
-                on_progress(len(chunk.paths) + len(chunk.failures))
-        timings.wall += time.perf_counter() - started
+        yield from timed_results(chunks, lambda chunk: self._segment_chunk(chunk, timings), timings, on_progress)
 
     def _segment_chunk(self, chunk: Chunk, timings: Timings) -> SegmentChunk:
         if not chunk.paths:
