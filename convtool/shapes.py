@@ -72,13 +72,6 @@ def output_size(n: int, k: int, s: int = 1, padding: tuple[int, int] = (0, 0), d
     return (padded - span) // s + 1
 
 
-def dropped_inputs(n: int, k: int, s: int = 1, padding: tuple[int, int] = (0, 0), d: int = 1) -> list[int]:
-    """1-based input positions no window covers (those past the last window), e.g. n=13,k=6,s=5 -> [12, 13]."""
-    out = output_size(n, k, s, padding, d)
-    last_covered = (out - 1) * s + effective_kernel(k, d) - padding[0]  # 1-based index of last covered input
-    return list(range(max(last_covered, 0) + 1, n + 1))
-
-
 # ---------------------------------------------------------------------------------------------
 # Beyond one output size: parsing, a whole axis worked out, transposed convolution, counts,
 # receptive fields and solving for settings. Used by ``convtool calc`` and convtool.nets.

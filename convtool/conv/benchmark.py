@@ -70,11 +70,6 @@ class CaseResult:
         return auto.mpix_s / anchor.mpix_s if anchor and auto else None
 
 
-def median_seconds(call: Callable[[], object], repeat: int, budget: float) -> tuple[float, int]:
-    """Median wall time of ``call`` over up to ``repeat`` runs after one warm-up, stopping past ``budget`` s."""
-    return interleaved({"call": call}, repeat, budget)["call"]
-
-
 def interleaved(calls: dict[str, Callable[[], object]], repeat: int, budget: float) -> dict[str, tuple[float, int]]:
     """Median seconds and run count of each call, timed round-robin so load changes hit all alike.
 
