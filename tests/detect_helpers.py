@@ -17,7 +17,6 @@ import math
 from pathlib import Path
 
 import numpy as np
-import onnx
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 

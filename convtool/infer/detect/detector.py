@@ -46,13 +46,14 @@ class Detector:
     """Decodes, thresholds and maps back the boxes of a detection model, batch by batch."""
 
     def __init__(self, model: ModelSession, recipe: Preprocess, *, labels: list[str] | None = None,
-                 decoder: str = "auto", thresholds: Thresholds = Thresholds(), resize: str = "letterbox",
+                 decoder: str = "auto", thresholds: Thresholds | None = None, resize: str = "letterbox",
                  pad: int = 114) -> None:
         if decoder != "auto" and decoder not in decoders.DECODERS:
             raise ModelError(f"decoder {decoder!r}: use auto or one of {', '.join(decoders.DECODERS)}")
         if recipe.height is None or recipe.width is None:
             raise ModelError("the model's input size is dynamic and its metadata gives no imgsz; give the input size")
-        self.model, self.recipe, self.thresholds = model, recipe, thresholds
+        self.model, self.recipe = model, recipe
+        self.thresholds = thresholds if thresholds is not None else Thresholds()
         self.preparer = LetterboxPreparer(recipe, mode=resize, pad=pad)
         self.meta = decoders.read_metadata(model.metadata)
         self.warnings: list[str] = []

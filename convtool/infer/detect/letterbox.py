@@ -57,10 +57,10 @@ def place(width: int, height: int, target_height: int, target_width: int, mode: 
     if mode == "stretch":
         return Placement(width, height, target_width, target_height, 0, 0)
     ratio = min(target_height / height, target_width / width)
-    resized_w = max(1, min(target_width, int(round(width * ratio))))
-    resized_h = max(1, min(target_height, int(round(height * ratio))))
+    resized_w = max(1, min(target_width, round(width * ratio)))
+    resized_h = max(1, min(target_height, round(height * ratio)))
     pad_w, pad_h = (target_width - resized_w) / 2, (target_height - resized_h) / 2
-    return Placement(width, height, resized_w, resized_h, int(round(pad_w - 0.1)), int(round(pad_h - 0.1)))
+    return Placement(width, height, resized_w, resized_h, round(pad_w - 0.1), round(pad_h - 0.1))
 
 
 class LetterboxPreparer(Preparer):
