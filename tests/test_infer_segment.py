@@ -8,7 +8,9 @@ from PIL import Image
 
 from convtool.errors import ModelError
 from convtool.infer.preprocess import preprocess_for
+from convtool.infer.overlay import overlay_palette
 from convtool.infer.segment import Segmenter, guess_output_layout, mask_image, overlay_image, palette
+from convtool.infer.upsample import argmax_resized
 from convtool.infer.session import open_session
 from infer_helpers import MNIST_12, ROOT, blocks, colour_segmenter, mnist
 
@@ -95,19 +97,64 @@ def test_output_layout_guess(shape, input_hw, layout):
     assert guess_output_layout(shape, input_hw) == layout
 
 
-def test_mask_png_and_overlay():
+def test_mask_png_keeps_the_index_palette():
     mask = np.array([[0, 1], [2, 3]], np.uint8)
     image = mask_image(mask, 4)
     assert image.mode == "P"
     np.testing.assert_array_equal(np.asarray(image), mask)
     colours = palette(4)
     assert tuple(colours[0]) == (0, 0, 0) and len({tuple(c) for c in colours}) == 4
-    base = Image.fromarray(np.full((2, 2, 3), 100, np.uint8))
-    blended = np.asarray(overlay_image(base, mask, 4, alpha=0.5)).astype(int)
-    assert tuple(blended[0, 0]) == (100, 100, 100)  # class 0 untouched
-    np.testing.assert_allclose(blended[1, 1], np.rint(100 * 0.5 + colours[3] * 0.5), atol=1)
 
 
+def test_overlay_blends_inside_and_outlines_the_boundaries():
+    mask = np.zeros((6, 6), np.uint8)
+    mask[1:5, 1:5] = 2
+    base = Image.fromarray(np.full((6, 6, 3), 100, np.uint8))
+    blended = np.asarray(overlay_image(base, mask, 3, alpha=0.5)).astype(int)
+    colour = overlay_palette(3)[2].astype(int)
+    assert tuple(blended[0, 0]) == (100, 100, 100)  # background untouched
+    np.testing.assert_allclose(blended[2, 2], np.rint(100 * 0.5 + colour * 0.5), atol=1)  # inside: blended
+    np.testing.assert_array_equal(blended[1, 1], colour)  # the class's boundary: solid colour
+
+
+def test_overlay_legend_lists_classes_present_with_their_area():
+    mask = np.zeros((40, 40), np.uint8)
+    mask[:10] = 1  # 25 %
+    base = Image.fromarray(np.full((40, 40, 3), 30, np.uint8))
+    picture = overlay_image(base, mask, 3, names=["background", "cat", "dog"])
+    assert picture.height == 40 and picture.width > 40 + 40  # legend panel on the right
+    np.testing.assert_array_equal(np.asarray(picture)[:, :40], np.asarray(overlay_image(base, mask, 3)))
+    panel = np.asarray(picture)[:, 40:]
+    swatch = overlay_palette(3)[1]
+    assert np.all(panel == swatch, axis=-1).sum() > 50  # the cat's swatch is drawn
+    assert not np.all(panel == overlay_palette(3)[2], axis=-1).any()  # dog is absent: no swatch
+
+
+def test_overlay_palette_colours_stand_apart_and_from_black():
+    colours = overlay_palette(40).astype(float)[1:]
+    for a, b in zip(colours, colours[1:]):  # neighbouring classes (e.g. 7 and 8) are easy to tell apart
+        assert np.linalg.norm(a - b) > 60, (a, b)
+    luma = colours @ np.array([0.299, 0.587, 0.114])
+    assert luma.min() > 40  # nothing almost black (VOC's cat is (64, 0, 0): luma 19)
+
+
+@pytest.mark.parametrize("shape, size", [((21, 33, 33), (80, 60)), ((4, 20, 30), (7, 9)), ((3, 16, 12), (12, 40)),
+                                         ((5, 9, 9), (9, 9))])
+def test_argmax_resized_equals_resizing_every_map_with_pillow(shape, size):
+    """Oracle: Pillow's bilinear resize of each class map, then argmax (the plain way)."""
+    rng = np.random.default_rng(sum(shape))
+    yy, xx = np.mgrid[0 : shape[1], 0 : shape[2]]
+    scores = np.stack([np.sin(xx / (2 + c)) + np.cos(yy / (3 + c)) + rng.normal(0, 0.1, xx.shape)
+                       for c in range(shape[0])]).astype(np.float32)
+    full = np.stack([np.asarray(Image.fromarray(s, mode="F").resize(size, Image.Resampling.BILINEAR))
+                     for s in scores])
+    expected = full.argmax(axis=0)
+    mask = argmax_resized(scores, size)
+    assert mask.shape == (size[1], size[0])
+    top2 = np.sort(full, axis=0)[-2:]
+    differ = mask != expected
+    assert np.all(top2[1][differ] - top2[0][differ] < 1e-5)  # only float near-ties may go either way
+    assert differ.mean() < 0.001
 def test_a_classifier_is_not_a_segmenter():
     model = open_session(MNIST_12, "cpu")
     with pytest.raises(ModelError, match=r"float32\[1, 10\] is not a per-pixel map .* use `convtool classify`"):

@@ -69,7 +69,8 @@ def command(paths, model, out_dir, labels, batch, device, workers, output_layout
                 mask_png = seg.mask_image(result.mask, classes)
                 atomic_write(mask_path, lambda tmp: mask_png.save(tmp, format="PNG"))
                 if overlay_path is not None:
-                    blended = seg.overlay_image(result.image, result.mask, classes, alpha)
+                    blended = seg.overlay_image(result.image, result.mask, classes, alpha,
+                                                names=[segmenter.label(i) for i in range(classes)])
                     atomic_write(overlay_path, lambda tmp: blended.save(tmp, format="PNG"))
                 written += 1
                 if show_table:

@@ -16,9 +16,11 @@ import numpy as np
 from PIL import Image
 
 from convtool.errors import ModelError, UsageError
+from convtool.infer.overlay import overlay, overlay_palette, with_legend
 from convtool.infer.pipeline import Chunk, Failure, Timings, decoded_chunks, timed_results
 from convtool.infer.preprocess import Preparer, Preprocess
 from convtool.infer.session import ModelSession
+from convtool.infer.upsample import argmax_resized
 
 OUTPUT_LAYOUTS = ("auto", "nchw", "nhwc")
 
@@ -86,7 +88,7 @@ class Segmenter:
             return [_resize_labels(m, size) for m, size in zip(labels, sizes)]
         scores = self.class_scores(raw, input_hw)
         self._set_classes(scores.shape[1])
-        return [_argmax_at_size(s, size) for s, size in zip(scores, sizes)]
+        return [argmax_resized(s, size) for s, size in zip(scores, sizes)]
 
     def _input_hw(self, batch: np.ndarray) -> tuple[int, int]:
         return tuple(batch.shape[2:4] if self.recipe.layout == "nchw" else batch.shape[1:3])
@@ -137,19 +139,6 @@ def guess_output_layout(shape: tuple[int, ...], input_hw: tuple[int, int]) -> st
     return "nchw"
 
 
-def _argmax_at_size(scores: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """C,h,w scores -> class per pixel at (width, height), resizing each class map bilinearly."""
-    width, height = size
-    if scores.shape[1:] != (height, width):
-        scores = np.stack([
-            np.asarray(Image.fromarray(np.ascontiguousarray(s, dtype=np.float32), mode="F").resize(
-                (width, height), Image.Resampling.BILINEAR))
-            for s in scores
-        ])
-    mask = scores.argmax(axis=0)
-    return mask.astype(np.uint8 if scores.shape[0] <= 256 else np.uint16)
-
-
 def _resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     width, height = size
     if labels.shape != (height, width):
@@ -182,9 +171,19 @@ def mask_image(mask: np.ndarray, classes: int) -> Image.Image:
     return image
 
 
-def overlay_image(image: Image.Image, mask: np.ndarray, classes: int, alpha: float = 0.5) -> Image.Image:
-    """The input in RGB with each pixel's class colour blended in (class 0 left as it is)."""
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
-    colours = palette(max(classes, int(mask.max(initial=0)) + 1))[mask].astype(np.float32)
-    blend = np.where((mask > 0)[..., None], rgb * (1 - alpha) + colours * alpha, rgb)
-    return Image.fromarray(np.clip(np.rint(blend), 0, 255).astype(np.uint8))
+def overlay_image(image: Image.Image, mask: np.ndarray, classes: int, alpha: float = 0.5,
+                  names: Sequence[str] | None = None) -> Image.Image:
+    """The input in RGB with each class's colour blended in and outlined (class 0 left as it is).
+
+    With ``names`` (one per class), a legend of the classes present and their share of the image is added
+    on the right.
+    """
+    pixels = overlay(image, mask, classes, alpha)
+    if names is None:
+        return Image.fromarray(pixels)
+    count = max(classes, int(mask.max(initial=0)) + 1)
+    areas = np.bincount(mask.ravel(), minlength=count) / mask.size
+    colours = overlay_palette(count)
+    entries = [(names[i] if i < len(names) else str(i), tuple(int(v) for v in colours[i]), float(areas[i]))
+               for i in np.argsort(-areas) if i > 0 and areas[i] > 0]
+    return with_legend(pixels, entries)
