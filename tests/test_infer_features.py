@@ -9,7 +9,7 @@ from PIL import Image
 
 from convtool.errors import UsageError
 from convtool.infer.features import (
-    as_channels_first, default_layer, feature_grid, feature_layers, find_layer, layer_tensors, with_outputs,
+    as_channels_first, default_layer, feature_layers, find_layer, layer_tensors, with_outputs,
 )
 from convtool.infer.model_info import describe_model, read_model
 from infer_helpers import MNIST_12, colour_segmenter, lenet
@@ -49,18 +49,6 @@ def test_nhwc_activations_become_channels_first():
     assert as_channels_first(maps, (2, 3), "nchw") is maps
     nhwc = np.zeros((8, 8, 3))
     assert as_channels_first(nhwc, (32, 32), "nhwc").shape == (3, 8, 8)
-
-
-def test_grid_layout_and_per_map_stretch():
-    maps = np.stack([np.full((4, 4), 5.0), np.arange(16.0).reshape(4, 4), -np.arange(16.0).reshape(4, 4)])
-    grid = np.asarray(feature_grid(maps, columns=2, min_cell=8, gap=1))
-    assert grid.shape == (1 + 2 * 9, 1 + 2 * 9)  # 2x2 cells of 8x8 (zoom 2) with 1-pixel gaps
-    first, second = grid[1:9, 1:9], grid[1:9, 10:18]
-    assert (first == 0).all()  # a constant map shows as black
-    assert second[0, 0] == 0 and second[-1, -1] == 255 and second[0, 2] == round(1 * 255 / 15)
-    third = grid[10:18, 1:9]
-    assert third[0, 0] == 255 and third[-1, -1] == 0
-    assert (grid[10:18, 10:18] == 128).all()  # the unused fourth cell
 
 
 def test_layer_tensors_of_a_built_model(tmp_path):

@@ -224,7 +224,8 @@ def _print_evaluation(evaluation, confusion: Path | None) -> None:
     from rich.table import Table
 
     from convtool.errors import InputError
-    from convtool.infer.results import confusion_image, save_png
+    from convtool.images import atomic_write
+    from convtool.infer.results import confusion_png
 
     if evaluation is None or evaluation.total == 0:
         raise InputError("--eval found no images in class subfolders (expected folder/<class name>/image.png)")
@@ -243,5 +244,6 @@ def _print_evaluation(evaluation, confusion: Path | None) -> None:
         table.add_row(name, *(str(v) for v in evaluation.confusion[i]), recall)
     console.print(table)
     if confusion is not None:
-        save_png(confusion, confusion_image(evaluation.confusion, evaluation.names))
+        png = confusion_png(evaluation.confusion, evaluation.names)
+        atomic_write(confusion, lambda tmp: tmp.write_bytes(png))
         click.echo(f"wrote the confusion matrix to {confusion}", err=True)

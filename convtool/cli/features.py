@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import click
+import numpy as np
 
 from convtool.cli.classify import DEVICE_CHOICE, open_model, preprocess_options, recipe_overrides
 
@@ -34,7 +35,9 @@ def command(model, image, layer, list_layers, output, columns, device, overwrite
     from convtool.infer import features as feat
     from convtool.infer.model_info import read_model
     from convtool.infer.preprocess import Preparer
-    from convtool.infer.results import check_output, save_png
+    from convtool import plots
+    from convtool.images import atomic_write
+    from convtool.infer.results import check_output
     from convtool.infer.session import find_model
 
     model = find_model(model)
@@ -59,8 +62,9 @@ def command(model, image, layer, list_layers, output, columns, device, overwrite
     activation = session.run(x, [chosen.name])[0][0]
     input_hw = x.shape[2:4] if recipe.layout == "nchw" else x.shape[1:3]
     maps = feat.as_channels_first(activation, input_hw, recipe.layout)
-    save_png(output, feat.feature_grid(maps.astype(float), columns=columns))
     shape = "x".join(str(d) for d in maps.shape)
+    png = plots.feature_grid(maps.astype(np.float32), title=f"{chosen.name} ({chosen.op}, {shape})", columns=columns)
+    atomic_write(output, lambda tmp: tmp.write_bytes(png))
     click.echo(f"{chosen.name} ({chosen.op}, {shape}): {maps.shape[0]} maps, "
                f"range {float(maps.min()):.3g}..{float(maps.max()):.3g}, written to {output}")
 

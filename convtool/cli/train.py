@@ -199,6 +199,8 @@ def _run(console, train, net, prepared, config, quiet: bool):
 
 
 def _write_reports(paths: dict[str, Path], result, classes: list[str], seg: bool, plots) -> None:
+    from convtool import plots as pictures
+
     rows = []
     for r in result.records:
         row = {"epoch": r.epoch, "lr": f"{r.lr:.6g}", "train_loss": f"{r.train_loss:.6f}",
@@ -209,11 +211,13 @@ def _write_reports(paths: dict[str, Path], result, classes: list[str], seg: bool
         rows.append(row)
     plots.write_atomic(paths["metrics"], plots.metrics_csv(rows))
     plots.write_atomic(paths["labels"], ("\n".join(classes) + "\n").encode())
-    epochs = [r.epoch for r in result.records]
-    extra = ("validation mIoU", [r.val_miou for r in result.records]) if seg else None
-    png = plots.curves_png(epochs, [r.train_loss for r in result.records], [r.val_loss for r in result.records],
-                           [r.train_accuracy for r in result.records], [r.val_accuracy for r in result.records],
-                           "pixel accuracy" if seg else "accuracy", extra)
-    plots.write_atomic(paths["curves"], png)
+    records = result.records
+    curves = pictures.Curves(
+        [r.epoch for r in records], [r.train_loss for r in records], [r.val_loss for r in records],
+        [r.train_accuracy for r in records], [r.val_accuracy for r in records],
+        metric_name="pixel accuracy" if seg else "accuracy", best_epoch=result.best_epoch,
+        extra=("validation mIoU", [r.val_miou for r in records]) if seg else None)
+    plots.write_atomic(paths["curves"], pictures.training_curves(curves))
     if not seg and result.confusion is not None:
-        plots.write_atomic(paths["confusion"], plots.confusion_png(result.confusion, classes))
+        png = pictures.confusion_matrix(result.confusion, classes, title="validation confusion matrix")
+        plots.write_atomic(paths["confusion"], png)

@@ -6,12 +6,10 @@ the model is run once on the prepared image.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from convtool.errors import ModelError, UsageError
 from convtool.infer.model_info import read_model
@@ -96,23 +94,3 @@ def as_channels_first(maps: np.ndarray, input_hw: tuple[int, int], layout: str) 
         if guess_output_layout((1, *maps.shape), input_hw) == "nhwc":
             return maps.transpose(2, 0, 1)
     return maps
-
-
-def feature_grid(maps: np.ndarray, *, columns: int | None = None, min_cell: int = 48, gap: int = 2) -> Image.Image:
-    """C,H,W activations as a gray image grid; each map stretched to 0..255 on its own, enlarged to ``min_cell``."""
-    channels, height, width = maps.shape
-    columns = columns or math.ceil(math.sqrt(channels))
-    rows = math.ceil(channels / columns)
-    zoom = max(1, math.ceil(min_cell / max(height, width)))
-    cell_h, cell_w = height * zoom, width * zoom
-    grid = np.full((rows * (cell_h + gap) + gap, columns * (cell_w + gap) + gap), 128, np.uint8)
-    low = maps.reshape(channels, -1).min(axis=1)
-    high = maps.reshape(channels, -1).max(axis=1)
-    for index in range(channels):
-        span = high[index] - low[index]
-        scaled = (maps[index] - low[index]) / span * 255 if span > 0 else np.zeros((height, width))
-        cell = np.rint(scaled).astype(np.uint8).repeat(zoom, axis=0).repeat(zoom, axis=1)
-        r, c = divmod(index, columns)
-        y, x = gap + r * (cell_h + gap), gap + c * (cell_w + gap)
-        grid[y : y + cell_h, x : x + cell_w] = cell
-    return Image.fromarray(grid)

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Callable, Sequence, TextIO
 
 import numpy as np
-from PIL import Image
 
 from convtool.errors import OutputError, UsageError
 from convtool.images import atomic_write
@@ -97,29 +96,8 @@ def write_streaming(path: Path, fmt: str, top_k: int, produce: Callable[[ResultW
     atomic_write(path, write)
 
 
-def confusion_image(confusion: np.ndarray, names: list[str], cell: int = 28) -> Image.Image:
-    """The confusion matrix as a picture: rows true class, columns predicted, shade = row fraction."""
-    from PIL import ImageDraw  # fonts load slowly; only --confusion needs them
+def confusion_png(confusion: np.ndarray, names: list[str]) -> bytes:
+    """The confusion matrix as a PNG picture (the same drawing as ``convtool train``'s)."""
+    from convtool import plots
 
-    n = len(confusion)
-    margin = 8 + 7 * max((len(name) for name in names), default=1)
-    size = margin + n * cell + 8
-    image = Image.new("RGB", (size, size), "white")
-    draw = ImageDraw.Draw(image)
-    rows = confusion.sum(axis=1, keepdims=True)
-    fraction = np.divide(confusion, rows, out=np.zeros(confusion.shape), where=rows > 0)
-    for i in range(n):
-        draw.text((4, margin + i * cell + cell // 3), names[i], fill="black")
-        draw.text((margin + i * cell + 4, 4), names[i][: max(1, cell // 7)], fill="black")
-        for j in range(n):
-            shade = int(255 * (1 - fraction[i, j]))
-            x, y = margin + j * cell, margin + i * cell
-            draw.rectangle([x, y, x + cell - 1, y + cell - 1], fill=(shade, shade, 255), outline=(200, 200, 200))
-            if confusion[i, j]:
-                draw.text((x + 3, y + cell // 3), str(confusion[i, j]), fill="white" if shade < 128 else "black")
-    return image
-
-
-def save_png(path: Path, image: Image.Image) -> None:
-    """Write a Pillow image as PNG atomically."""
-    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+    return plots.confusion_matrix(confusion, names, title="confusion matrix")
