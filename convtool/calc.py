@@ -9,17 +9,11 @@ from __future__ import annotations
 
 import math
 
-from convtool import shapes
+from convtool import geometry, shapes
 from convtool.errors import InputError, ModelError, UsageError
 
 LIST_LIMIT = 1_000  # longest list of input positions in a report
-
-def _one_int(text: str, name: str, *, allow_zero: bool = False) -> int:
-    values = shapes.parse_size(text, name, allow_zero=allow_zero)
-    if len(values) != 1:
-        raise UsageError(f"{name} must be one integer, got {text!r}")
-    return values[0]
-
+CALC_POOL_KINDS = ("max", "avg")
 
 def _axis_dict(axis: shapes.Axis) -> dict:
     entry = {"n": axis.n, "k": axis.k, "s": axis.s, "d": axis.d, "span": axis.span, "mode": axis.mode,
@@ -40,15 +34,15 @@ def _axis_dict(axis: shapes.Axis) -> dict:
 def layer_report(n_text, k_text, s_text, p_text, padding_mode, d_text, cin_text, cout_text, groups_text, bias,
                  pool_text, pool_kind, transpose, output_padding_text) -> dict:
     """Everything ``calc`` says about one layer: a (transposed) convolution, then optional pooling."""
-    n = shapes.parse_size(n_text, "input size (--n)")
-    cin = _one_int(cin_text, "input channels (--cin)")
+    n = geometry.parse_size(n_text, "input size (--n)")
+    cin = geometry.parse_int(cin_text, "input channels (--cin)")
     if p_text is not None and padding_mode is not None:
         raise UsageError("give either --p or --padding, not both")
     if k_text is None and pool_text is None:
         raise UsageError("give the kernel size with --k (e.g. --k 5x5), a pooling with --pool, or --solve OUT")
     if output_padding_text != "0" and not transpose:
         raise UsageError("--output-padding applies to a transposed convolution only; add --transpose")
-    padding = shapes.parse_padding(p_text, len(n)) if p_text is not None else (padding_mode or "valid")
+    padding = geometry.parse_padding(p_text, len(n)) if p_text is not None else (padding_mode or "valid")
     pads = [padding] * len(n) if isinstance(padding, str) else list(padding)
     report: dict = {"input": list(n), "cin": cin}
     field = [(1, 1)] * len(n)  # (receptive field, jump) per axis
@@ -61,7 +55,8 @@ def layer_report(n_text, k_text, s_text, p_text, padding_mode, d_text, cin_text,
         # one input step is s outputs of a transposed conv: below one input cell, so the jump stays 1
         field = [(a["receptive_field"], 1 if transpose else a["s"]) for a in conv["axes"]]
     if pool_text is not None:
-        report["pool"] = _pool_report(shape, pool_text, pool_kind, pads if k_text is None else ["valid"] * len(n))
+        pool = geometry.parse_pool(pool_text, pool_kind, default="max", kinds=CALC_POOL_KINDS)
+        report["pool"] = _pool_report(shape, pool, pads if k_text is None else ["valid"] * len(n))
         shape = tuple(report["pool"]["output_shape"])
         field = [(rf + (a["k"] - 1) * jump, jump * a["s"]) for (rf, jump), a in zip(field, report["pool"]["axes"])]
     report["output_shape"] = list(shape)
@@ -73,13 +68,13 @@ def layer_report(n_text, k_text, s_text, p_text, padding_mode, d_text, cin_text,
 def _conv_report(n, cin, k_text, s_text, d_text, pads, cout_text, groups_text, bias, transpose,
                  output_padding_text) -> dict:
     """The convolution's axes and counts, its PyTorch equivalent, and the dense and sparse matrix views."""
-    cout = _one_int(cout_text, "output channels (--cout)")
-    groups = _one_int(groups_text, "groups (--groups)")
-    k = shapes.broadcast(shapes.parse_size(k_text, "kernel size (--k)"), len(n), "--k")
-    s = shapes.broadcast(shapes.parse_size(s_text or "1", "stride (--s)"), len(n), "--s")
-    d = shapes.broadcast(shapes.parse_size(d_text or "1", "dilation (--d)"), len(n), "--d")
+    cout = geometry.parse_int(cout_text, "output channels (--cout)")
+    groups = geometry.parse_int(groups_text, "groups (--groups)")
+    k = geometry.broadcast(geometry.parse_size(k_text, "kernel size (--k)"), len(n), "--k")
+    s = geometry.broadcast(geometry.parse_size(s_text or "1", "stride (--s)"), len(n), "--s")
+    d = geometry.broadcast(geometry.parse_size(d_text or "1", "dilation (--d)"), len(n), "--d")
     if transpose:
-        output_padding = _one_int(output_padding_text, "output padding", allow_zero=True)
+        output_padding = geometry.parse_int(output_padding_text, "output padding", allow_zero=True)
         axes = [shapes.transposed_axis(*args, output_padding) for args in zip(n, k, s, pads, d)]
     else:
         axes = [shapes.conv_axis(*args) for args in zip(n, k, s, pads, d)]
@@ -108,18 +103,15 @@ def _conv_report(n, cin, k_text, s_text, d_text, pads, cout_text, groups_text, b
     return report
 
 
-def _pool_report(shape: tuple[int, ...], pool_text: str, kind: str, pads: list) -> dict:
-    """Pooling of a (channels, *spatial) tensor: ``SIZE`` or ``SIZE:STRIDE`` (stride defaults to the size)."""
-    size_text, _, stride_text = pool_text.partition(":")
-    axes_count = len(shape) - 1
-    size = shapes.broadcast(shapes.parse_size(size_text, "pool size (--pool)"), axes_count, "--pool")
-    stride = shapes.broadcast(shapes.parse_size(stride_text, "pool stride (--pool SIZE:STRIDE)"), axes_count,
-                              "--pool stride") if stride_text else size
-    axes = [shapes.pool_axis(*args) for args in zip(shape[1:], size, stride, pads)]
+def _pool_report(shape: tuple[int, ...], pool: geometry.PoolSpec, pads: list) -> dict:
+    """Pooling of a (channels, *spatial) tensor (the stride defaults to the window size)."""
+    pool = pool.broadcast(len(shape) - 1)
+    axes = [shapes.pool_axis(*args) for args in zip(shape[1:], pool.size, pool.strides, pads)]
     out_shape = [shape[0], *(a.out for a in axes)]
     units = math.prod(out_shape)
-    return {"kind": kind, "size": list(size), "stride": list(stride), "axes": [_axis_dict(a) for a in axes],
-            "output_shape": out_shape, "units": units, "connections": units * math.prod(size)}
+    return {"kind": pool.kind, "size": list(pool.size), "stride": list(pool.strides),
+            "axes": [_axis_dict(a) for a in axes], "output_shape": out_shape, "units": units,
+            "connections": units * math.prod(pool.size)}
 
 
 def _pytorch(axes: list[shapes.Axis]) -> dict:
@@ -127,7 +119,7 @@ def _pytorch(axes: list[shapes.Axis]) -> dict:
     symmetric = all(b == a for b, a in pads)
     # torch.nn.Conv*d(padding='same') exists for stride 1 only and puts any odd cell after, like TensorFlow
     same_ok = all(a.mode == "same" and a.s == 1 for a in axes)
-    entry = {"pad": list(shapes.pytorch_pad_tuple(pads)), "symmetric": symmetric,
+    entry = {"pad": list(geometry.pytorch_pad_tuple(pads)), "symmetric": symmetric,
              "padding": [b for b, _ in pads] if symmetric else None, "padding_same": same_ok, "alternatives": []}
     if not symmetric:
         for axis in axes:
@@ -141,12 +133,12 @@ def solve_report(n_text, out_text, k_text, s_text, d_text, padding_mode, p_text,
     if transpose or p_text is not None:
         raise UsageError("--solve chooses the padding itself and handles ordinary convolutions only; "
                          "leave out --p and --transpose")
-    n = shapes.parse_size(n_text, "input size (--n)")
-    out = shapes.broadcast(shapes.parse_size(out_text, "wanted output size (--solve)"), len(n), "--solve")
+    n = geometry.parse_size(n_text, "input size (--n)")
+    out = geometry.broadcast(geometry.parse_size(out_text, "wanted output size (--solve)"), len(n), "--solve")
     known = {}
     for key, text, name in (("k", k_text, "kernel size (--k)"), ("s", s_text, "stride (--s)"),
                             ("d", d_text, "dilation (--d)")):
-        known[key] = shapes.broadcast(shapes.parse_size(text, name), len(n), f"--{key}") if text else (None,) * len(n)
+        known[key] = geometry.broadcast(geometry.parse_size(text, name), len(n), f"--{key}") if text else (None,) * len(n)
     axes = []
     for i in range(len(n)):
         found = shapes.solve(n[i], out[i], k=known["k"][i], s=known["s"][i], d=known["d"][i])

@@ -5,36 +5,15 @@ This is the library behind ``convtool filter``; it knows nothing of click or fil
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from convtool import conv
 from convtool.errors import UsageError
+from convtool.geometry import PoolSpec
 from convtool.kernels import OUT_SCALES, Kernel
-
-
-@dataclass(frozen=True)
-class PoolSpec:
-    """Pooling after the filters: ``kind`` over ``size`` windows moved by ``stride``."""
-
-    kind: str
-    size: int
-    stride: int
-
-    @classmethod
-    def parse(cls, text: str) -> "PoolSpec":
-        """Parse ``max|avg|l2:SIZE[:STRIDE]`` (stride defaults to the size), e.g. ``max:3:2``."""
-        parts = text.split(":")
-        if len(parts) not in (2, 3) or parts[0] not in conv.POOL_KINDS:
-            raise UsageError(f"pool {text!r} must look like max:3:2 (max, avg or l2, then SIZE and optional STRIDE)")
-        try:
-            numbers = [int(p) for p in parts[1:]]
-        except ValueError:
-            raise UsageError(f"pool {text!r}: SIZE and STRIDE must be whole numbers, as in max:3:2") from None
-        if any(n <= 0 for n in numbers):
-            raise UsageError(f"pool {text!r}: SIZE and STRIDE must be positive")
-        return cls(parts[0], numbers[0], numbers[-1])
 
 
 @dataclass
@@ -93,11 +72,11 @@ def filter_pixels(pixels: np.ndarray, settings: FilterSettings,
     for kernel in settings.kernels:
         planes = apply_kernel(planes, kernel, settings, choices)
     if settings.pool is not None:
-        pool = settings.pool
-        windows = planes.size * pool.size**2 / pool.stride**2
+        pool = settings.pool.broadcast(2)
+        windows = planes.size * math.prod(pool.size) / math.prod(pool.strides)
         choices.append((f"{pool.kind}-pool", conv.choose_pool_backend(backend=settings.backend,
                                                                        device=settings.device, work=windows)))
-        planes = conv.pool2d(planes, pool.size, stride=pool.stride, kind=pool.kind,
+        planes = conv.pool2d(planes, pool.size, stride=pool.strides, kind=pool.kind,
                              backend=choices[-1][1].backend, device=choices[-1][1].device)
     return np.moveaxis(planes, 0, -1) if pixels.ndim == 3 else planes
 

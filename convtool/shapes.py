@@ -1,8 +1,9 @@
-"""Convolution arithmetic on plain integers: output sizes, padding and its split.
+"""Convolution arithmetic on plain integers: output sizes, axes worked out, counts, receptive fields.
 
-Pure Python, no numpy: ``convtool calc`` and the filter core share these rules.
-Conventions: ``n`` input size, ``k`` kernel size, ``s`` stride, ``d`` dilation, padding as
-``(before, after)``. The dilated kernel spans ``(k - 1) * d + 1`` inputs.
+Pure Python, no numpy: ``convtool calc``, the nets tables and the filter core share these rules.
+Conventions: ``n`` input size, ``k`` kernel size, ``s`` stride, ``d`` dilation, padding of one axis as
+``(before, after)``. The dilated kernel spans ``(k - 1) * d + 1`` inputs. Padding modes, pairs and the
+parsing of sizes and paddings live in :mod:`convtool.geometry`.
 """
 
 from __future__ import annotations
@@ -11,50 +12,7 @@ import math
 from dataclasses import dataclass
 
 from convtool.errors import ShapeError, UsageError
-
-
-def effective_kernel(k: int, d: int = 1) -> int:
-    """Span of a kernel of size ``k`` dilated by ``d``: ``(k - 1) d + 1``."""
-    return (k - 1) * d + 1
-
-
-def check_positive(name: str, value: int) -> None:
-    """Raise ShapeError unless ``value`` is a positive integer (stride, dilation, sizes)."""
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ShapeError(f"{name} must be a positive integer, got {value!r}")
-
-
-def same_padding(n: int, k: int, s: int = 1, d: int = 1) -> tuple[int, int]:
-    """TensorFlow's "same" padding: total ``max(s(ceil(n/s)-1) + (k-1)d + 1 - n, 0)``, extra after."""
-    for name, value in (("input size", n), ("kernel size", k), ("stride", s), ("dilation", d)):
-        check_positive(name, value)  # a zero stride would otherwise divide by zero
-    total = max(s * (math.ceil(n / s) - 1) + effective_kernel(k, d) - n, 0)
-    return total // 2, total - total // 2
-
-
-def full_padding(k: int, d: int = 1) -> tuple[int, int]:
-    """"Full" padding: every position where the kernel touches at least one input."""
-    span = effective_kernel(k, d) - 1
-    return span, span
-
-
-def resolve_padding(mode: str | int | tuple[int, int], n: int, k: int, s: int = 1, d: int = 1) -> tuple[int, int]:
-    """Padding ``(before, after)`` for ``mode``: 'valid', 'same', 'full', an int, or a pair."""
-    if mode == "valid":
-        return 0, 0
-    if mode == "same":
-        return same_padding(n, k, s, d)
-    if mode == "full":
-        return full_padding(k, d)
-    if isinstance(mode, int) and not isinstance(mode, bool):
-        pair = (mode, mode)
-    elif isinstance(mode, tuple) and len(mode) == 2:
-        pair = mode
-    else:
-        raise ShapeError(f"padding must be valid, same, full, N or a (before, after) pair, got {mode!r}")
-    if any(not isinstance(p, int) or p < 0 for p in pair):
-        raise ShapeError(f"padding must not be negative, got {pair}")
-    return pair
+from convtool.geometry import PADDING_MODES, axis_padding, check_positive, effective_kernel, same_padding
 
 
 def output_size(n: int, k: int, s: int = 1, padding: tuple[int, int] = (0, 0), d: int = 1) -> int:
@@ -68,80 +26,14 @@ def output_size(n: int, k: int, s: int = 1, padding: tuple[int, int] = (0, 0), d
     span = effective_kernel(k, d)
     if span > padded:
         what = f"kernel {k}" if d == 1 else f"kernel {k} dilated by {d} (span {span})"
-        raise ShapeError(f"{what} does not fit the padded input {padded}; use --padding same or a smaller kernel")
+        raise ShapeError(f"{what} does not fit the padded input {padded}; pad the input (padding 'same') or use a smaller kernel")
     return (padded - span) // s + 1
 
 
 # ---------------------------------------------------------------------------------------------
-# Beyond one output size: parsing, a whole axis worked out, transposed convolution, counts,
+# Beyond one output size: a whole axis worked out, transposed convolution, counts,
 # receptive fields and solving for settings. Used by ``convtool calc`` and convtool.nets.
 # ---------------------------------------------------------------------------------------------
-
-PADDING_MODES = ("valid", "same", "full")
-
-
-def parse_size(text: str, name: str = "size", *, allow_zero: bool = False) -> tuple[int, ...]:
-    """Parse ``"13"``, ``"32x32"`` or ``"3x32x32"`` into a tuple of integers; UsageError if malformed."""
-    parts = str(text).strip().lower().replace("×", "x").split("x")
-    values = []
-    for part in parts:
-        part = part.strip()
-        if not part.lstrip("-").isdigit() or part.count("-") > 1:
-            raise UsageError(f"{name} must be an integer or integers joined by 'x' (e.g. 5 or 5x3), got {text!r}")
-        values.append(int(part))
-    lowest = 0 if allow_zero else 1
-    if any(v < lowest for v in values):
-        raise UsageError(f"{name} must be {'non-negative' if allow_zero else 'positive'}, got {text!r}")
-    return tuple(values)
-
-
-def parse_padding(text: str, axes: int) -> tuple[tuple[int, int], ...] | str:
-    """Parse a padding: a mode name, ``N``, ``NxM`` (per axis) or ``B:A`` (before:after) per axis.
-
-    Returns the mode name unchanged, or one ``(before, after)`` pair per axis.
-    """
-    text = str(text).strip().lower()
-    if text in PADDING_MODES:
-        return text
-    form = "valid, same, full, N, NxM (per axis), B:A (before:after, e.g. 1:2x0) or T,B,L,R"
-    if "," in text:  # the filter command's spelling: V,H (per axis) or T,B,L,R (before,after per axis)
-        fields = text.split(",")
-        if not all(f.strip().isdigit() for f in fields):
-            raise UsageError(f"padding must be {form}; got {text!r}")
-        numbers = [int(f) for f in fields]
-        if len(numbers) == axes:
-            return tuple((v, v) for v in numbers)
-        if len(numbers) == 2 * axes:
-            return tuple((numbers[2 * a], numbers[2 * a + 1]) for a in range(axes))
-        raise UsageError(f"padding {text!r} needs {axes} or {2 * axes} numbers for a {axes}D input")
-    pairs = []
-    for part in text.replace("×", "x").split("x"):
-        fields = part.split(":")
-        if len(fields) > 2 or not all(f.strip().isdigit() for f in fields):
-            raise UsageError(f"padding must be {form}; got {text!r}")
-        numbers = [int(f) for f in fields]
-        pairs.append((numbers[0], numbers[-1]))
-    if len(pairs) == 1:
-        pairs *= axes
-    if len(pairs) != axes:
-        raise UsageError(f"padding {text!r} has {len(pairs)} axes but the input has {axes}")
-    return tuple(pairs)
-
-
-def broadcast(values: tuple[int, ...], axes: int, name: str) -> tuple[int, ...]:
-    """Repeat a single value over ``axes`` axes; UsageError if the number of axes differs."""
-    if len(values) == 1:
-        return values * axes
-    if len(values) != axes:
-        raise UsageError(f"{name} has {len(values)} axes ({'x'.join(map(str, values))}) but the input has {axes}")
-    return values
-
-
-def pad_total_tensorflow(n: int, k: int, s: int = 1, d: int = 1) -> int:
-    """TensorFlow's total "same" padding, written as in its docs: depends on ``n % s``."""
-    span = effective_kernel(k, d)
-    return max(span - s, 0) if n % s == 0 else max(span - n % s, 0)
-
 
 def transposed_output_size(n: int, k: int, s: int = 1, padding: tuple[int, int] = (0, 0), d: int = 1,
                            output_padding: int = 0) -> int:
@@ -231,7 +123,7 @@ def conv_axis(n: int, k: int, s: int = 1, padding: str | int | tuple[int, int] =
     """Work out one axis of a correlation: padding split, output size (ShapeError if the kernel does not fit)."""
     for name, value in (("input size", n), ("kernel size", k), ("stride", s), ("dilation", d)):
         check_positive(name, value)
-    pad = resolve_padding(padding, n, k, s, d)
+    pad = axis_padding(padding, n, k, s, d)
     mode = padding if isinstance(padding, str) else "explicit"
     return Axis(n, k, s, d, pad, output_size(n, k, s, pad, d), mode)
 
@@ -249,7 +141,7 @@ def transposed_axis(n: int, k: int, s: int = 1, padding: str | int | tuple[int, 
             output_padding, total = -total, 0
         pad = (total // 2, total - total // 2)
     else:
-        pad = resolve_padding(padding, n, k, s, d)
+        pad = axis_padding(padding, n, k, s, d)
     mode = padding if isinstance(padding, str) else "explicit"
     out = transposed_output_size(n, k, s, pad, d, output_padding)
     return Axis(n, k, s, d, pad, out, mode, transposed=True, output_padding=output_padding)
@@ -273,11 +165,6 @@ def symmetric_alternatives(axis: Axis) -> list[tuple[int, int]]:
         except ShapeError:
             results.append((p, 0))
     return results
-
-
-def pytorch_pad_tuple(pads: list[tuple[int, int]]) -> tuple[int, ...]:
-    """``torch.nn.functional.pad`` order: last axis first, ``(left, right, top, bottom, ...)``."""
-    return tuple(v for before, after in reversed(pads) for v in (before, after))
 
 
 def receptive_field(layers: list[tuple[int, int, int]]) -> tuple[int, int]:

@@ -110,6 +110,15 @@ def test_transposed_convolution_and_pooling_alone():
     assert as_json("--n", "7", "--pool", "3:2")["output_shape"] == [1, 3]
 
 
+def test_pool_is_spelled_as_in_filter_too():
+    """calc --pool 3:2 --pool-kind avg and the filter's avg:3:2 say the same; the kind defaults to max."""
+    old, new = as_json("--n", "7", "--pool", "3:2", "--pool-kind", "avg"), as_json("--n", "7", "--pool", "avg:3:2")
+    assert old == new and new["pool"]["kind"] == "avg" and new["output_shape"] == [1, 3]
+    assert as_json("--n", "7", "--pool", "3:2")["pool"]["kind"] == "max"
+    result = run("--n", "7", "--pool", "avg:3:2", "--pool-kind", "max")
+    assert result.exit_code == 2 and "give the kind once" in result.output
+
+
 def test_solve_lists_settings_that_give_the_wanted_size():
     output = ok("--n", "13", "--solve", "3", "--k", "6", "--s", "5")
     assert "1+2" in output and "same" in output

@@ -115,9 +115,9 @@ def test_random_settings_agree_with_scipy_and_naive_loop(h, w, kh, kw, stride, d
     direct = correlate2d(x, k, stride=stride, dilation=dilation, padding=padding, border=border, backend="direct")
     np.testing.assert_allclose(direct, ref, rtol=1e-4, atol=1e-4)
     # oracle: explicit numpy padding, then scipy in constant mode on the dilated kernel, sampled by stride
-    from convtool.conv import resolve_padding2d
+    from convtool.geometry import resolve_pads
 
-    t, b, l, r = resolve_padding2d(padding, (h, w), (kh, kw), stride, dilation)
+    t, b, l, r = resolve_pads(padding, (h, w), (kh, kw), stride, dilation)
     padded = np.pad(x, ((t, b), (l, r)), mode={"zero": "constant", "constant": "constant", "reflect": "reflect",
                                                   "symmetric": "symmetric", "replicate": "edge", "wrap": "wrap"}[border])
     dk = dilate(k, dilation)

@@ -94,6 +94,13 @@ def test_spec_errors_name_the_line_and_the_expected_form(text, line, fragment):
     assert "\n" not in message
 
 
+def test_pool_lines_take_the_filter_spelling_too():
+    old = nets.parse_spec("input 1x9x9\npool max 3:2\npool avg 2 s=1")
+    new = nets.parse_spec("input 1x9x9\npool max:3:2\npool avg:2 s=1")
+    assert [(layer.op, layer.shape) for layer in old.layers] == [(layer.op, layer.shape) for layer in new.layers]
+    assert [layer.shape for layer in new.layers] == [(1, 4, 4), (1, 3, 3)]  # floor((9-3)/2)+1, then 4-2+1
+
+
 def test_an_empty_spec_is_an_error():
     with pytest.raises(UsageError, match="has no layers"):
         nets.parse_spec("# nothing\ninput 1x4x4\n")

@@ -11,6 +11,7 @@ from scipy import signal
 
 from convtool import shapes
 from convtool.errors import ShapeError, UsageError
+from convtool.geometry import axis_padding, same_padding
 
 # ---- the lecture's checks -------------------------------------------------------------------
 
@@ -37,7 +38,7 @@ def test_lecture_length_6_kernel_3(padding, expected):
 def test_lecture_6_3_2_with_total_padding_1_or_2_gives_3(pad):
     """The lecture counts total padding: 1 (TensorFlow same, after) and 2 (one each side) both give 3."""
     assert shapes.output_size(6, 3, 2, pad) == 3
-    assert shapes.same_padding(6, 3, 2) == (0, 1)
+    assert same_padding(6, 3, 2) == (0, 1)
 
 
 def test_lecture_32_by_32_with_5_by_5_gives_28_and_7_with_3_gives_25_units():
@@ -73,27 +74,6 @@ def test_matrix_view_counts_the_nonzeros_of_the_real_matrix():
     view = shapes.matrix_view(matrix.shape[1], matrix.shape[0], k.size)
     assert view.dense_floats == matrix.size
     assert view.sparse_floats == np.count_nonzero(matrix)
-
-
-# ---- TensorFlow's "same" rule, as its documentation writes it ---------------------------------
-
-
-def tensorflow_same(n: int, k: int, s: int) -> tuple[int, int]:
-    """tf.nn 'Notes on padding': pad_along depends on n % s; top = pad // 2, bottom = the rest."""
-    if n % s == 0:
-        pad_along = max(k - s, 0)
-    else:
-        pad_along = max(k - (n % s), 0)
-    return pad_along // 2, pad_along - pad_along // 2
-
-
-@given(n=st.integers(1, 300), k=st.integers(1, 15), s=st.integers(1, 9), d=st.integers(1, 4))
-def test_same_padding_matches_tensorflow_documentation(n, k, s, d):
-    span = (k - 1) * d + 1
-    assert shapes.same_padding(n, k, s, d) == tensorflow_same(n, span, s)
-    assert shapes.pad_total_tensorflow(n, k, s, d) == sum(tensorflow_same(n, span, s))
-    # TensorFlow's defining property: same gives ceil(n / s) outputs
-    assert shapes.output_size(n, k, s, shapes.same_padding(n, k, s, d), d) == math.ceil(n / s)
 
 
 # ---- output sizes against enumeration and against actual convolutions -------------------------
@@ -260,13 +240,12 @@ def test_lenet_receptive_field_is_the_whole_32_input_before_f5():
     assert rf + (5 - 1) * jump == 32  # F5 reads all 5x5 positions of S4
 
 
-# ---- PyTorch equivalents, solving, parsing ----------------------------------------------------
+# ---- PyTorch equivalents, solving ----------------------------------------------------
 
 
 def test_symmetric_alternatives_of_the_13_6_5_same_split():
     axis = shapes.conv_axis(13, 6, 5, "same")
     assert shapes.symmetric_alternatives(axis) == [(1, 2), (2, 3)]
-    assert shapes.pytorch_pad_tuple([(1, 2), (0, 1)]) == (0, 1, 1, 2)  # last axis first, like F.pad
 
 
 @given(n=st.integers(1, 40), out=st.integers(1, 40), k=st.one_of(st.none(), st.integers(1, 7)),
@@ -293,37 +272,13 @@ def test_solve_finds_same_for_the_lecture_example():
     assert solution.pad == (1, 2) and "same" in solution.modes
 
 
-@pytest.mark.parametrize("text, expected", [("13", (13,)), ("32x32", (32, 32)), (" 5X3 ", (5, 3)), ("3×4", (3, 4))])
-def test_parse_size(text, expected):
-    assert shapes.parse_size(text) == expected
-
-
-@pytest.mark.parametrize("text", ["", "x", "32xx32", "2.5", "abc", "3x", "-1", "0", "1-3"])
-def test_parse_size_rejects(text):
-    with pytest.raises(UsageError):
-        shapes.parse_size(text)
-
-
-@pytest.mark.parametrize("text, axes, expected", [
-    ("same", 2, "same"), ("2", 2, ((2, 2), (2, 2))), ("1x0", 2, ((1, 1), (0, 0))), ("1:2", 1, ((1, 2),)),
-    ("1:2x0", 2, ((1, 2), (0, 0))), ("1,2", 2, ((1, 1), (2, 2))), ("0,1,2,3", 2, ((0, 1), (2, 3)))])
-def test_parse_padding(text, axes, expected):
-    assert shapes.parse_padding(text, axes) == expected
-
-
-@pytest.mark.parametrize("text, axes", [("-1", 1), ("1:2:3", 1), ("a", 1), ("1x2x3", 2), ("1,2,3", 2)])
-def test_parse_padding_rejects(text, axes):
-    with pytest.raises(UsageError):
-        shapes.parse_padding(text, axes)
-
-
 @pytest.mark.parametrize("mode", ["same", "full", "valid"])
 def test_resolve_padding_rejects_a_zero_stride_with_a_shape_error(mode):
     with pytest.raises(ShapeError, match="stride must be a positive integer"):
         shapes.conv_axis(13, 6, 0, mode)
     if mode == "same":  # used to raise ZeroDivisionError
         with pytest.raises(ShapeError, match="stride must be a positive integer"):
-            shapes.resolve_padding("same", 13, 6, 0)
+            axis_padding("same", 13, 6, 0)
 
 
 def test_groups_must_divide_the_channels():

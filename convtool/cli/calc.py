@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from convtool import shapes
+from convtool import geometry
 from convtool.calc import layer_report, net_report, solve_report
 from convtool.errors import UsageError
 
@@ -36,8 +36,9 @@ SOLVE_ROWS = 25
 @click.option("--groups", "groups_text", metavar="N", default="1", show_default=True, help="Channel groups.")
 @click.option("--bias/--no-bias", default=None,
               help="Count biases. One layer: on by default. --net: off by default (the lecture's convention).")
-@click.option("--pool", "pool_text", metavar="SIZE[:STRIDE]", help="Pooling after the convolution (or alone without --k).")
-@click.option("--pool-kind", metavar="max|avg", default="max", show_default=True, help="Pooling kind.")
+@click.option("--pool", "pool_text", metavar="[KIND:]SIZE[:STRIDE]",
+              help="Pooling after the convolution (or alone without --k): 2, 3:2 or max:3:2.")
+@click.option("--pool-kind", metavar="max|avg", default=None, help="Pooling kind (default max; or KIND: in --pool).")
 @click.option("--transpose", is_flag=True, help="Transposed convolution (PyTorch's ConvTranspose rule).")
 @click.option("--output-padding", "output_padding_text", metavar="N", default="0", help="Extra outputs of a transposed convolution.")
 @click.option("--explain", is_flag=True, help="Show the working with your numbers and a diagram of the input strip.")
@@ -57,11 +58,11 @@ def command(n_text, k_text, s_text, p_text, padding_mode, d_text, cin_text, cout
       convtool calc --net lenet5
       convtool calc --net model.onnx --bias --json
     """
-    if pool_kind not in ("max", "avg"):
+    if pool_kind not in (None, "max", "avg"):
         raise UsageError(f"--pool-kind must be max or avg, got {pool_kind!r}")
     if padding_mode is not None and p_text is not None:
         raise UsageError("give either --p or --padding, not both")
-    if padding_mode is not None and padding_mode.strip().lower() not in shapes.PADDING_MODES:
+    if padding_mode is not None and padding_mode.strip().lower() not in geometry.PADDING_MODES:
         p_text, padding_mode = padding_mode, None  # --padding 1 or 1:2 means the same as --p
     elif padding_mode is not None:
         padding_mode = padding_mode.strip().lower()

@@ -13,22 +13,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from convtool import conv
 from convtool.conv.device import resolve_device
-from convtool.cli.options import overwrite_opt, parse_pair, parse_padding, recursive_opt, verbose_opt
+from convtool.cli.options import overwrite_opt, parse_pair, parse_padding, parse_pool, recursive_opt, verbose_opt
 from convtool.errors import ConvtoolError, OutputError, UsageError
-from convtool.filtering import FilterSettings, PoolSpec, default_out_scale, filter_pixels, scale_for_output
+from convtool.filtering import FilterSettings, default_out_scale, filter_pixels, scale_for_output
 from convtool.images import list_images, read_image, save_image
 from convtool.kernels import OUT_SCALES, load_kernel
 
 OUTPUT_SUFFIXES = (".png", ".tif", ".tiff", ".npy", ".jpg", ".jpeg", ".bmp", ".webp")
-
-
-def _parse_pool(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        return PoolSpec.parse(value)
-    except UsageError as exc:
-        raise click.BadParameter(str(exc), param_hint="--pool") from None
 
 
 @click.command(short_help="Apply kernels to images (stride, padding, pooling).")
@@ -44,7 +35,7 @@ def _parse_pool(ctx, param, value):
 @click.option("--stride", default="1", callback=parse_pair, show_default=True, metavar="N|V,H",
               help="Step between windows: one value or vertical,horizontal.")
 @click.option("--padding", default="same", callback=parse_padding, show_default=True, metavar="MODE|N",
-              help="valid, same (TensorFlow split: extra row/column after), full, N, V,H or T,B,L,R.")
+              help="valid, same (TensorFlow split: extra row/column after), full, N, V,H, T,B,L,R or B:A.")
 @click.option("--border", type=click.Choice(conv.BORDERS), default="reflect", show_default=True,
               help="What fills the padding: zero, constant (--cval), reflect (mirror, edge not repeated, "
                    "like OpenCV's default), symmetric (edge repeated), replicate or wrap.")
@@ -52,8 +43,8 @@ def _parse_pool(ctx, param, value):
 @click.option("--dilation", default="1", callback=parse_pair, show_default=True, metavar="N|V,H",
               help="Spacing between kernel taps: one value or vertical,horizontal.")
 @click.option("--gray", is_flag=True, help="Convert colour images to gray (BT.601 luma) first.")
-@click.option("--pool", callback=_parse_pool, metavar="KIND:SIZE[:STRIDE]",
-              help="Pool after filtering: max, avg or l2, e.g. max:3:2.")
+@click.option("--pool", callback=parse_pool, metavar="KIND:SIZE[:STRIDE]",
+              help="Pool after filtering: max, avg or l2, then SIZE and STRIDE (N or NxM), e.g. max:3:2.")
 @click.option("--out-scale", type=click.Choice(OUT_SCALES), default=None,
               help="How float results become pixels: clip, abs or normalize (min..max -> full range). "
                    "Default: normalize for derivative kernels, clip otherwise. Not used for .tif/.npy.")

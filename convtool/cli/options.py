@@ -1,51 +1,39 @@
-"""Options shared by several commands, and the callbacks that validate them."""
+"""Options shared by several commands, and the callbacks that validate them.
+
+The callbacks parse with :mod:`convtool.geometry` (one parser per form) and add the flag's name to
+its message; they raise ``click.BadParameter`` quoting the value.
+"""
 
 from __future__ import annotations
 
+from typing import Callable, TypeVar
+
 import click
 
+from convtool import geometry
+from convtool.errors import UsageError
 
-def parse_pair(ctx: click.Context | None, param: click.Parameter | None, value: str | None):
-    """'2' -> (2, 2); '2,1' -> (2, 1); values must be positive integers."""
-    if value is None:
-        return None
-    name = f"--{param.name}" if param is not None else "value"
-    try:
-        numbers = tuple(int(v) for v in str(value).replace("x", ",").split(","))
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a whole number or a pair like 2,1", param_hint=name) from None
-    if len(numbers) == 1:
-        numbers = numbers * 2
-    if len(numbers) != 2 or min(numbers) <= 0:
-        raise click.BadParameter(f"{value!r} must be one or two positive whole numbers, e.g. 2 or 2,1", param_hint=name)
-    return numbers
+T = TypeVar("T")
 
 
-def parse_size(ctx: click.Context | None, param: click.Parameter | None, value: str | None):
-    """'224x224' -> (224, 224): a positive height and width, or None when not given."""
-    if value is None:
-        return None
-    try:
-        height, width = (int(v) for v in value.lower().split("x"))
-        if height < 1 or width < 1:
-            raise ValueError
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not HEIGHTxWIDTH (e.g. 224x224)") from None
-    return height, width
+def _callback(parse: Callable[[str], T]) -> Callable[[click.Context | None, click.Parameter | None, str | None], T | None]:
+    """A click callback running ``parse`` on the value (None stays None); UsageError -> BadParameter."""
+
+    def callback(ctx: click.Context | None, param: click.Parameter | None, value: str | None) -> T | None:
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except UsageError as exc:  # click names the flag: "Invalid value for '--pool': ..."
+            raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+    return callback
 
 
-def parse_padding(ctx: click.Context | None, param: click.Parameter | None, value: str):
-    """'valid' | 'same' | 'full' | 'N' | 'V,H' | 'T,B,L,R' (non-negative integers)."""
-    if value in ("valid", "same", "full"):
-        return value
-    try:
-        numbers = tuple(int(v) for v in value.split(","))
-    except ValueError:
-        numbers = ()
-    if len(numbers) not in (1, 2, 4) or min(numbers) < 0:
-        raise click.BadParameter(f"{value!r} is not valid, same, full, N, V,H or T,B,L,R (non-negative)",
-                                 param_hint="--padding")
-    return numbers
+parse_pair = _callback(geometry.parse_pair)  # '2' -> (2, 2); '2,1' or '2x1' -> (2, 1)
+parse_size = _callback(geometry.parse_hw)  # '224x224' -> (224, 224)
+parse_padding = _callback(geometry.parse_pads)  # a mode name, or (top, bottom, left, right)
+parse_pool = _callback(geometry.parse_pool)  # 'max:3:2' -> PoolSpec('max', (3,), (2,))
 
 
 overwrite_opt = click.option("--overwrite", is_flag=True, help="Replace output files that already exist.")

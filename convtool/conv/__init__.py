@@ -1,6 +1,6 @@
 """The convolution core: ``correlate2d``, ``convolve2d`` and ``pool2d``.
 
-These wrappers validate their arguments, resolve padding with :mod:`convtool.shapes`, choose a
+These wrappers validate their arguments, resolve padding with :mod:`convtool.geometry`, choose a
 back-end (:func:`choose_backend`) and dispatch to it. Images are ``(..., H, W)``: any leading axes
 (channels, images) are filtered independently.
 
@@ -27,14 +27,12 @@ import numpy as np
 from convtool import shapes
 from convtool.conv.device import DEVICES, resolve_device
 from convtool.errors import ShapeError, UsageError
+from convtool.geometry import POOL_KINDS, Padding, axis_pairs, pair, resolve_pads
 
 Pair = Union[int, Sequence[int]]
-Padding = Union[str, int, Sequence[int]]
 
 BORDERS = ("zero", "constant", "reflect", "symmetric", "replicate", "wrap")
 BACKENDS = ("auto", "direct", "separable", "fft", "im2col", "numpy", "cuda", "reference")
-POOL_BACKENDS = ("auto", "direct", "numpy", "cuda", "reference")
-POOL_KINDS = ("max", "avg", "l2")
 CPU_ONLY = ("fft", "im2col", "numpy", "reference")
 NATIVE_DTYPES = (np.uint8, np.float32)  # the Numba kernels read these directly; others become float32
 
@@ -93,7 +91,7 @@ def choose_backend(image_shape: Sequence[int], kernel: np.ndarray, *, backend: s
     if ran_on == "cuda":
         name = "separable" if rank1 else "direct"
         return Choice(name, "cuda", f"{'rank-1 kernel: two 1D passes' if rank1 else 'direct tiles'}; {why_device}")
-    return _cost_model(image_shape, kernel, rank1, _pair("stride", stride), why_device)
+    return _cost_model(image_shape, kernel, rank1, pair("stride", stride), why_device)
 
 
 def numba_loaded() -> bool:
@@ -179,10 +177,10 @@ def correlate2d(image: np.ndarray, kernel: np.ndarray, *, stride: Pair = 1, padd
     device : {'auto', 'cpu', 'cuda'}
     """
     image, kernel = _check_arrays(image, kernel)
-    stride_hw, dilation_hw = _pair("stride", stride), _pair("dilation", dilation)
-    pads = resolve_padding2d(padding, image.shape[-2:], kernel.shape, stride_hw, dilation_hw)
+    stride_hw, dilation_hw = pair("stride", stride), pair("dilation", dilation)
+    pads = resolve_pads(padding, image.shape[-2:], kernel.shape, stride_hw, dilation_hw)
     out_hw = tuple(shapes.output_size(image.shape[-2 + axis], kernel.shape[axis], stride_hw[axis],
-                                      pads[2 * axis: 2 * axis + 2], dilation_hw[axis]) for axis in (0, 1))
+                                      axis_pairs(pads)[axis], dilation_hw[axis]) for axis in (0, 1))
     if border not in BORDERS:
         raise UsageError(f"unknown border {border!r}; choose one of {', '.join(BORDERS)}")
     choice = choose_backend(image.shape, kernel, backend=backend, device=device, stride=stride_hw)
@@ -237,13 +235,13 @@ def pool2d(image: np.ndarray, size: Pair, *, stride: Pair | None = None, kind: s
     backend : {'auto', 'direct', 'numpy', 'cuda', 'reference'}; others fall back to direct (choose_pool_backend).
     """
     image = _check_image(image)
-    size_hw = _pair("pool size", size)
-    stride_hw = size_hw if stride is None else _pair("pool stride", stride)
+    size_hw = pair("pool size", size)
+    stride_hw = size_hw if stride is None else pair("pool stride", stride)
     if kind not in POOL_KINDS:
         raise UsageError(f"unknown pooling {kind!r}; choose one of {', '.join(POOL_KINDS)}")
-    pads = resolve_padding2d(padding, image.shape[-2:], size_hw, stride_hw, (1, 1))
+    pads = resolve_pads(padding, image.shape[-2:], size_hw, stride_hw)
     out_hw = tuple(shapes.output_size(image.shape[-2 + axis], size_hw[axis], stride_hw[axis],
-                                      pads[2 * axis: 2 * axis + 2]) for axis in (0, 1))
+                                      axis_pairs(pads)[axis]) for axis in (0, 1))
     choice = choose_pool_backend(backend=backend, device=device,
                                  work=float(np.prod(image.shape[:-2] + out_hw)) * size_hw[0] * size_hw[1])
     if choice.backend == "reference":
@@ -271,31 +269,6 @@ def _stack(image: np.ndarray) -> np.ndarray:
     """(..., H, W) as a C-contiguous (B, H, W) stack of a dtype the kernels read (uint8 or float32)."""
     dtype = image.dtype if image.dtype in NATIVE_DTYPES else np.float32
     return np.ascontiguousarray(image.reshape((-1,) + image.shape[-2:]), dtype=dtype)
-
-
-def resolve_padding2d(padding: Padding, image_hw: Sequence[int], kernel_hw: Sequence[int],
-                      stride: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int, int, int]:
-    """Padding as ``(top, bottom, left, right)`` from a mode name, an int, a pair or a 4-tuple."""
-    if isinstance(padding, str):
-        if padding not in ("valid", "same", "full"):
-            raise UsageError(f"unknown padding {padding!r}; use valid, same, full, N or T,B,L,R")
-        per_axis = [shapes.resolve_padding(padding, image_hw[a], kernel_hw[a], stride[a], dilation[a]) for a in (0, 1)]
-        return per_axis[0] + per_axis[1]
-    values = (padding,) if np.isscalar(padding) else tuple(padding)
-    if len(values) not in (1, 2, 4) or not all(isinstance(v, (int, np.integer)) and v >= 0 for v in values):
-        raise UsageError(f"padding must be non-negative integers N, (V, H) or (T, B, L, R), got {padding!r}")
-    if len(values) == 1:
-        return (int(values[0]),) * 4
-    if len(values) == 2:
-        return (int(values[0]),) * 2 + (int(values[1]),) * 2
-    return tuple(int(v) for v in values)  # type: ignore[return-value]
-
-
-def _pair(name: str, value: Pair) -> tuple[int, int]:
-    values = (value, value) if np.isscalar(value) else tuple(value)
-    if len(values) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in values):
-        raise ShapeError(f"{name} must be a positive integer or a pair of them, got {value!r}")
-    return int(values[0]), int(values[1])
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:

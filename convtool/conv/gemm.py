@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from convtool import shapes
+from convtool import geometry, shapes
 from convtool.conv import reference
 from convtool.conv.im2col import im2col
 from convtool.errors import ShapeError
@@ -33,7 +33,7 @@ def correlate_batch(x: np.ndarray, weight: np.ndarray, *, stride: tuple[int, int
     matrix = weight.reshape(f, c * kh * kw).astype(np.float32)
     out = np.empty((n, f, oh, ow), dtype=np.float32)
     band = max(1, BAND_BYTES // (4 * c * kh * kw * ow))
-    span_h = shapes.effective_kernel(kh, dh)
+    span_h = geometry.effective_kernel(kh, dh)
     for y0 in range(0, oh, band):
         y1 = min(oh, y0 + band)
         rows = padded[:, :, y0 * sh: (y1 - 1) * sh + span_h]

@@ -11,8 +11,8 @@ Column layout (shared by every function here)::
 so ``cols`` has shape ``(N, C*KH*KW, OH*OW)`` and a PyTorch-ordered weight ``w`` of shape
 ``(F, C, KH, KW)`` gives the correlation as ``(w.reshape(F, -1) @ cols).reshape(N, F, OH, OW)``.
 
-Padding is zero padding and may be asymmetric: ``p`` (all sides), ``(ph, pw)`` or
-``((top, bottom), (left, right))``. Other borders (reflect, replicate) are the caller's job:
+Padding is zero padding and may be asymmetric: ``p`` (all sides), ``(ph, pw)``,
+``(top, bottom, left, right)`` or ``((top, bottom), (left, right))`` (see :func:`convtool.geometry.pads`). Other borders (reflect, replicate) are the caller's job:
 pad first (``np.pad``), then call with ``padding=0``.
 
 With ``order="cnl"`` the columns come as ``(C*KH*KW, N, OH*OW)`` instead, so a whole batch is
@@ -32,33 +32,10 @@ import numpy as np
 from numba import njit
 
 from convtool.errors import ShapeError
+from convtool.geometry import Pair, axis_pairs, pads, pair
 from convtool.shapes import output_size
 
-Pair = tuple[int, int]
-Padding = int | Pair | tuple[Pair, Pair]
-
-
-def _pair(name: str, value: int | Pair) -> Pair:
-    """``v`` -> ``(v, v)``; a pair stays a pair; both entries must be positive integers."""
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(pair) != 2 or any(not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v <= 0 for v in pair):
-        raise ShapeError(f"{name} must be a positive integer or a pair of them, got {value!r}")
-    return int(pair[0]), int(pair[1])
-
-
-def normalize_padding(padding: Padding) -> tuple[Pair, Pair]:
-    """Padding as ``((top, bottom), (left, right))`` from ``p``, ``(ph, pw)`` or the full form."""
-    if isinstance(padding, (int, np.integer)) and not isinstance(padding, bool):
-        rows = cols = (int(padding), int(padding))
-    elif isinstance(padding, tuple) and len(padding) == 2 and all(isinstance(p, (int, np.integer)) for p in padding):
-        rows, cols = (int(padding[0]),) * 2, (int(padding[1]),) * 2
-    elif isinstance(padding, tuple) and len(padding) == 2 and all(isinstance(p, tuple) and len(p) == 2 for p in padding):
-        rows, cols = (int(padding[0][0]), int(padding[0][1])), (int(padding[1][0]), int(padding[1][1]))
-    else:
-        raise ShapeError(f"padding must be p, (ph, pw) or ((top, bottom), (left, right)), got {padding!r}")
-    if min(rows + cols) < 0:
-        raise ShapeError(f"padding must not be negative, got {padding!r}")
-    return rows, cols
+Padding = int | Pair | tuple[int, int, int, int] | tuple[Pair, Pair]
 
 
 def conv_output_shape(
@@ -70,8 +47,8 @@ def conv_output_shape(
     dilation: int | Pair = 1,
 ) -> Pair:
     """``(OH, OW)`` of a correlation; raises ShapeError if the dilated kernel does not fit."""
-    (kh, kw), (sh, sw), (dh, dw) = _pair("kernel_size", kernel_size), _pair("stride", stride), _pair("dilation", dilation)
-    rows, cols = normalize_padding(padding)
+    (kh, kw), (sh, sw), (dh, dw) = pair("kernel_size", kernel_size), pair("stride", stride), pair("dilation", dilation)
+    rows, cols = axis_pairs(pads(padding))
     return output_size(height, kh, sh, rows, dh), output_size(width, kw, sw, cols, dw)
 
 
@@ -85,8 +62,8 @@ _ORDERS = ("ncl", "cnl", "cln")
 
 def _geometry(shape, kernel_size, stride, padding, dilation) -> tuple[int, ...]:
     """Validated ``(kh, kw, sh, sw, top, left, dh, dw, oh, ow)`` for an input of ``shape`` (N,C,H,W)."""
-    (kh, kw), (sh, sw), (dh, dw) = _pair("kernel_size", kernel_size), _pair("stride", stride), _pair("dilation", dilation)
-    rows, cols = normalize_padding(padding)
+    (kh, kw), (sh, sw), (dh, dw) = pair("kernel_size", kernel_size), pair("stride", stride), pair("dilation", dilation)
+    rows, cols = axis_pairs(pads(padding))
     oh, ow = conv_output_shape(shape[2], shape[3], (kh, kw), (sh, sw), (rows, cols), (dh, dw))
     return kh, kw, sh, sw, rows[0], cols[0], dh, dw, oh, ow
 
@@ -274,8 +251,8 @@ def im2col_reference(
     """Naive loop version of :func:`im2col` (the oracle); same arguments and result."""
     _check_input(x)
     n, c, h, w = x.shape
-    (kh, kw), (sh, sw), (dh, dw) = _pair("kernel_size", kernel_size), _pair("stride", stride), _pair("dilation", dilation)
-    (top, _), (left, _) = rows, cols_pad = normalize_padding(padding)
+    (kh, kw), (sh, sw), (dh, dw) = pair("kernel_size", kernel_size), pair("stride", stride), pair("dilation", dilation)
+    (top, _), (left, _) = rows, cols_pad = axis_pairs(pads(padding))
     oh, ow = conv_output_shape(h, w, (kh, kw), (sh, sw), (rows, cols_pad), (dh, dw))
     out = np.zeros((n, c * kh * kw, oh * ow), dtype=x.dtype)
     for b in range(n):
@@ -301,8 +278,8 @@ def col2im_reference(
 ) -> np.ndarray:
     """Naive loop version of :func:`col2im` (the oracle); same arguments and result."""
     n, c, h, w = input_shape
-    (kh, kw), (sh, sw), (dh, dw) = _pair("kernel_size", kernel_size), _pair("stride", stride), _pair("dilation", dilation)
-    (top, _), (left, _) = rows, cols_pad = normalize_padding(padding)
+    (kh, kw), (sh, sw), (dh, dw) = pair("kernel_size", kernel_size), pair("stride", stride), pair("dilation", dilation)
+    (top, _), (left, _) = rows, cols_pad = axis_pairs(pads(padding))
     oh, ow = conv_output_shape(h, w, (kh, kw), (sh, sw), (rows, cols_pad), (dh, dw))
     out = np.zeros(input_shape, dtype=cols.dtype)
     for b in range(n):

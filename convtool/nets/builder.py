@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from convtool import shapes
+from convtool import geometry, shapes
 from convtool.errors import ShapeError, UsageError
 from convtool.nets.table import Layer, Network
 
@@ -43,7 +43,7 @@ class Builder:
         if axes == 0:
             raise ShapeError(f"{what} needs an input with spatial axes, but the input is flat {self.state.shape}")
         values = (value,) if isinstance(value, int) else tuple(value)
-        return shapes.broadcast(values, axes, what)
+        return geometry.broadcast(values, axes, what)
 
     @staticmethod
     def _axes_padding(padding, axes: int) -> list:
@@ -62,7 +62,7 @@ class Builder:
         """A (transposed) convolution with ``cout`` kernels; ``source`` reads another tensor (a branch)."""
         given = source or self.state
         self.state = given
-        shapes.check_positive("output channels", cout)
+        geometry.check_positive("output channels", cout)
         k, s, d = (self._spatial_args(v, what) for v, what in ((k, "kernel"), (s, "stride"), (d, "dilation")))
         cin, spatial = given.shape[0], given.spatial
         pads = self._axes_padding(padding, len(spatial))
@@ -119,7 +119,7 @@ class Builder:
 
     def fc(self, out: int, *, bias: bool = True, name: str | None = None) -> State:
         """A fully-connected layer reading every input unit."""
-        shapes.check_positive("output units", out)
+        geometry.check_positive("output units", out)
         fan_in = math.prod(self.state.shape)
         rf = self._global_rf()
         weights = fan_in * out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from convtool import shapes
+from convtool import geometry
 from convtool.errors import ModelError
 from convtool.nets.builder import compact
 from convtool.nets.table import Layer, Network
@@ -163,11 +163,11 @@ def _onnx_field(op: str, field, window, in_shape):
     if window is not None and jump is not None and len(rf) == len(window[1]):
         kind, kernel, strides, dilations = window
         if kind == "ConvTranspose":  # at most ceil(span / s) inputs feed one output
-            rf = tuple(r + (-(-shapes.effective_kernel(k, d) // s) - 1) * j
+            rf = tuple(r + (-(-geometry.effective_kernel(k, d) // s) - 1) * j
                        for r, j, k, s, d in zip(rf, jump, kernel, strides, dilations))
             jump = tuple(max(j // s, 1) for j, s in zip(jump, strides))
         else:
-            rf = tuple(r + (shapes.effective_kernel(k, d) - 1) * j for r, j, k, d in zip(rf, jump, kernel, dilations))
+            rf = tuple(r + (geometry.effective_kernel(k, d) - 1) * j for r, j, k, d in zip(rf, jump, kernel, dilations))
             jump = tuple(j * s for j, s in zip(jump, strides))
     if op in ONNX_GLOBAL and jump is not None:
         spatial = in_shape[1:] if len(in_shape) == len(rf) + 1 else ()

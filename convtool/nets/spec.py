@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
-from convtool import shapes
+from convtool import geometry
 from convtool.errors import InputError, ShapeError, UsageError
 from convtool.nets.builder import Builder
 from convtool.nets.table import Network
@@ -14,11 +15,12 @@ SPEC_FORMS = {
     "input": "input CxHxW (e.g. input 1x32x32)",
     "conv": "conv OUT KxK [s=S] [p=P|same|valid|full] [d=D] [g=G] [bias=no] (e.g. conv 6 5x5)",
     "convT": "convT OUT KxK [s=S] [p=P|same|valid] [d=D] [g=G] [bias=no] (e.g. convT 16 3 s=2 p=1)",
-    "pool": "pool max|avg K[:S] [s=S] [p=P|same|valid] (e.g. pool max 2), or pool avg global",
+    "pool": "pool max|avg K[:S] [s=S] [p=P|same|valid] (e.g. pool max 2 or pool max:3:2), or pool avg global",
     "fc": "fc OUT [bias=no] (e.g. fc 120)",
     "bn": "bn",
     "flatten": "flatten",
 }
+SPEC_POOL_KINDS = ("max", "avg")
 ELEMENTWISE = ("relu", "tanh", "sigmoid", "softmax", "dropout", "lrn", "identity", "leakyrelu", "gelu", "elu")
 OPTION_NAMES = {"s": "s", "stride": "s", "p": "p", "padding": "p", "d": "d", "dilation": "d", "g": "g",
                 "groups": "g", "bias": "bias", "name": "name"}
@@ -60,7 +62,7 @@ def parse_spec(text: str, name: str = "network", where: str = "spec") -> Network
                     raise UsageError("the input is already given")
                 if len(words) != 2:
                     raise UsageError("expected one size")
-                builder = Builder(name, shapes.parse_size(words[1], "input size"), where)
+                builder = Builder(name, geometry.parse_size(words[1], "input size"), where)
                 continue
             if builder is None:
                 raise UsageError("the first line must give the input size")
@@ -70,14 +72,25 @@ def parse_spec(text: str, name: str = "network", where: str = "spec") -> Network
             hint = f"; expected '{expected}'" if expected else ""
             if op and op not in SPEC_FORMS and form_key not in SPEC_FORMS and op not in ELEMENTWISE:
                 hint = f"; unknown layer {op!r}, use one of input, conv, convT, pool, fc, bn, flatten, {', '.join(ELEMENTWISE)}"
-            message = str(exc).replace("--padding same", "p=same")  # the spec spelling of the CLI's hint
-            raise UsageError(f"{where} line {number}: {message}{hint} (got {raw.strip()!r})") from None
+            raise UsageError(f"{where} line {number}: {exc}{hint} (got {raw.strip()!r})") from None
     if builder is None or not builder.network.layers:
         raise UsageError(f"{where} has no layers; {SPEC_HELP}")
     return builder.network
 
 
-def _spec_layer(b: Builder, op: str, args: list[str], name: str | None) -> None:
+@dataclass
+class _Line:
+    """One spec line split into its words: positional ones and ``key=value`` options."""
+
+    op: str
+    positional: list[str]
+    options: dict[str, str]
+    name: str | None
+    bias: bool
+
+
+def _split_line(op: str, args: list[str], name: str | None) -> _Line:
+    """Positional words and ``key=value`` options (keys by their short names), the name and the bias."""
     positional = [a for a in args if "=" not in a]
     options: dict[str, str] = {}
     for arg in args:
@@ -90,53 +103,71 @@ def _spec_layer(b: Builder, op: str, args: list[str], name: str | None) -> None:
     bias = options.pop("bias", "yes").lower()
     if bias not in ("yes", "no", "true", "false", "1", "0"):
         raise UsageError(f"bias must be yes or no, got {bias!r}")
-    with_bias = bias in ("yes", "true", "1")
+    return _Line(op, positional, options, name, bias in ("yes", "true", "1"))
 
-    def sizes(key: str, default: int = 1, what: str = "") -> tuple[int, ...]:
-        return shapes.parse_size(options[key], what) if key in options else (default,)
 
-    def padding():
-        if "p" not in options:
-            return "valid"
-        parsed = shapes.parse_padding(options["p"], len(b.state.spatial) or 1)
-        return parsed if isinstance(parsed, str) else list(parsed)
+def _sizes(line: _Line, key: str, what: str) -> tuple[int, ...]:
+    """The option ``key`` (``s``, ``d``, ``g``) as sizes, 1 when not given."""
+    return geometry.parse_size(line.options[key], what) if key in line.options else (1,)
 
+
+def _padding(b: Builder, line: _Line):
+    """The ``p=`` option: a mode name, or one (before, after) pair per spatial axis."""
+    if "p" not in line.options:
+        return "valid"
+    parsed = geometry.parse_padding(line.options["p"], len(b.state.spatial) or 1)
+    return parsed if isinstance(parsed, str) else list(parsed)
+
+
+def _conv_line(b: Builder, line: _Line) -> None:
+    """``conv OUT KxK [s=S] [p=P] [d=D] [g=G] [bias=no]`` (and ``convT``)."""
+    if len(line.positional) != 2:
+        raise UsageError("expected the output channels and the kernel size")
+    cout = geometry.parse_int(line.positional[0], "output channels")
+    b.conv(cout, geometry.parse_size(line.positional[1], "kernel size"), s=_sizes(line, "s", "stride"),
+           padding=_padding(b, line), d=_sizes(line, "d", "dilation"), groups=_sizes(line, "g", "groups")[0],
+           bias=line.bias, name=line.name, transposed=line.op != "conv")
+
+
+def _pool_line(b: Builder, line: _Line) -> None:
+    """``pool max|avg K[:S] [s=S] [p=P]``, ``pool max:K[:S]`` (the filter's spelling) or ``pool avg global``."""
+    words = line.positional
+    if len(words) == 2 and words[0].lower() in SPEC_POOL_KINDS and words[1].lower() == "global":
+        b.global_pool(words[0].lower(), name=line.name)
+        return
+    if len(words) == 2 and words[0].lower() in SPEC_POOL_KINDS:
+        pool = geometry.parse_pool(words[1], words[0].lower(), kinds=SPEC_POOL_KINDS)
+    elif len(words) == 1 and words[0].split(":")[0].lower() in SPEC_POOL_KINDS:
+        pool = geometry.parse_pool(words[0], kinds=SPEC_POOL_KINDS)
+    else:
+        raise UsageError("expected max or avg and a window size")
+    stride = _sizes(line, "s", "pool stride") if "s" in line.options else pool.stride
+    b.pool(pool.kind, pool.size, s=stride, padding=_padding(b, line), name=line.name)
+
+
+def _fc_line(b: Builder, line: _Line) -> None:
+    """``fc OUT [bias=no]``."""
+    if len(line.positional) != 1:
+        raise UsageError("expected the number of output units")
+    b.fc(geometry.parse_int(line.positional[0], "output units"), bias=line.bias, name=line.name)
+
+
+def _spec_layer(b: Builder, op: str, args: list[str], name: str | None) -> None:
+    """Add the layer of one spec line (its words after the op) to ``b``; UsageError if it does not parse."""
+    line = _split_line(op, args, name)
     if op in ("conv", "convt", "deconv"):
-        if len(positional) != 2:
-            raise UsageError("expected the output channels and the kernel size")
-        cout = shapes.parse_size(positional[0], "output channels")
-        if len(cout) != 1:
-            raise UsageError(f"output channels must be one integer, got {positional[0]!r}")
-        b.conv(cout[0], shapes.parse_size(positional[1], "kernel size"), s=sizes("s", what="stride"),
-               padding=padding(), d=sizes("d", what="dilation"), groups=sizes("g", what="groups")[0],
-               bias=with_bias, name=name, transposed=op != "conv")
+        _conv_line(b, line)
     elif op == "pool":
-        if len(positional) != 2 or positional[0].lower() not in ("max", "avg"):
-            raise UsageError("expected max or avg and a window size")
-        kind = positional[0].lower()
-        if positional[1].lower() == "global":
-            b.global_pool(kind, name=name)
-            return
-        size_text, _, stride_text = positional[1].partition(":")
-        size = shapes.parse_size(size_text, "pool size")
-        stride = shapes.parse_size(stride_text, "pool stride") if stride_text else None
-        if "s" in options:
-            stride = sizes("s", what="pool stride")
-        b.pool(kind, size, s=stride, padding=padding(), name=name)
+        _pool_line(b, line)
     elif op == "fc":
-        if len(positional) != 1:
-            raise UsageError("expected the number of output units")
-        out = shapes.parse_size(positional[0], "output units")
-        if len(out) != 1:
-            raise UsageError(f"output units must be one integer, got {positional[0]!r}")
-        b.fc(out[0], bias=with_bias, name=name)
-    elif op in ("bn", "batchnorm") and not positional:
-        b.batchnorm(name=name)
-    elif op == "flatten" and not positional:
-        b.flatten(name=name)
-    elif op in ELEMENTWISE and not positional:
-        b.elementwise(op, name=name)
+        _fc_line(b, line)
+    elif op in ("bn", "batchnorm") and not line.positional:
+        b.batchnorm(name=line.name)
+    elif op == "flatten" and not line.positional:
+        b.flatten(name=line.name)
+    elif op in ELEMENTWISE and not line.positional:
+        b.elementwise(op, name=line.name)
     else:
         raise UsageError("cannot parse this line")
-    if options.keys() - {"s", "p", "d", "g"} or (op not in ("conv", "convt", "deconv", "pool") and options):
-        raise UsageError(f"options {', '.join(sorted(options))} do not apply to {op}")
+    if line.options.keys() - {"s", "p", "d", "g"} or (op not in ("conv", "convt", "deconv", "pool") and line.options):
+        raise UsageError(f"options {', '.join(sorted(line.options))} do not apply to {op}")

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from convtool.conv.im2col import Pair, _pair, col2im, conv_output_shape, im2col
+from convtool.conv.im2col import col2im, conv_output_shape, im2col
 from convtool.errors import ShapeError
+from convtool.geometry import Pair, pair
 from convtool.nn._kernels import maxpool_backward, maxpool_forward
 
 Grads = dict[str, np.ndarray]
@@ -60,8 +61,8 @@ class Conv2d(Layer):
         super().__init__()
         rng = rng or np.random.default_rng(0)
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride = _pair("kernel_size", kernel_size), _pair("stride", stride)
-        self.padding, self.dilation = _pad_pair(padding), _pair("dilation", dilation)
+        self.kernel_size, self.stride = pair("kernel_size", kernel_size), pair("stride", stride)
+        self.padding, self.dilation = pair("padding", padding, minimum=0), pair("dilation", dilation)
         kh, kw = self.kernel_size
         fan_in, fan_out = in_channels * kh * kw, out_channels * kh * kw
         shape = (out_channels, in_channels, kh, kw)
@@ -114,7 +115,8 @@ class ConvTranspose2d(Layer):
         super().__init__()
         rng = rng or np.random.default_rng(0)
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.padding = _pair("kernel_size", kernel_size), _pair("stride", stride), _pad_pair(padding)
+        self.kernel_size, self.stride = pair("kernel_size", kernel_size), pair("stride", stride)
+        self.padding = pair("padding", padding, minimum=0)
         kh, kw = self.kernel_size
         self.params["weight"] = he_normal((in_channels, out_channels, kh, kw), in_channels * kh * kw // (self.stride[0] * self.stride[1]), rng)
         if bias:
@@ -154,13 +156,6 @@ def _sum_batched_outer(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a2 = np.ascontiguousarray(a.transpose(1, 0, 2)).reshape(p, -1)
     b2 = np.ascontiguousarray(b.transpose(1, 0, 2)).reshape(q, -1)
     return a2 @ b2.T
-
-
-def _pad_pair(padding: int | Pair) -> Pair:
-    pair = (padding, padding) if isinstance(padding, int) else tuple(padding)
-    if len(pair) != 2 or any(not isinstance(p, int) or p < 0 for p in pair):
-        raise ShapeError(f"padding must be a non-negative int or (ph, pw), got {padding!r}")
-    return int(pair[0]), int(pair[1])
 
 
 # -- dense -----------------------------------------------------------------------------------------
@@ -243,8 +238,8 @@ class Sigmoid(Layer):
 class _Pool2d(Layer):
     def __init__(self, kernel_size: int | Pair, stride: int | Pair | None = None) -> None:
         super().__init__()
-        self.kernel_size = _pair("kernel_size", kernel_size)
-        self.stride = _pair("stride", stride) if stride is not None else self.kernel_size
+        self.kernel_size = pair("kernel_size", kernel_size)
+        self.stride = pair("stride", stride) if stride is not None else self.kernel_size
 
     def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         return (shape[0], shape[1], *conv_output_shape(shape[2], shape[3], self.kernel_size, self.stride))
