@@ -152,8 +152,12 @@ def _spatial(shape: tuple[int | None, ...]) -> bool:
 
 
 def read_labels(path: str | Path) -> list[str]:
-    """Class names from a text file, one per line (blank lines at the end ignored)."""
+    """Class names from a text file, one per line (blank lines at the end ignored), or a bundled set's name."""
+    from convtool.infer.presets import LABEL_SETS, label_set
+
     path = Path(path)
+    if str(path).lower() in LABEL_SETS and not path.exists():
+        return label_set(str(path))
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:

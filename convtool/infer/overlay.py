@@ -9,6 +9,7 @@ on photos; classes beyond the list get hues spread by the golden angle (saturati
 from __future__ import annotations
 
 import colorsys
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -79,6 +80,7 @@ def with_legend(pixels: np.ndarray, entries: Sequence[tuple[str, tuple[int, int,
     return canvas
 
 
+@lru_cache(maxsize=4)
 def _font(size: int = 13) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     try:
         return ImageFont.load_default(size)
