@@ -72,7 +72,7 @@ def _write_idx(path, array):
 
 
 @pytest.mark.parametrize("args, code, message", [
-    (["vgg16"], 2, "Error: unknown architecture 'vgg16'; choose one of: lenet5, resnet, unet"),
+    (["vgg16"], 2, "Error: unknown architecture 'vgg16'; choose one of: lenet5, lenet5-local, resnet, unet"),
     (["--lr", "0"], 2, "Invalid value for '--lr': 0.0 is not a positive number"),
     (["--lr", "-1e-3"], 2, "Invalid value for '--lr': -0.001 is not a positive number"),
     (["--epochs", "0"], 2, "Invalid value for '--epochs'"),
@@ -150,7 +150,7 @@ def test_ctrl_c_saves_the_last_good_model(run, tmp_path, monkeypatch):
 
 def test_arch_option_and_unet_size(run):
     result = run("--arch", "vgg", *QUICK)
-    assert result.exit_code == 2 and "unknown architecture 'vgg'; choose one of: lenet5, resnet, unet" in result.output
+    assert result.exit_code == 2 and "unknown architecture 'vgg'; choose one of: lenet5, lenet5-local, resnet, unet" in result.output
     result = run("lenet5", "--arch", "resnet", *QUICK)
     assert result.exit_code == 2 and "two architectures given" in result.output
     result = run("unet", "--canvas", "30", "--canvases", "20", *QUICK)

@@ -219,7 +219,7 @@ def test_metrics_against_hand_counts():
 
 
 def test_unknown_architecture_lists_the_known_ones():
-    with pytest.raises(UsageError, match="lenet5, resnet, unet"):
+    with pytest.raises(UsageError, match="lenet5, lenet5-local, resnet, unet"):
         models.build("vgg", (1, 28, 28), 10)
 
 

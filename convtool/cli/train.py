@@ -24,7 +24,7 @@ import click  # noqa: E402
 from convtool.cli.options import overwrite_opt, parse_size  # noqa: E402
 from convtool.errors import ConvtoolError, InputError, UsageError  # noqa: E402
 
-ARCHS = ("lenet5", "resnet", "unet")
+ARCHS = ("lenet5", "lenet5-local", "resnet", "unet")
 PARITY_LIMIT = 1e-4
 
 
@@ -75,7 +75,7 @@ def output_paths(model: Path, task: str) -> dict[str, Path]:
 @click.option("-q", "--quiet", is_flag=True, help="Only the summary, no progress or per-epoch table.")
 def command(arch, arch_option, task, data, size, val_fraction, epochs, batch, optimizer, lr, momentum, weight_decay, schedule,
             patience, seed, threads, shift, freeze, init_from, canvas, canvases, limit, output, overwrite, quiet) -> None:
-    """Train ARCH (lenet5, resnet or unet; default lenet5) and export it to ONNX.
+    """Train ARCH (lenet5, lenet5-local, resnet or unet; default lenet5) and export it to ONNX.
 
     Writes the model, its labels, a per-epoch metrics CSV, training curves and (for classifiers) a
     confusion matrix, all named after --output. The model keeps its labels and preprocessing in its

@@ -17,6 +17,7 @@ import numpy as np
 
 from convtool.errors import ModelError
 from convtool.nn import layers as L
+from convtool.nn import local
 from convtool.nn.models import Network
 
 OPSET = 13
@@ -60,6 +61,7 @@ def to_onnx(net: Network, metadata: dict[str, str]):
     out_name = {n.name: ("logits" if n.name == last else n.name) for n in net.nodes}
     out_name["input"] = "input"
     nodes, initializers = [], []
+    shapes = net.output_shapes()
     for node in net.nodes:
         weights = []
         order = ["weight", "bias", "running_mean", "running_var"]
@@ -69,8 +71,12 @@ def to_onnx(net: Network, metadata: dict[str, str]):
                 full = f"{node.name}.{key}"
                 initializers.append(numpy_helper.from_array(tensors[key].astype(np.float32), full))
                 weights.append(full)
-        nodes += _node_ops(helper, node.layer, [out_name[i] for i in node.inputs], out_name[node.name], node.name, weights)
-    shapes = net.output_shapes()
+        inputs = [out_name[i] for i in node.inputs]
+        if isinstance(node.layer, local.TiledConv2d):  # no single ONNX op: unfold + per-kernel MatMul
+            nodes += local.onnx_nodes(helper, node.layer, inputs[0], out_name[node.name], node.name, weights,
+                                      shapes[node.inputs[0]][2:])
+        else:
+            nodes += _node_ops(helper, node.layer, inputs, out_name[node.name], node.name, weights)
     out_shape = ["N", *shapes[last][1:]]
     graph = helper.make_graph(
         nodes, f"convtool-{net.arch}",

@@ -14,6 +14,7 @@ import numpy as np
 
 from convtool.errors import ShapeError, UsageError
 from convtool.nn import layers as L
+from convtool.nn.local import LocallyConnected2d
 
 
 @dataclass
@@ -125,8 +126,19 @@ class Network:
 def lenet5(input_shape: tuple[int, int, int], num_classes: int, rng: np.random.Generator) -> Network:
     """LeNet-5 with ReLU and max-pooling: conv5(6, pad 2) - pool - conv5(16) - pool - 120 - 84 - classes."""
     c, h, w = input_shape
-    net = Network("lenet5", "classify", input_shape, num_classes)
-    net.add("conv1", L.Conv2d(c, 6, 5, padding=2, rng=rng))
+    return _lenet5(Network("lenet5", "classify", input_shape, num_classes), "conv1", L.Conv2d(c, 6, 5, padding=2, rng=rng), rng)
+
+
+def lenet5_local(input_shape: tuple[int, int, int], num_classes: int, rng: np.random.Generator) -> Network:
+    """LeNet-5 whose C1 is locally connected (unshared 5x5 weights at every location), for the lectures' comparison."""
+    c, h, w = input_shape
+    c1 = LocallyConnected2d(c, 6, 5, (h, w), padding=2, rng=rng)
+    return _lenet5(Network("lenet5-local", "classify", input_shape, num_classes), "local1", c1, rng)
+
+
+def _lenet5(net: Network, c1_name: str, c1: L.Layer, rng: np.random.Generator) -> Network:
+    num_classes = net.num_classes
+    net.add(c1_name, c1)
     net.add("relu1", L.ReLU())
     net.add("pool1", L.MaxPool2d(2))
     net.add("conv2", L.Conv2d(6, 16, 5, rng=rng))
@@ -207,8 +219,8 @@ def unet(input_shape: tuple[int, int, int], num_classes: int, rng: np.random.Gen
     return net
 
 
-ARCHITECTURES = {"lenet5": lenet5, "resnet": resnet, "unet": unet}
-TASKS = {"lenet5": "classify", "resnet": "classify", "unet": "segment"}
+ARCHITECTURES = {"lenet5": lenet5, "lenet5-local": lenet5_local, "resnet": resnet, "unet": unet}
+TASKS = {"lenet5": "classify", "lenet5-local": "classify", "resnet": "classify", "unet": "segment"}
 
 
 def build(arch: str, input_shape: tuple[int, int, int], num_classes: int, seed: int = 0) -> Network:
