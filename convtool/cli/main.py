@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "Train a small CNN and export it to ONNX."),
     "classify": ("classify", "Classify images with an ONNX model."),
     "segment": ("segment", "Segment images with an ONNX model."),
+    "detect": ("detect", "Detect objects in images with an ONNX model."),
     "info": ("info", "Describe an ONNX model: inputs, outputs, metadata, layers."),
     "features": ("features", "Show the feature maps of a layer of an ONNX model."),
     "bench": ("bench", "Time convtool's convolution back-ends against OpenCV and scipy."),

@@ -42,36 +42,23 @@ def format_of(path: Path) -> str:
     return fmt
 
 
-class ResultWriter:
-    """Writes rows of (file, top-k labels, indices, probabilities) as they come, to an open text file."""
+class RecordWriter:
+    """Rows of named fields, as they come, to an open text file: CSV (header first), a JSON list or JSON lines."""
 
-    def __init__(self, stream: TextIO, fmt: str, top_k: int) -> None:
-        self.stream, self.fmt, self.top_k = stream, fmt, top_k
+    def __init__(self, stream: TextIO, fmt: str, header: list[str]) -> None:
+        self.stream, self.fmt = stream, fmt
         self.rows = 0
         if fmt == "csv":
             self.csv = csv.writer(stream)
-            header = ["file"]
-            for rank in range(1, top_k + 1):
-                header += [f"label_{rank}", f"index_{rank}", f"probability_{rank}"]
             self.csv.writerow(header)
         elif fmt == "json":
             stream.write("[")
 
-    def write(self, file: str, labels: list[str], indices: list[int], probs: list[float]) -> None:
-        """One image's top-k entries, best first."""
+    def write_record(self, row: list, record: dict) -> None:
+        """One row: ``row`` for CSV, ``record`` for JSON and JSONL."""
         if self.fmt == "csv":
-            row = [file]
-            for label, index, prob in zip(labels, indices, probs):
-                row += [label, index, f"{prob:.6g}"]
             self.csv.writerow(row)
         else:
-            record = {
-                "file": file,
-                "top_k": [
-                    {"label": label, "index": index, "probability": round(prob, 7)}
-                    for label, index, prob in zip(labels, indices, probs)
-                ],
-            }
             text = json.dumps(record)
             if self.fmt == "json":
                 self.stream.write(("\n  " if self.rows == 0 else ",\n  ") + text)
@@ -84,12 +71,42 @@ class ResultWriter:
             self.stream.write("\n]\n" if self.rows else "]\n")
 
 
+class ResultWriter(RecordWriter):
+    """Writes rows of (file, top-k labels, indices, probabilities) as they come, to an open text file."""
+
+    def __init__(self, stream: TextIO, fmt: str, top_k: int) -> None:
+        header = ["file"]
+        for rank in range(1, top_k + 1):
+            header += [f"label_{rank}", f"index_{rank}", f"probability_{rank}"]
+        super().__init__(stream, fmt, header)
+        self.top_k = top_k
+
+    def write(self, file: str, labels: list[str], indices: list[int], probs: list[float]) -> None:
+        """One image's top-k entries, best first."""
+        row: list = [file]
+        for label, index, prob in zip(labels, indices, probs):
+            row += [label, index, f"{prob:.6g}"]
+        record = {
+            "file": file,
+            "top_k": [
+                {"label": label, "index": index, "probability": round(prob, 7)}
+                for label, index, prob in zip(labels, indices, probs)
+            ],
+        }
+        self.write_record(row, record)
+
+
 def write_streaming(path: Path, fmt: str, top_k: int, produce: Callable[[ResultWriter], None]) -> None:
     """Run ``produce(writer)`` writing into a temporary file that replaces ``path`` only on success."""
+    write_records(path, lambda stream: ResultWriter(stream, fmt, top_k), produce)
+
+
+def write_records(path: Path, make: Callable[[TextIO], RecordWriter], produce: Callable) -> None:
+    """Run ``produce(make(stream))`` writing into a temporary file that replaces ``path`` only on success."""
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="", encoding="utf-8") as stream:
-            writer = ResultWriter(stream, fmt, top_k)
+            writer = make(stream)
             produce(writer)
             writer.close()
 

@@ -113,23 +113,34 @@ class ClassScore:
 
 @dataclass
 class DetectionEvaluation:
-    """Accumulates detections and ground truth image by image; :meth:`scores` gives the metrics."""
+    """Accumulates detections and ground truth image by image; :meth:`scores` gives the metrics.
 
-    classes: int
+    ``classes`` (when known) is the model's class count: a label naming a class beyond it is an error.
+    """
+
+    classes: int | None = None
+    images: int = 0
+    label_files: int = 0  # images whose label file existed
     _scores: list[np.ndarray] = field(default_factory=list)
     _classes: list[np.ndarray] = field(default_factory=list)
     _hits: list[np.ndarray] = field(default_factory=list)
-    truths: np.ndarray = field(init=False)
-    images: int = 0
+    truths: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # boxes per class
 
-    def __post_init__(self) -> None:
-        self.truths = np.zeros(self.classes, dtype=np.int64)
+    def add_image(self, path: str | Path, size: tuple[int, int], boxes: np.ndarray, scores: np.ndarray,
+                  classes: np.ndarray) -> None:
+        """One image's detections (corners in its original pixels) against its YOLO label file."""
+        labels = label_path(path)
+        self.label_files += labels.exists()
+        truth_boxes, truth_classes = read_labels(labels, size[0], size[1], self.classes)
+        self.add(boxes, scores, classes, truth_boxes, truth_classes)
 
     def add(self, boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray,
             truth_boxes: np.ndarray, truth_classes: np.ndarray) -> None:
         """One image's detections and ground truth (corners in the same pixels)."""
         self.images += 1
-        self.truths += np.bincount(truth_classes, minlength=self.classes)[: self.classes]
+        counts = np.bincount(truth_classes, minlength=len(self.truths))
+        counts[: len(self.truths)] += self.truths
+        self.truths = counts
         hits = np.zeros((len(boxes), len(IOU_THRESHOLDS)), dtype=bool)
         for c in np.unique(classes):
             mine = classes == c
