@@ -19,3 +19,22 @@ def test_help_imports_no_heavy_modules():
 def test_version(runner):
     result = runner.invoke(cli, ["--version"])
     assert result.exit_code == 0 and "convtool" in result.output
+
+
+def test_piped_tables_keep_long_names_whole(tmp_path, runner):
+    """Not a terminal: no ellipsis and no wrapping inside a name, so the output can be pasted or grepped."""
+    import numpy as np
+    from PIL import Image
+
+    from infer_helpers import MNIST_12
+
+    name = "a-rather-long-file-name-that-would-not-fit-in-eighty-columns-" + "x" * 40
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(folder / f"{name}.png")
+    result = runner.invoke(cli, ["classify", str(folder), "-m", str(MNIST_12), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if name in line]
+    assert len(lines) == 1 and "…" not in result.stdout
+    listing = runner.invoke(cli, ["features", str(MNIST_12), "--list"])
+    assert "…" not in listing.stdout and "Convolution28_Output_0" in listing.stdout

@@ -203,7 +203,7 @@ class _NoResults(Exception):
 
 
 def _print_table(rows: list[tuple[str, list[str], list[float]]], top_k: int) -> None:
-    from rich.console import Console
+    from convtool.cli.console import console
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
@@ -216,11 +216,11 @@ def _print_table(rows: list[tuple[str, list[str], list[float]]], top_k: int) -> 
         rest = ", ".join(f"{label} {prob:.3f}" for label, prob in zip(labels[1:], probs[1:]))
         cells = [file, labels[0], f"{probs[0]:.3f}"] + ([rest] if top_k > 1 else [])
         table.add_row(*cells)
-    Console(soft_wrap=False).print(table)
+    console().print(table)
 
 
 def _print_evaluation(evaluation, confusion: Path | None) -> None:
-    from rich.console import Console
+    from convtool.cli.console import console as make_console
     from rich.table import Table
 
     from convtool.errors import InputError
@@ -229,7 +229,7 @@ def _print_evaluation(evaluation, confusion: Path | None) -> None:
 
     if evaluation is None or evaluation.total == 0:
         raise InputError("--eval found no images in class subfolders (expected folder/<class name>/image.png)")
-    console = Console()
+    console = make_console()
     for folder, count in sorted(evaluation.unknown_folders.items()):
         click.echo(f"warning: --eval: folder {folder!r} is not a class of the model; its {count} images are not scored", err=True)
     console.print(f"accuracy {evaluation.accuracy:.2%} ({int(evaluation.confusion.trace())} of {evaluation.total})")

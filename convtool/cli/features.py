@@ -70,7 +70,7 @@ def command(model, image, layer, list_layers, output, columns, device, overwrite
 
 
 def _print_layers(tensors) -> None:
-    from rich.console import Console
+    from convtool.cli.console import console
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
@@ -79,4 +79,4 @@ def _print_layers(tensors) -> None:
     for t in tensors:
         shape = "?" if t.shape is None else "x".join("?" if d is None else str(d) for d in t.shape)
         table.add_row(t.name, t.node, t.op, shape)
-    Console(soft_wrap=False).print(table)
+    console().print(table)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
@@ -50,10 +49,10 @@ def _as_dict(info, report) -> dict:
 
 
 def _render(info, report) -> None:
-    from rich.console import Console
+    from convtool.cli.console import console as make_console
     from rich.table import Table
 
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+    console = make_console()
     facts = Table(box=None, show_header=False, pad_edge=False)
     facts.add_column(style="bold")
     facts.add_column(overflow="fold")

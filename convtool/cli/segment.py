@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -121,7 +120,7 @@ def _check_targets(targets: dict, inputs: list[str], overwrite: bool) -> None:
 
 
 def _print_areas(rows: list[tuple[str, str, list[tuple[str, float]]]]) -> None:
-    from rich.console import Console
+    from convtool.cli.console import console
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
@@ -133,4 +132,4 @@ def _print_areas(rows: list[tuple[str, str, list[tuple[str, float]]]]) -> None:
         if len(areas) > 6:
             shown += f", +{len(areas) - 6} more"
         table.add_row(file, size, shown)
-    Console(soft_wrap=False, width=None if sys.stdout.isatty() else 120).print(table)
+    console().print(table)
