@@ -28,7 +28,9 @@ def test_masks_overlays_and_areas(tmp_path):
     np.testing.assert_array_equal(np.asarray(mask), truth)
     overlay = Image.open(out / "blocks_overlay.png")
     assert overlay.mode == "RGB" and overlay.height == 60 and overlay.width > 80  # legend on the right
+    assert "size (HxW)" in result.stdout.splitlines()[0]
     row = result.stdout.splitlines()[1]
+    assert " 60x80 " in row  # height x width, the order of --size and of every other message
     fractions = np.bincount(truth.ravel()) / truth.size
     assert f"red {fractions[0]:.1%}, green {fractions[1]:.1%}, blue {fractions[2]:.1%}" in row
     assert "wrote 1 masks and overlays to" in result.stderr

@@ -75,7 +75,7 @@ def command(paths, model, out_dir, labels, batch, device, workers, output_layout
                 if show_table:
                     areas = result.areas(classes)
                     order = [i for i in areas.argsort()[::-1] if areas[i] > 0]
-                    rows.append((str(result.path), f"{result.mask.shape[1]}x{result.mask.shape[0]}",
+                    rows.append((str(result.path), f"{result.mask.shape[0]}x{result.mask.shape[1]}",
                                  [(segmenter.label(i), float(areas[i])) for i in order]))
 
     for warning in segmenter.warnings:
@@ -125,7 +125,7 @@ def _print_areas(rows: list[tuple[str, str, list[tuple[str, float]]]]) -> None:
 
     table = Table(box=None, pad_edge=False)
     table.add_column("file", overflow="fold")
-    table.add_column("size")
+    table.add_column("size (HxW)")
     table.add_column("class areas (largest first)")
     for file, size, areas in rows:
         shown = ", ".join(f"{label} {fraction:.1%}" for label, fraction in areas[:6])
