@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from convtool import nvidia
 from convtool.cli.main import cli
 from infer_helpers import MNIST_12, linear_rgb, write_mnist_pngs
 
@@ -99,7 +100,10 @@ def test_device_messages_without_a_gpu(digits):
     assert auto.exit_code == 0
     if "on CUDA" in auto.stderr:
         pytest.skip("this machine has a working CUDA provider")
-    assert "convtool: running on the CPU because CUDA is not usable: " in auto.stderr
+    if nvidia.driver_present():  # a driver that cannot run CUDA: say why the CPU runs
+        assert "convtool: running on the CPU because CUDA is not usable: " in auto.stderr
+    else:  # no NVIDIA driver at all: the CPU, without a CUDA warning
+        assert "CUDA" not in auto.stderr and "on CPU (CPUExecutionProvider)" in auto.stderr
     assert "[E:onnxruntime" not in auto.output and "[W:onnxruntime" not in auto.output
     cuda = run(str(paths[0]), "-m", str(MNIST_12), "--device", "cuda")
     assert cuda.exit_code == 1
@@ -107,6 +111,8 @@ def test_device_messages_without_a_gpu(digits):
     assert len(cuda.output.strip().splitlines()) == 1
     cpu = run(str(paths[0]), "-m", str(MNIST_12), "--device", "cpu")
     assert "CUDA" not in cpu.stderr
+    unknown = run(str(paths[0]), "-m", str(MNIST_12), "--device", "gpu1")
+    assert unknown.exit_code == 2 and "'gpu1' is not auto, cpu, cuda or cuda:N" in unknown.output
 
 
 def test_corrupt_and_non_image_files_are_skipped_and_reported(digits, tmp_path):

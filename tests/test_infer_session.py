@@ -8,6 +8,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from convtool import nvidia
 from convtool.errors import DeviceError, ModelError, UsageError
 from convtool.infer.session import cuda_failure_reason, open_session
 from infer_helpers import MNIST_12, lenet
@@ -33,8 +34,17 @@ def test_cpu_session_describes_mnist12():
     assert model.producer == "CNTK"
 
 
+def test_auto_without_any_nvidia_driver_is_the_cpu_without_a_warning(monkeypatch, capfd):
+    monkeypatch.setattr(nvidia, "driver_present", lambda: False)
+    model = open_session(MNIST_12, "auto")
+    assert model.device == "CPU" and model.note is None
+    assert capfd.readouterr().err == ""
+
+
 @no_gpu
-def test_auto_falls_back_to_cpu_with_a_reason_and_no_raw_log(capfd):
+def test_auto_with_a_driver_that_cannot_run_cuda_falls_back_with_a_reason_and_no_raw_log(monkeypatch, capfd):
+    monkeypatch.setattr(nvidia, "driver_present", lambda: True)
+    monkeypatch.setattr(nvidia, "driver", lambda: nvidia.Driver(True, "test driver", None, None))
     model = open_session(MNIST_12, "auto")
     captured = capfd.readouterr()
     assert model.device == "CPU" and model.session.get_providers() == ["CPUExecutionProvider"]
@@ -57,8 +67,11 @@ def test_cuda_failure_reasons_in_plain_words():
         "Require cuDNN 9.* and CUDA 13.*. Please install all dependencies"
     )
     assert cuda_failure_reason(missing) == (
-        "the CUDA library libcublasLt.so.13 is not installed (this onnxruntime needs cuDNN 9.* and CUDA 13.*)"
+        "the CUDA library libcublasLt.so.13 is not installed (this onnxruntime needs cuDNN 9.* and CUDA 13.*); "
+        f"{nvidia.GPU_EXTRA} adds it"
     )
+    no_driver = "with error: libcuda.so.1: cannot open shared object file: No such file or directory"
+    assert cuda_failure_reason(no_driver).startswith("no NVIDIA driver was found (libcuda.so.1")
     assert "no usable NVIDIA GPU" in cuda_failure_reason("CUDA failure 100: no CUDA-capable device is detected")
     assert cuda_failure_reason("CUDA failure 2: out of memory ; GPU=0") == "CUDA reported: out of memory"
     assert "could not start" in cuda_failure_reason("")
@@ -97,3 +110,53 @@ def test_models_are_found_by_shipped_name(tmp_path, monkeypatch):
     assert shipped_models() == ["digits"]
     with pytest.raises(ModelError, match=r"nope: no such model file; .* \(shipped models: digits\)"):
         open_session(find_model("nope"), "cpu")
+
+
+def test_cuda_n_beyond_the_gpus_says_how_many_there_are(monkeypatch):
+    monkeypatch.setattr(nvidia, "driver_present", lambda: True)
+    monkeypatch.setattr(nvidia, "driver", lambda: nvidia.Driver(True, "test driver", 2, None))
+    with pytest.raises(DeviceError, match=r"^--device cuda:7: this machine has 2 GPUs \(cuda:0 to cuda:1\)$"):
+        open_session(MNIST_12, "cuda:7")
+    monkeypatch.setattr(nvidia, "driver", lambda: nvidia.Driver(True, "test driver", 1, None))
+    with pytest.raises(DeviceError, match=r"this machine has 1 GPU \(cuda:0\)$"):
+        open_session(MNIST_12, "cuda:1")
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:", "cuda:x", "cuda:-1"])
+def test_unknown_devices_are_refused(device):
+    with pytest.raises(UsageError, match="choose one of auto, cpu, cuda or cuda:N"):
+        open_session(MNIST_12, device)
+
+
+def test_io_binding_gives_the_plain_results_and_reuses_its_buffer(tmp_path):
+    path = lenet(tmp_path / "lenet.onnx")
+    x = np.random.default_rng(2).random((5, 1, 28, 28), dtype=np.float32)
+    plain = open_session(path, "cpu").run(x)[0]
+    bound = open_session(path, "cpu")
+    bound.bind = True  # on the CPU the binding API runs the same code path as on CUDA, with host buffers
+    first = bound.run(x)[0]
+    second = bound.run(x[::-1].copy())[0]
+    assert bound.bind and len(bound._bound) == 1
+    np.testing.assert_array_equal(first, plain)
+    np.testing.assert_array_equal(second, plain[::-1])
+
+
+def test_io_binding_that_fails_falls_back_to_plain_runs(tmp_path):
+    path = lenet(tmp_path / "lenet.onnx")
+    x = np.random.default_rng(3).random((3, 1, 28, 28), dtype=np.float32)
+    model = open_session(path, "cpu")
+    plain = model.run(x)[0]
+
+    class Broken:
+        def __init__(self, session):
+            self.session = session
+
+        def io_binding(self):
+            raise RuntimeError("binding unsupported")
+
+        def run(self, names, feeds):
+            return self.session.run(names, feeds)
+
+    model.session, model.bind = Broken(model.session), True
+    np.testing.assert_array_equal(model.run(x)[0], plain)
+    assert model.bind is False

@@ -11,9 +11,9 @@ from typing import Callable
 
 import click
 
-from convtool.cli.options import parse_size
+from convtool.cli.options import DeviceType, parse_size
 
-DEVICE_CHOICE = click.Choice(["auto", "cpu", "cuda"])
+DEVICE_CHOICE = DeviceType()
 TABLE_LIMIT = 100  # more results than this go to --output only
 
 
@@ -105,7 +105,7 @@ def progress_bar(total: int):
 @click.option("--labels", type=click.Path(path_type=Path), help="Class names, one per line (default: from the model).")
 @click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=1), help="Classes to report per image.")
 @click.option("--batch", default=64, show_default=True, type=click.IntRange(min=1), help="Images per model run (dynamic-batch models).")
-@click.option("--device", default="auto", show_default=True, type=DEVICE_CHOICE, help="auto uses CUDA only if it really starts.")
+@click.option("--device", default="auto", show_default=True, type=DEVICE_CHOICE, help="auto uses CUDA only if it really starts; cuda:N picks GPU N.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16), help="Image-decoding threads (1 is fastest for small PNGs).")
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write every top-k result to .csv, .json or .jsonl.")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("info", "Describe an ONNX model: inputs, outputs, metadata, layers."),
     "features": ("features", "Show the feature maps of a layer of an ONNX model."),
     "bench": ("bench", "Time convtool's convolution back-ends against OpenCV and scipy."),
+    "doctor": ("doctor", "Say what this machine can run (CPU, GPU, Ray), and how to fix what is missing."),
 }
 
 

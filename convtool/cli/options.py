@@ -36,6 +36,18 @@ parse_padding = _callback(geometry.parse_pads)  # a mode name, or (top, bottom, 
 parse_pool = _callback(geometry.parse_pool)  # 'max:3:2' -> PoolSpec('max', (3,), (2,))
 
 
+class DeviceType(click.ParamType):
+    """auto, cpu, cuda or cuda:N (the GPU number N as the driver counts them)."""
+
+    name = "[auto|cpu|cuda|cuda:N]"
+
+    def convert(self, value, param, ctx):
+        text = str(value).strip().lower()
+        if text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit()):
+            return text
+        self.fail(f"{value!r} is not auto, cpu, cuda or cuda:N (e.g. cuda:1)", param, ctx)
+
+
 overwrite_opt = click.option("--overwrite", is_flag=True, help="Replace output files that already exist.")
 verbose_opt = click.option("-v", "--verbose", is_flag=True, help="Say which back-end and device ran, and why.")
 recursive_opt = click.option("-r", "--recursive", is_flag=True, help="Look for images in sub-folders too.")

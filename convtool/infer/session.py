@@ -8,6 +8,9 @@ turned into one sentence in convtool's words.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
 import os
 import re
 import sys
@@ -19,9 +22,10 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from convtool import nvidia
 from convtool.errors import DeviceError, ModelError, UsageError
 
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda", "cuda:N")
 _CUDA = "CUDAExecutionProvider"
 _CPU = "CPUExecutionProvider"
 _ORT_TYPES = {
@@ -61,6 +65,8 @@ class ModelSession:
     metadata: dict[str, str] = field(default_factory=dict)
     producer: str = ""
     note: str | None = None  # why the device differs from the one asked for (auto -> CPU)
+    bind: bool = False  # run through I/O binding: inputs copied once into a reused device buffer (CUDA)
+    _bound: dict = field(default_factory=dict, repr=False)  # (shape, dtype) -> the device buffer
 
     @property
     def input(self) -> TensorInfo:
@@ -69,7 +75,7 @@ class ModelSession:
     def run(self, batch: np.ndarray, names: Sequence[str] | None = None) -> list[np.ndarray]:
         """Run a batch of any length; a model with a fixed batch size gets slices, the last one padded."""
         step, feed = self.inputs[0].shape[0], self.inputs[0].name
-        run = self.session.run
+        run = self._run_bound if self.bind else self.session.run
         try:
             if step is None or step == len(batch):
                 return run(names, {feed: batch})
@@ -83,6 +89,37 @@ class ModelSession:
             raise ModelError(f"{self.path.name}: onnxruntime failed on a batch of shape {batch.shape}: {_first_line(exc)}") from None
         return [np.concatenate(outputs)[: len(batch)] for outputs in zip(*parts)]
 
+    def _run_bound(self, names: Sequence[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """``session.run`` through I/O binding: the batch goes straight into a device buffer kept per shape.
+
+        Any failure of the binding API turns it off for this session and runs the plain way instead.
+        """
+        try:
+            binding = self.session.io_binding()
+            for name, array in feeds.items():
+                binding.bind_ortvalue_input(name, self._device_buffer(array))
+            for name in names or [output.name for output in self.outputs]:
+                binding.bind_output(name, "cpu")  # results land in host memory directly
+            self.session.run_with_iobinding(binding)
+            return binding.copy_outputs_to_cpu()
+        except Exception:  # noqa: BLE001 - binding is an optimisation; the plain run says what is wrong
+            self.bind = False
+            return self.session.run(names, feeds)
+
+    def _device_buffer(self, array: np.ndarray):
+        import onnxruntime as ort
+
+        array = np.ascontiguousarray(array)
+        key = (array.shape, array.dtype.str)
+        buffer = self._bound.get(key)
+        if buffer is None:
+            where = "cuda" if self.device.startswith("CUDA") else "cpu"
+            gpu = int(self.device.partition(":")[2] or 0)
+            buffer = self._bound[key] = ort.OrtValue.ortvalue_from_numpy(array, where, gpu)
+        else:
+            buffer.update_inplace(array)
+        return buffer
+
 
 def open_session(
     path: str | os.PathLike,
@@ -91,18 +128,18 @@ def open_session(
     model_bytes: bytes | None = None,
     threads: int | None = None,
 ) -> ModelSession:
-    """Open ``path`` (or ``model_bytes``, a modified copy of it) on ``device``: auto, cpu or cuda.
+    """Open ``path`` (or ``model_bytes``, a modified copy of it) on ``device``: auto, cpu, cuda or cuda:N.
 
     ``threads`` sets onnxruntime's CPU threads (default :func:`default_threads`).
 
-    ``auto`` uses CUDA only if its provider really initialises, else the CPU with ``note`` saying why;
-    ``cuda`` without a working provider raises DeviceError with the reason.
+    ``auto`` uses CUDA only if its provider really initialises, else the CPU with ``note`` saying why
+    (no note on a machine without any NVIDIA driver: the CPU is all there is); ``cuda`` without a
+    working provider raises DeviceError with the reason.
     """
     import onnxruntime as ort
 
     path = Path(path)
-    if device not in DEVICES:
-        raise UsageError(f"--device {device!r}: choose one of {', '.join(DEVICES)}")
+    kind, gpu = parse_device(device)
     if model_bytes is None:
         _check_model_file(path)
     options = ort.SessionOptions()
@@ -111,23 +148,79 @@ def open_session(
     source = model_bytes if model_bytes is not None else str(path)
 
     reason = None
-    if device != "cpu":
+    if kind == "auto" and not nvidia.driver_present():
+        pass  # no NVIDIA driver at all: the CPU, quietly
+    elif kind != "cpu":
         if _CUDA not in ort.get_available_providers():
             reason = "this onnxruntime build has no CUDA support (install onnxruntime-gpu)"
         else:
+            _check_gpu_index(device, gpu)
+            preload_cuda_libraries()
             with _captured_stderr() as log:
-                session = _create(ort, path, source, options, [_CUDA, _CPU])
+                session = _create(ort, path, source, options, [(_CUDA, {"device_id": gpu}), _CPU])
             if session.get_providers()[0] == _CUDA:
-                return _wrap(session, path, "CUDA", None)
+                model = _wrap(session, path, f"CUDA:{gpu}" if gpu else "CUDA", None)
+                model.bind = True
+                return model
             reason = cuda_failure_reason(log.text)
-            if device == "auto":  # onnxruntime already fell back: this session runs on the CPU
+            if kind == "auto":  # onnxruntime already fell back: this session runs on the CPU
                 return _wrap(session, path, "CPU", f"running on the CPU because CUDA is not usable: {reason}")
-    if device == "cuda":
-        raise DeviceError(f"--device cuda: CUDA is not usable: {reason}; use --device cpu or --device auto")
+    if kind == "cuda":
+        error = DeviceError(f"--device {device}: CUDA is not usable: {reason}; use --device cpu or --device auto")
+        error.reason = reason  # the cause alone, for `convtool doctor`
+        raise error
     with _captured_stderr():
         session = _create(ort, path, source, options, [_CPU])
     note = f"running on the CPU because CUDA is not usable: {reason}" if reason else None
     return _wrap(session, path, "CPU", note)
+
+
+def parse_device(device: str) -> tuple[str, int]:
+    """``auto``/``cpu``/``cuda``/``cuda:N`` -> (kind, GPU number)."""
+    if device in ("auto", "cpu"):
+        return device, 0
+    try:
+        return "cuda", nvidia.gpu_index(device)
+    except ValueError:
+        raise UsageError(f"--device {device!r}: choose one of auto, cpu, cuda or cuda:N (N = 0, 1, ...)") from None
+
+
+def _check_gpu_index(device: str, gpu: int) -> None:
+    """Refuse ``cuda:N`` beyond the GPUs the driver sees (when it can tell)."""
+    count = nvidia.driver().gpus
+    if count and gpu >= count:
+        have = f"1 GPU (cuda:0)" if count == 1 else f"{count} GPUs (cuda:0 to cuda:{count - 1})"
+        raise DeviceError(f"--device {device}: this machine has {have}")
+
+
+def cuda_libraries() -> list[str]:
+    """File names of the CUDA and cuDNN libraries this onnxruntime build loads (CUDA 13 names as fallback)."""
+    import onnxruntime as ort
+
+    try:
+        paths = ort._get_nvidia_dll_paths(False, True, True)  # onnxruntime's own list; private, so guarded
+        return [parts[-1] for parts in paths]
+    except Exception:  # noqa: BLE001 - an older or newer onnxruntime without the helper
+        return list(_CUDA13_LIBRARIES)
+
+
+_CUDA13_LIBRARIES = ("libcublasLt.so.13", "libcublas.so.13", "libnvrtc.so.13", "libcurand.so.10", "libcufft.so.12",
+                     "libcudart.so.13", "libcudnn.so.9")
+
+
+@functools.lru_cache(maxsize=1)
+def preload_cuda_libraries() -> str:
+    """Load the CUDA/cuDNN wheels' libraries (``convtool[gpu]``) before a CUDA session; what it printed."""
+    import onnxruntime as ort
+
+    said = io.StringIO()
+    if hasattr(ort, "preload_dlls"):
+        with contextlib.redirect_stdout(said), _captured_stderr():
+            try:
+                ort.preload_dlls(cuda=True, cudnn=True, msvc=False)
+            except Exception as exc:  # noqa: BLE001 - a failed preload leaves the loader's own search
+                said.write(f"{exc}\n")
+    return said.getvalue()
 
 
 def default_threads() -> int:
@@ -139,10 +232,12 @@ def cuda_failure_reason(log: str) -> str:
     """Turn onnxruntime's captured log lines about a failed CUDA provider into one short reason."""
     log = re.sub(r"\x1b\[[0-9;]*m", "", log)
     missing = re.search(r"error: (lib[\w.+-]+\.so[\w.]*): cannot open shared object file", log)
+    if missing and missing.group(1).startswith("libcuda.so"):
+        return f"no NVIDIA driver was found ({missing.group(1)}, the driver's library, is not on this machine)"
     if missing:
         needs = re.search(r"Require (cuDNN [\d.*]+ and CUDA [\d.*]+)", log)
         wanted = f" (this onnxruntime needs {needs.group(1).rstrip('.')})" if needs else ""
-        return f"the CUDA library {missing.group(1)} is not installed{wanted}"
+        return f"the CUDA library {missing.group(1)} is not installed{wanted}; {nvidia.GPU_EXTRA} adds it"
     if re.search(r"no CUDA-capable device|cudaErrorNoDevice|CUDA driver version is insufficient", log):
         return "no usable NVIDIA GPU or driver was found"
     failure = re.search(r"CUDA failure \d+: ([^;\n]+)", log)
