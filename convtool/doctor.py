@@ -107,7 +107,7 @@ def package_version(name: str) -> str | None:
 def cpu_info() -> tuple[int, str, list[str]]:
     """(usable cores, model name, SIMD extensions of interest) from the OS and /proc/cpuinfo."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    model, flags = platform.processor() or platform.machine(), set()
+    model, flags = platform.processor() or platform.machine(), set[str]()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = line.partition(":")

@@ -32,6 +32,8 @@ class ModelError(ConvtoolError):
 class DeviceError(ConvtoolError):
     """A device (CUDA) that was asked for but cannot be used."""
 
+    reason: str | None = None  # the cause alone, without the advice (for `convtool doctor`)
+
 
 class OutputError(ConvtoolError):
     """An output that cannot be written, or would overwrite something."""

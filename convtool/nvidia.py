@@ -84,8 +84,8 @@ def find_library(name: str) -> Library:
         hit = _match(folder, name)
         if hit:
             return Library(name, hit, "nvidia wheel")
-    for folder in filter(None, os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep)):
-        hit = _match(Path(folder), name)
+    for entry in filter(None, os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep)):
+        hit = _match(Path(entry), name)
         if hit:
             return Library(name, hit, "LD_LIBRARY_PATH")
     hit = _system_library(name)

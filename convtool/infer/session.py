@@ -18,7 +18,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -57,7 +57,7 @@ class ModelSession:
     """An open model: the onnxruntime session plus what convtool needs to know about it."""
 
     path: Path
-    session: object
+    session: Any  # onnxruntime.InferenceSession
     device: str  # "CPU" or "CUDA": what actually runs
     provider: str  # the execution provider's own name
     inputs: list[TensorInfo]
@@ -189,7 +189,7 @@ def _check_gpu_index(device: str, gpu: int) -> None:
     """Refuse ``cuda:N`` beyond the GPUs the driver sees (when it can tell)."""
     count = nvidia.driver().gpus
     if count and gpu >= count:
-        have = f"1 GPU (cuda:0)" if count == 1 else f"{count} GPUs (cuda:0 to cuda:{count - 1})"
+        have = "1 GPU (cuda:0)" if count == 1 else f"{count} GPUs (cuda:0 to cuda:{count - 1})"
         raise DeviceError(f"--device {device}: this machine has {have}")
 
 
@@ -246,7 +246,7 @@ def cuda_failure_reason(log: str) -> str:
     return "onnxruntime could not start its CUDA provider (no GPU, driver or CUDA libraries found)"
 
 
-def _create(ort, path: Path, source, options, providers: list[str]):
+def _create(ort, path: Path, source, options, providers: list):
     try:
         return ort.InferenceSession(source, options, providers=providers)
     except Exception as exc:
