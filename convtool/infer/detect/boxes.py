@@ -59,20 +59,29 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray | None = None, *, iou: float = 0.45,
         max_det: int | None = None) -> np.ndarray:
-    """Indices of the boxes kept by greedy NMS, best score first; per class unless ``classes`` is None."""
-    order = np.argsort(-scores, kind="stable")
+    """Indices of the boxes kept by greedy NMS, best score first; per class unless ``classes`` is None.
+
+    Each step takes the best remaining box and drops the remaining boxes overlapping it more than
+    ``iou``, with the corners and areas of all boxes computed once.
+    """
+    boxes = boxes.astype(np.float64, copy=False)
     if classes is not None and len(boxes):
         # shifting each class to its own region makes one NMS pass act per class
         span = float(np.abs(boxes).max()) * 2 + 1
         boxes = boxes + (classes.astype(np.float64) * span)[:, None]
-    boxes = boxes.astype(np.float64, copy=False)
+    x1, y1, x2, y2 = (np.ascontiguousarray(boxes[:, i]) for i in range(4))
+    areas = area(boxes)
+    order = np.argsort(-scores, kind="stable")
     kept: list[int] = []
     limit = len(order) if max_det is None else max_det
     while order.size and len(kept) < limit:
-        best = order[0]
+        best, rest = order[0], order[1:]
         kept.append(int(best))
-        rest = order[1:]
-        overlap = iou_matrix(boxes[best : best + 1], boxes[rest])[0]
+        width = np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest])
+        height = np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest])
+        inter = np.clip(width, 0, None) * np.clip(height, 0, None)
+        union = areas[best] + areas[rest] - inter
+        overlap = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
         order = rest[overlap <= iou]
     return np.asarray(kept, dtype=np.int64)
 
