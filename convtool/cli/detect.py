@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -84,7 +83,7 @@ def command(paths, model, labels, decoder, conf, iou, max_det, classes, agnostic
     failures: list = []
     shown: list = []
     evaluation = None
-    show_table = output is None and len(scan.files) <= TABLE_LIMIT
+    show_table = output is None and not evaluate and len(scan.files) <= TABLE_LIMIT
     progress, advance = progress_bar(len(scan.files))
 
     def consume(writer) -> None:
@@ -215,8 +214,9 @@ def _save(target: Path, found, label, overwrite: bool) -> None:
 
 
 def _print_table(shown: list, label) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from convtool.cli.console import console
 
     table = Table(box=None, pad_edge=False)
     table.add_column("file", overflow="fold")
@@ -229,12 +229,13 @@ def _print_table(shown: list, label) -> None:
             table.add_row(str(found.path), "(no objects)", "", "", "", "", "")
         for box, score, cls in zip(found.boxes.tolist(), found.scores.tolist(), found.classes.tolist()):
             table.add_row(str(found.path), label(cls), f"{score:.3f}", *(f"{v:.1f}" for v in box))
-    Console(soft_wrap=False, width=None if sys.stdout.isatty() else 120).print(table)
+    console().print(table)
 
 
 def _print_evaluation(evaluation, label, conf: float) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from convtool.cli.console import console
 
     from convtool.errors import InputError
 
@@ -254,6 +255,6 @@ def _print_evaluation(evaluation, label, conf: float) -> None:
         table.add_row(*row("all", summary))
     for index, score in sorted(scores.items()):
         table.add_row(*row(label(index), score))
-    Console().print(table)
+    console().print(table)
     if conf > 0.01:
         click.echo(f"(mAP counts boxes scoring at least --conf {conf:g}; Ultralytics' val uses 0.001)", err=True)

@@ -43,9 +43,11 @@ def annotate(image: Image.Image, boxes: np.ndarray, scores: np.ndarray, classes:
     for box, score, cls in sorted(zip(boxes.tolist(), scores.tolist(), classes.tolist()), key=lambda r: r[1]):
         x1, y1, x2, y2 = box
         fill = colour(int(cls))
+        x2, y2 = max(x1, x2), max(y1, y2)
         draw.rectangle([x1 - width, y1 - width, x2 + width, y2 + width], outline=(0, 0, 0), width=1)
         draw.rectangle([x1, y1, x2, y2], outline=fill, width=width)
-        draw.rectangle([x1 + width, y1 + width, x2 - width, y2 - width], outline=(0, 0, 0), width=1)
+        if x2 - x1 > 2 * width + 2 and y2 - y1 > 2 * width + 2:  # room for the inner line
+            draw.rectangle([x1 + width, y1 + width, x2 - width, y2 - width], outline=(0, 0, 0), width=1)
         text = f"{label(int(cls))} {score:.2f}"
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
         tag_h = bottom - top + 2 * width
