@@ -21,31 +21,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from convtool.conv.im2col import Pair, _pair, col2im, conv_output_shape, im2col
+from convtool.conv.im2col import col2im, conv_output_shape, im2col
 from convtool.errors import ShapeError
-from convtool.nn.layers import Grads, Layer, _pad_pair, he_normal
-
-
-def check_period(period: Pair, out_hw: Pair) -> None:
-    """ShapeError unless each period lies in 1..outputs and divides the outputs of its axis."""
-    for axis, t, n in zip(("height", "width"), period, out_hw):
-        if n % t:
-            divisors = ", ".join(str(d) for d in range(1, n + 1) if n % d == 0)
-            raise ShapeError(f"a tiling period of {t} does not divide the {n} output {axis} positions "
-                             f"(some kernels would serve fewer locations); use one of {divisors}")
+from convtool.geometry import Pair, Pads, pads, pair
+from convtool.layer_kinds import check_period
+from convtool.nn.layers import Grads, Layer, he_normal
 
 
 class TiledConv2d(Layer):
     """``TH x TW`` kernels tiled over the output locations; weight ``(TH, TW, out, in, kh, kw)``."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | Pair, period: int | Pair = 1,
-                 stride: int | Pair = 1, padding: int | Pair = 0, dilation: int | Pair = 1, bias: bool = True, *,
-                 rng: np.random.Generator | None = None) -> None:
+                 stride: int | Pair = 1, padding: int | Pair | Pads = 0, dilation: int | Pair = 1, bias: bool = True,
+                 *, rng: np.random.Generator | None = None) -> None:
         super().__init__()
         rng = rng or np.random.default_rng(0)
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.period = _pair("kernel_size", kernel_size), _pair("period", period)
-        self.stride, self.padding, self.dilation = _pair("stride", stride), _pad_pair(padding), _pair("dilation", dilation)
+        self.kernel_size, self.period = pair("kernel_size", kernel_size), pair("tiling period", period)
+        self.stride, self.dilation = pair("stride", stride), pair("dilation", dilation)
+        self.padding = pads(padding)  # top, bottom, left, right
         (th, tw), (kh, kw) = self.period, self.kernel_size
         shape = (th, tw, out_channels, in_channels, kh, kw)
         self.params["weight"] = he_normal(shape, in_channels * kh * kw, rng)
@@ -110,10 +104,10 @@ class LocallyConnected2d(TiledConv2d):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | Pair, input_size: Pair,
-                 stride: int | Pair = 1, padding: int | Pair = 0, dilation: int | Pair = 1, bias: bool = True, *,
-                 rng: np.random.Generator | None = None) -> None:
-        h, w = _pair("input_size", input_size)
-        out_hw = conv_output_shape(h, w, kernel_size, stride, _pad_pair(padding), dilation)
+                 stride: int | Pair = 1, padding: int | Pair | Pads = 0, dilation: int | Pair = 1, bias: bool = True,
+                 *, rng: np.random.Generator | None = None) -> None:
+        h, w = pair("input_size", input_size)
+        out_hw = conv_output_shape(h, w, kernel_size, stride, pads(padding), dilation)
         super().__init__(in_channels, out_channels, kernel_size, out_hw, stride, padding, dilation, bias, rng=rng)
         self.input_size = (h, w)
 
@@ -128,11 +122,12 @@ class LocallyConnected2d(TiledConv2d):
 
 
 def tiled_reference(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, stride: Pair = (1, 1),
-                    padding: Pair = (0, 0), dilation: Pair = (1, 1)) -> np.ndarray:
-    """Plain loops over outputs and taps: the oracle of :class:`TiledConv2d` (weight TH,TW,F,C,KH,KW)."""
+                    padding: Pads = (0, 0, 0, 0), dilation: Pair = (1, 1)) -> np.ndarray:
+    """Plain loops over outputs and taps: the oracle of :class:`TiledConv2d` (weight TH,TW,F,C,KH,KW;
+    padding top, bottom, left, right)."""
     n, c, h, w = x.shape
     th, tw, f, _, kh, kw = weight.shape
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    (sh, sw), (ph, _, pw, _), (dh, dw) = stride, padding, dilation
     oh, ow = conv_output_shape(h, w, (kh, kw), stride, padding, dilation)
     y = np.zeros((n, f, oh, ow), dtype=np.result_type(x, weight))
     for oy in range(oh):
@@ -155,13 +150,13 @@ def gather_indices(layer: TiledConv2d, height: int, width: int) -> np.ndarray:
 
     Row ``t`` holds the locations of kernel ``t`` (tile order), so one batched MatMul applies them.
     """
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = layer._geometry()
+    (kh, kw), (sh, sw), (top, bottom, left, right), (dh, dw) = layer._geometry()
     c, (th, tw) = layer.in_channels, layer.period
     oh, ow = conv_output_shape(height, width, *layer._geometry())
-    hp, wp = height + 2 * ph, width + 2 * pw
+    hp, wp = height + top + bottom, width + left + right
     oy, ox = np.arange(oh).reshape(-1, 1, 1, 1, 1), np.arange(ow).reshape(1, -1, 1, 1, 1)
     ch, i, j = np.arange(c).reshape(1, 1, -1, 1, 1), np.arange(kh).reshape(1, 1, 1, -1, 1), np.arange(kw).reshape(1, 1, 1, 1, -1)
-    flat = ch * hp * wp + (oy * sh + i * dh) * wp + (ox * sw + j * dw)  # OH, OW, C, KH, KW
+    flat = ch * hp * wp + (oy * sh + i * dh) * wp + (ox * sw + j * dw)  # OH, OW, C, KH, KW (padded coordinates)
     flat = flat.reshape(oh // th, th, ow // tw, tw, c * kh * kw).transpose(1, 3, 0, 2, 4)  # TH, TW, A, B, CKK
     return np.ascontiguousarray(flat.reshape(th * tw, -1, c * kh * kw)).astype(np.int64)
 
@@ -169,7 +164,7 @@ def gather_indices(layer: TiledConv2d, height: int, width: int) -> np.ndarray:
 def onnx_nodes(helper, layer: TiledConv2d, x: str, output: str, name: str, weights: list[str],
                input_hw: Pair) -> list:
     """Pad -> Reshape(N, C*HP*WP) -> Gather(taps) -> MatMul per kernel -> (+ Tile'd bias) -> N,F,OH,OW."""
-    (th, tw), (ph, pw), f = layer.period, layer.padding, layer.out_channels
+    (th, tw), (top, bottom, left, right), f = layer.period, layer.padding, layer.out_channels
     oh, ow = conv_output_shape(*input_hw, *layer._geometry())
     index = gather_indices(layer, *input_hw)
     t, ckk = th * tw, index.shape[2]
@@ -183,8 +178,8 @@ def onnx_nodes(helper, layer: TiledConv2d, x: str, output: str, name: str, weigh
 
     nodes: list = []
     make = helper.make_node
-    pads = const("pads", [0, 0, ph, pw, 0, 0, ph, pw])
-    nodes.append(make("Pad", [x, pads], [f"{name}.padded"], mode="constant"))
+    widths = const("pads", [0, 0, top, left, 0, 0, bottom, right])
+    nodes.append(make("Pad", [x, widths], [f"{name}.padded"], mode="constant"))
     nodes.append(make("Reshape", [f"{name}.padded", const("flat_shape", [0, -1])], [f"{name}.flat"]))
     nodes.append(make("Gather", [f"{name}.flat", const("taps", index)], [f"{name}.cols"], axis=1))  # N,T,AB,CKK
     nodes.append(make("Transpose", [f"{name}.cols"], [f"{name}.cols_t"], perm=[1, 0, 2, 3]))  # T,N,AB,CKK
