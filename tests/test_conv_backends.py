@@ -248,3 +248,85 @@ def test_rows_wider_than_a_tile_read_the_image_in_place_and_pad_only_the_edges(m
     np.testing.assert_allclose(correlate2d(narrow, kernel, padding="full", border="symmetric", backend="separable"),
                                correlate2d(narrow, kernel, padding="full", border="symmetric", backend="reference"),
                                rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("backend", ["direct", "separable", "fft", "reference"])
+def test_out_is_written_and_returned_and_equals_a_new_array(backend, cpu_path):
+    image = RNG.integers(0, 256, (3, 20, 17)).astype(np.uint8)
+    kernel = KERNELS["rank1"]
+    options = dict(stride=(1, 2), padding="same", border="wrap", backend=backend)
+    out = np.full((3, 20, 9), np.nan, dtype=np.float32)
+    assert correlate2d(image, kernel, out=out, **options) is out
+    np.testing.assert_allclose(out, correlate2d(image, kernel, **options), rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(out, correlate2d(image, kernel, **{**options, "backend": "reference"}), rtol=1e-4, atol=1e-3)
+    flipped = np.empty((3, 20, 9), dtype=np.float32)
+    assert convolve2d(image, kernel, out=flipped, **options) is flipped
+    np.testing.assert_allclose(flipped, correlate2d(image, kernel[::-1, ::-1], **options), rtol=1e-5, atol=1e-3)
+
+
+def test_pool_out_is_written_and_returned():
+    image = _image((2, 9, 8))
+    for backend in ("direct", "numpy", "reference"):
+        out = np.full((2, 5, 4), np.nan, dtype=np.float32)
+        assert pool2d(image, 2, kind="avg", padding="same", backend=backend, out=out) is out
+        np.testing.assert_allclose(out, pool2d(image, 2, kind="avg", padding="same", backend="reference"),
+                                   rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("out, message", [
+    (np.zeros((2, 8, 8), np.float64), r"out must be a C-contiguous float32 array of shape \(2, 8, 8\), got float64 \(2, 8, 8\)"),
+    (np.zeros((2, 8, 9), np.float32), r"got float32 \(2, 8, 9\)"),
+    (np.zeros((2, 8, 16), np.float32)[:, :, ::2], r"got float32 \(2, 8, 8\), not C-contiguous"),
+    ([[0.0]], r"got list"),
+])
+def test_bad_out_is_a_one_line_error_naming_what_is_expected(out, message):
+    image = _image((2, 8, 8))
+    for call in (lambda: correlate2d(image, SOBEL, padding="same", out=out),
+                 lambda: pool2d(image, 1, out=out)):
+        with pytest.raises(UsageError, match=message) as error:
+            call()
+        assert "\n" not in str(error.value)
+
+
+def test_out_aliasing_the_input_is_refused_and_the_input_is_untouched():
+    image = _image((2, 8, 8))
+    before = image.copy()
+    buffer = np.arange(100, dtype=np.float32)
+    with pytest.raises(UsageError, match="out shares memory with the input image"):  # overlapping, shifted
+        correlate2d(buffer[:64].reshape(8, 8), SOBEL, padding="same", out=buffer[8:72].reshape(8, 8))
+    np.testing.assert_array_equal(buffer, np.arange(100))
+    for call in (lambda: correlate2d(image, SOBEL, padding="same", out=image),
+                 lambda: pool2d(image, 1, out=image)):
+        with pytest.raises(UsageError, match="out shares memory with the input image"):
+            call()
+    np.testing.assert_array_equal(image, before)
+
+
+def test_repeated_calls_of_one_shape_reuse_the_plan():
+    import convtool.conv as conv
+
+    image, kernel = _image((2, 12, 13)), RNG.standard_normal((3, 3))
+    correlate2d(image, kernel, padding="same", border="reflect")
+    hits = conv.correlation_plan.cache_info().hits
+    for _ in range(3):
+        again = correlate2d(image + 1, kernel.tolist(), padding=[1, 1], border="reflect")
+    assert conv.correlation_plan.cache_info().hits >= hits + 2  # the list forms key one plan too
+    np.testing.assert_allclose(again, correlate2d(image + 1, kernel, padding=1, border="reflect", backend="reference"),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_auto_leaves_numpy_for_numba_once_numpy_has_cost_as_much_as_loading_it(monkeypatch):
+    import convtool.conv as conv
+
+    loaded = []
+    monkeypatch.setattr(conv, "numba_loaded", lambda: bool(loaded))
+    monkeypatch.setattr(conv, "_numpy_seconds", [0.0])
+    monkeypatch.setattr(conv, "NUMBA_LOAD_SECONDS", 0.0)  # the first NumPy run already costs "enough"
+    monkeypatch.setattr(conv, "_load_numba", lambda: loaded.append("numba"))
+    image = _image((1, 9, 10))
+    first = correlate2d(image, SOBEL, padding="same")
+    assert loaded  # the NumPy run asked for Numba's back-end module
+    assert conv.correlation_plan(image.shape, image.dtype, SOBEL.shape, SOBEL.tobytes(), 1, "same", "zero", 0.0, 1,
+                                 "auto", "auto", True).choice.backend == "direct"
+    np.testing.assert_allclose(first, correlate2d(image, SOBEL, padding="same", backend="reference"), atol=1e-5)
+

@@ -19,8 +19,9 @@ from __future__ import annotations
 import functools
 import math
 import sys
+import time
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Callable, Sequence, Union
 
 import numpy as np
 
@@ -43,11 +44,12 @@ NATIVE_DTYPES = (np.uint8, np.float32)  # the Numba kernels read these directly;
 # (Rechecked after both Numba paths stopped copying rows before their taps: Sobel 3x3 as 6 direct taps
 # runs 1.1x faster than as 2 + 3 separable taps on 4096^2 and 1080p RGB, as this model says.)
 PASS_OVERHEAD = 3.0
-FLAT_PIXELS = 1 << 20  # padded pixels up to which cpu filters a stack as one flat row
 FFT_COST_PER_LOG2 = 25.0
 # Until Numba is loaded, plain NumPy wins for small jobs: loading Numba and its cache costs about 1 s,
 # NumPy does about 0.3-1e9 multiply-adds per second.
 NUMPY_WORK = 50_000_000
+NUMBA_LOAD_SECONDS = 0.5  # once auto's NumPy runs have taken this long in all, Numba is loaded (then it pays)
+_numpy_seconds = [0.0]  # time auto has spent in the NumPy back-end in this process
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,7 @@ def choose_pool_backend(*, backend: str = "auto", device: str = "auto", work: fl
 
 def correlate2d(image: np.ndarray, kernel: np.ndarray, *, stride: Pair = 1, padding: Padding = "valid",
                 border: str = "zero", cval: float = 0.0, dilation: Pair = 1, backend: str = "auto",
-                device: str = "auto") -> np.ndarray:
+                device: str = "auto", out: np.ndarray | None = None) -> np.ndarray:
     """Cross-correlate the last two axes of ``image`` with a 2D ``kernel``; returns float32.
 
     Parameters
@@ -175,50 +177,138 @@ def correlate2d(image: np.ndarray, kernel: np.ndarray, *, stride: Pair = 1, padd
         or the opposite side. (scipy.ndimage names: constant, constant, mirror, reflect, nearest, wrap.)
     backend : {'auto', 'direct', 'separable', 'fft', 'im2col', 'numpy', 'cuda', 'reference'}
     device : {'auto', 'cpu', 'cuda'}
+    out : float32 array of the output's shape, C-contiguous, not sharing memory with ``image``; optional
+        Written and returned instead of a new array (a caller filtering many images of one size saves
+        the allocation and its page faults).
+
+    Notes
+    -----
+    The plan (back-end, padding, taps, pass structure) is worked out once per image shape, dtype,
+    kernel and geometry and remembered (:func:`correlation_plan`), so a repeated call goes straight
+    to one jitted function.
     """
-    image, kernel = _check_arrays(image, kernel)
+    image = np.asarray(image)
+    kernel = np.asarray(kernel, dtype=np.float64)
+    plan = correlation_plan(image.shape, image.dtype, kernel.shape, kernel.tobytes(), _hashable(stride),
+                            _hashable(padding), border, cval, _hashable(dilation), backend, device, numba_loaded())
+    return _execute(plan, image, out)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one correlation or pooling runs, worked out once: the choice, the output shape and the call.
+
+    ``run(stack, out)`` takes the (B, H, W) stack in ``stack_dtype`` and the (B, OH, OW) float32 output.
+    """
+
+    choice: Choice
+    out_shape: tuple[int, ...]
+    stack_dtype: np.dtype
+    run: Callable[[np.ndarray, np.ndarray], None]
+
+
+@functools.lru_cache(maxsize=256)
+def correlation_plan(image_shape: tuple[int, ...], dtype: np.dtype, kernel_shape: tuple[int, ...], data: bytes,
+                     stride: Pair, padding: Padding, border: str, cval: float, dilation: Pair, backend: str,
+                     device: str, numba_in: bool) -> Plan:
+    """The validated plan for correlating an image of this shape and dtype with the kernel in ``data``.
+
+    Remembered per argument set (``numba_in`` is part of the key: the choice changes once Numba loads).
+    """
+    _check_image_meta(image_shape, dtype)
+    kernel = _check_kernel(np.frombuffer(data, dtype=np.float64).reshape(kernel_shape))
     stride_hw, dilation_hw = pair("stride", stride), pair("dilation", dilation)
-    pads = resolve_pads(padding, image.shape[-2:], kernel.shape, stride_hw, dilation_hw)
-    out_hw = tuple(shapes.output_size(image.shape[-2 + axis], kernel.shape[axis], stride_hw[axis],
+    pads = resolve_pads(padding, image_shape[-2:], kernel.shape, stride_hw, dilation_hw)
+    out_hw = tuple(shapes.output_size(image_shape[-2 + axis], kernel.shape[axis], stride_hw[axis],
                                       axis_pairs(pads)[axis], dilation_hw[axis]) for axis in (0, 1))
     if border not in BORDERS:
         raise UsageError(f"unknown border {border!r}; choose one of {', '.join(BORDERS)}")
-    choice = choose_backend(image.shape, kernel, backend=backend, device=device, stride=stride_hw)
-    from convtool.conv import reference
+    choice = choose_backend(image_shape, kernel, backend=backend, device=device, stride=stride_hw)
+    cval = 0.0 if border == "zero" else float(cval)
+    run = _runner(choice, kernel, image_shape[-2:], stride_hw, pads, border, cval, dilation_hw)
+    if backend == "auto" and choice.backend == "numpy":
+        run = functools.partial(_numpy_until_numba_pays, run)
+    return Plan(choice, tuple(image_shape[:-2]) + out_hw, _stack_dtype(dtype), run)
 
+
+def _numpy_until_numba_pays(run: Callable[[np.ndarray, np.ndarray], None], stack: np.ndarray, out: np.ndarray) -> None:
+    """Run auto's NumPy choice; once such runs have cost as much as loading Numba, load it (ski rental).
+
+    Loading Numba makes the next call's plan a jitted one, so a loop of many small calls in a fresh
+    process pays at most about twice the best of "NumPy throughout" and "Numba from the start".
+    """
+    start = time.perf_counter()
+    run(stack, out)
+    _numpy_seconds[0] += time.perf_counter() - start
+    if _numpy_seconds[0] >= NUMBA_LOAD_SECONDS:
+        _load_numba()
+
+
+def _load_numba() -> None:
+    from convtool.conv import cpu  # noqa: F401 - imports Numba: numba_loaded() is true from now on
+
+
+def _runner(choice: Choice, kernel: np.ndarray, image_hw: tuple[int, ...], stride: tuple[int, int],
+            pads: tuple[int, int, int, int], border: str, cval: float,
+            dilation: tuple[int, int]) -> Callable[[np.ndarray, np.ndarray], None]:
+    """The call that runs ``choice`` on a (B, H, W) stack into a (B, OH, OW) output; kernels prepared once."""
+    geometry = (stride, pads, border, cval, dilation)
     if choice.backend == "reference":
-        return reference.correlate2d(image, kernel, stride_hw, pads, border, cval, dilation_hw)
-    stack = _stack(image)
-    out = np.empty((stack.shape[0],) + out_hw, dtype=np.float32)
-    args = (stride_hw, pads, border, 0.0 if border == "zero" else float(cval), dilation_hw, out)
+        from convtool.conv import reference
+
+        def run_reference(stack: np.ndarray, out: np.ndarray) -> None:
+            out[...] = reference.correlate2d(stack, kernel, stride, pads, border, cval, dilation)
+
+        return run_reference
     if choice.device == "cuda":
         from convtool.conv import cuda, separable
 
         if choice.backend == "separable":
-            cuda.correlate_separable(stack, *separable.factors(kernel), *args)
-        else:
-            cuda.correlate_direct(stack, kernel, *args)
-    elif choice.backend == "separable":
+            column, row = separable.factors(kernel)
+            return lambda stack, out: cuda.correlate_separable(stack, column, row, *geometry, out)
+        return lambda stack, out: cuda.correlate_direct(stack, kernel, *geometry, out)
+    if choice.backend in ("direct", "separable"):
         from convtool.conv import cpu, separable
 
-        cpu.correlate_separable(stack, *separable.factors(kernel), *args)
-    elif choice.backend == "fft":
-        from convtool.conv import fft
-
-        fft.correlate(stack, kernel, *args)
+        taps = (cpu.separable_taps(*separable.factors(kernel), dilation) if choice.backend == "separable"
+                else cpu.direct_taps(kernel, dilation, stride))
+        return cpu.prepare(taps, image_hw, stride, pads, border, cval)
+    if choice.backend == "fft":
+        from convtool.conv import fft as module
     elif choice.backend == "im2col":
-        from convtool.conv import gemm
-
-        gemm.correlate(stack, kernel, *args)
-    elif choice.backend == "numpy":
-        from convtool.conv import vectorised
-
-        vectorised.correlate(stack, kernel, *args)
+        from convtool.conv import gemm as module  # type: ignore[no-redef]
     else:
-        from convtool.conv import cpu
+        from convtool.conv import vectorised as module  # type: ignore[no-redef]
+    return lambda stack, out: module.correlate(stack, kernel, *geometry, out)
 
-        cpu.correlate_direct(stack, kernel, *args)
-    return out.reshape(image.shape[:-2] + out_hw)
+
+def _execute(plan: Plan, image: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """Run ``plan`` on ``image`` into ``out`` (checked) or a new float32 array, and return it."""
+    target = np.empty(plan.out_shape, dtype=np.float32) if out is None else check_out(out, plan.out_shape, image)
+    stack = np.ascontiguousarray(image.reshape((-1,) + image.shape[-2:]), dtype=plan.stack_dtype)
+    plan.run(stack, target.reshape((-1,) + target.shape[-2:]))
+    return target
+
+
+def check_out(out: object, shape: tuple[int, ...], image: np.ndarray) -> np.ndarray:
+    """``out`` if it is a C-contiguous float32 array of ``shape`` that does not overlap ``image``; else UsageError."""
+    expected = f"a C-contiguous float32 array of shape {shape}"
+    if not isinstance(out, np.ndarray):
+        raise UsageError(f"out must be {expected}, got {type(out).__name__}")
+    if out.dtype != np.float32 or out.shape != shape or not out.flags.c_contiguous or not out.flags.writeable:
+        got = f"{out.dtype} {out.shape}" + ("" if out.flags.c_contiguous else ", not C-contiguous") + \
+              ("" if out.flags.writeable else ", read-only")
+        raise UsageError(f"out must be {expected}, got {got}")
+    if np.may_share_memory(out, image):
+        raise UsageError("out shares memory with the input image; pass a separate array (the input is never overwritten)")
+    return out
+
+
+def _hashable(value: object) -> object:
+    """Lists (and arrays) of geometry values as tuples, so the plan cache can key on them."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return tuple(_hashable(v) for v in value)
+    return value
 
 
 def convolve2d(image: np.ndarray, kernel: np.ndarray, **options) -> np.ndarray:
@@ -228,11 +318,13 @@ def convolve2d(image: np.ndarray, kernel: np.ndarray, **options) -> np.ndarray:
 
 
 def pool2d(image: np.ndarray, size: Pair, *, stride: Pair | None = None, kind: str = "max",
-           padding: Padding = "valid", backend: str = "auto", device: str = "auto") -> np.ndarray:
+           padding: Padding = "valid", backend: str = "auto", device: str = "auto",
+           out: np.ndarray | None = None) -> np.ndarray:
     """Max, average or L2 pooling over windows of ``size`` (stride defaults to the size).
 
     Padded cells never count: max ignores them and averages divide by the real cells only.
     backend : {'auto', 'direct', 'numpy', 'cuda', 'reference'}; others fall back to direct (choose_pool_backend).
+    out : as for :func:`correlate2d`: a C-contiguous float32 array of the output's shape, written and returned.
     """
     image = _check_image(image)
     size_hw = pair("pool size", size)
@@ -244,47 +336,54 @@ def pool2d(image: np.ndarray, size: Pair, *, stride: Pair | None = None, kind: s
                                       axis_pairs(pads)[axis]) for axis in (0, 1))
     choice = choose_pool_backend(backend=backend, device=device,
                                  work=float(np.prod(image.shape[:-2] + out_hw)) * size_hw[0] * size_hw[1])
+    target = np.empty(image.shape[:-2] + out_hw, dtype=np.float32) if out is None else \
+        check_out(out, image.shape[:-2] + out_hw, image)
     if choice.backend == "reference":
         from convtool.conv import reference
 
-        return reference.pool2d(image, size_hw, stride_hw, pads, kind)
-    stack = _stack(image)
-    out = np.empty((stack.shape[0],) + out_hw, dtype=np.float32)
+        target[...] = reference.pool2d(image, size_hw, stride_hw, pads, kind)
+        return target
+    stack, flat = _stack(image), target.reshape((-1,) + out_hw)
     if choice.device == "cuda":
         from convtool.conv import cuda
 
-        cuda.pool(stack, size_hw, stride_hw, pads, kind, out)
+        cuda.pool(stack, size_hw, stride_hw, pads, kind, flat)
     elif choice.backend == "numpy":
         from convtool.conv import vectorised
 
-        vectorised.pool(stack, size_hw, stride_hw, pads, kind, out)
+        vectorised.pool(stack, size_hw, stride_hw, pads, kind, flat)
     else:
         from convtool.conv import cpu
 
-        cpu.pool(stack, size_hw, stride_hw, pads, kind, out)
-    return out.reshape(image.shape[:-2] + out_hw)
+        cpu.pool(stack, size_hw, stride_hw, pads, kind, flat)
+    return target
 
 
 def _stack(image: np.ndarray) -> np.ndarray:
     """(..., H, W) as a C-contiguous (B, H, W) stack of a dtype the kernels read (uint8 or float32)."""
-    dtype = image.dtype if image.dtype in NATIVE_DTYPES else np.float32
-    return np.ascontiguousarray(image.reshape((-1,) + image.shape[-2:]), dtype=dtype)
+    return np.ascontiguousarray(image.reshape((-1,) + image.shape[-2:]), dtype=_stack_dtype(image.dtype))
+
+
+def _stack_dtype(dtype: np.dtype) -> np.dtype:
+    return np.dtype(dtype if dtype in NATIVE_DTYPES else np.float32)
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
-    if image.ndim < 2 or 0 in image.shape:
-        raise ShapeError(f"image must have at least two non-empty axes (..., H, W), got shape {image.shape}")
-    if not np.issubdtype(image.dtype, np.number) or np.iscomplexobj(image):
-        raise UsageError(f"image must hold real numbers, got {image.dtype}")
+    _check_image_meta(image.shape, image.dtype)
     return image
 
 
-def _check_arrays(image: np.ndarray, kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    image = _check_image(image)
-    kernel = np.asarray(kernel, dtype=np.float64)
+def _check_image_meta(shape: tuple[int, ...], dtype: np.dtype) -> None:
+    if len(shape) < 2 or 0 in shape:
+        raise ShapeError(f"image must have at least two non-empty axes (..., H, W), got shape {shape}")
+    if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
+        raise UsageError(f"image must hold real numbers, got {dtype}")
+
+
+def _check_kernel(kernel: np.ndarray) -> np.ndarray:
     if kernel.ndim != 2 or 0 in kernel.shape:
         raise ShapeError(f"kernel must be a non-empty 2D matrix, got shape {kernel.shape}")
     if not np.all(np.isfinite(kernel)):
         raise ShapeError("kernel holds NaN or infinite values; use finite numbers")
-    return image, kernel
+    return kernel

@@ -4,9 +4,10 @@ Every kernel takes the raw (B, H, W) image stack (uint8 or float32) and the padd
 ``(top, bottom, left, right)`` with a border code, and writes a preallocated (B, OH, OW) float32
 output. Large images get no padded copy: each block of output rows keeps a ring of the padded rows
 it needs (converted to float32 on the way, so uint8 costs no separate pass), filters them while they
-are in cache and stores each output once. Small stacks (up to ``FLAT_PIXELS`` padded pixels, stride 1,
-e.g. a batch of 28x28 digits) are padded once and filtered as one long flat row, because per-row
-overheads would outweigh rows that short.
+are in cache and stores each output once. Small planes (up to ``FLAT_PIXELS`` padded pixels, e.g. a
+stack of 28x28 digits or a 256x256 tile) are padded whole, one image at a time, into a per-thread
+scratch plane and filtered as one long flat row while it is in cache (fused pad + filter), because
+per-row overheads would outweigh rows that short.
 
 The inner loop sums four taps per pass over a contiguous row (five loads and one store per four
 multiply-adds), so LLVM vectorises it and the output row stays in L1. A horizontal stride is made
@@ -22,11 +23,12 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from numba import njit, uint64
 
-from convtool.conv import FLAT_PIXELS  # padded stacks up to this size are filtered as one flat row
 
 # border code for each convtool border name (numpy.pad semantics)
 BORDER_CODES = {"zero": 0, "constant": 0, "reflect": 1, "symmetric": 2, "replicate": 3, "wrap": 4}
@@ -37,9 +39,10 @@ TILE = 1024  # output columns per pass (512 measured 0-15% slower on 1080p and 4
 # separable rows of uint8 with more horizontal taps are converted once, not at every tap (1080p RGB, 2 threads:
 # 2 taps in place 1.25x faster, 5 taps equal, 31 taps converted first 1.2-1.35x faster)
 CONVERT_FIRST_TAPS = 8
+FLAT_PIXELS = 1 << 17  # padded pixels of one plane up to which it is padded whole and filtered as one flat row
 SERIAL_WORK = 2_000_000  # multiply-adds below which one thread is faster (about 0.5 ms of work)
 _pool_executor: ThreadPoolExecutor | None = None
-_scratch = threading.local()  # per calling thread: the flat path's padded stack and pass buffers
+_scratch = threading.local()  # per thread: the flat path's padded plane and pass buffers
 
 
 def default_threads() -> int:
@@ -366,13 +369,38 @@ def _separable(image, v_taps, col_w, h_taps, row_w, sh, sw, top, left, mode, cva
 
 
 @njit(cache=True, nogil=True)
-def _flat_taps(src, offsets, weights, dst, chunk, first_job, last_job):  # pragma: no cover - jitted
-    """dst[p] = sum_t weights[t] * src[p + offsets[t]] over chunks first..last-1 of the flat range."""
-    for job in range(first_job, last_job):
-        start = job * chunk
-        stop = min(dst.shape[0], start + chunk)
-        for x in range(start, stop, TILE):
-            _taps(src, x, offsets, weights, dst, x, min(TILE, stop - x))
+def _planes(image, offsets1, weights1, offsets2, weights2, top, left, mode, cval, ph, pw, sh, sw, scratch, out,
+            first_job, last_job):  # pragma: no cover - jitted
+    """Images first..last-1 each padded whole into a plane, filtered as one flat row and kept, while in cache.
+
+    Output (y, x) sits at flat position y * sh * pw + x * sw of the plane, so tap (i, j) is the flat offset
+    i * pw + j; positions past the valid region compute junk that is never kept. Pass 1 (``offsets1``)
+    reads the padded plane; pass 2 (``offsets2``, empty for direct kernels) reads pass 1's result.
+    ``scratch`` holds three planes (the caller's thread keeps it: fresh buffers would cost page faults).
+    """
+    batch, oh, ow = out.shape
+    size = ph * pw
+    plane, first, second = scratch[:size], scratch[size: 2 * size], scratch[2 * size: 3 * size]
+    length1 = ph * pw - offsets1.max()
+    length2 = length1 - (offsets2.max() if offsets2.shape[0] else 0)
+    for b in range(first_job, last_job):
+        for r in range(ph):
+            _fill_columns(image, b, r, top, left, mode, cval, 0, pw, plane, r * pw)
+        for x in range(0, length1, TILE):
+            _taps(plane, x, offsets1, weights1, first, x, min(TILE, length1 - x))
+        result = first
+        if offsets2.shape[0]:
+            for x in range(0, length2, TILE):
+                _taps(first, x, offsets2, weights2, second, x, min(TILE, length2 - x))
+            result = second
+        for y in range(oh):
+            base = y * sh * pw
+            row = out[b, y]
+            if sw == 1:
+                row[:] = result[base: base + ow]
+            else:
+                for x in range(ow):
+                    row[x] = result[base + x * sw]
 
 
 @njit(cache=True, nogil=True)
@@ -420,29 +448,115 @@ def _pool(image, ph, pw, sh, sw, top, left, kind, out, first_job, last_job):  # 
         out[b, y, :] = acc
 
 
+@dataclass(frozen=True)
+class Taps:
+    """A kernel made ready for the Numba kernels (worked out once per kernel and geometry, see ``conv``'s plans).
+
+    ``passes`` are one (direct) or two (separable: row, then column) lists of non-zero taps, as dilated
+    (rows, columns) positions and float32 weights. ``folded`` is the direct kernel with mirrored rows
+    summed first (:func:`_fold_taps`), or None.
+    """
+
+    passes: tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]
+    folded: tuple | None = None
+
+    @property
+    def count(self) -> int:
+        return sum(weights.size for _, _, weights in self.passes)
+
+
+def direct_taps(kernel: np.ndarray, dilation: tuple[int, int], stride: tuple[int, int]) -> Taps:
+    """Non-zero taps of a direct kernel (and its folded form where that pays, at horizontal stride 1)."""
+    rows_idx, cols_idx = np.nonzero(kernel)
+    weights = kernel[rows_idx, cols_idx].astype(np.float32)
+    taps = ((rows_idx * dilation[0]).astype(np.int64), (cols_idx * dilation[1]).astype(np.int64), weights)
+    return Taps((taps,), _fold_taps(kernel, dilation) if stride[1] == 1 and weights.size else None)
+
+
+def separable_taps(col: np.ndarray, row: np.ndarray, dilation: tuple[int, int]) -> Taps:
+    """Non-zero taps of ``outer(col, row)``'s two 1D passes: along the rows first, then down the columns."""
+    (v_idx,), (h_idx,) = np.nonzero(col), np.nonzero(row)
+    h_taps = (np.zeros(h_idx.size, np.int64), (h_idx * dilation[1]).astype(np.int64), row[h_idx].astype(np.float32))
+    v_taps = ((v_idx * dilation[0]).astype(np.int64), np.zeros(v_idx.size, np.int64), col[v_idx].astype(np.float32))
+    return Taps((h_taps, v_taps))
+
+
 def correlate_direct(image: np.ndarray, kernel: np.ndarray, stride: tuple[int, int], pads: tuple[int, int, int, int],
                      border: str, cval: float, dilation: tuple[int, int], out: np.ndarray) -> None:
     """Direct correlation of a (B, H, W) uint8 or float32 stack into the (B, OH, OW) float32 ``out``."""
-    rows_idx, cols_idx = np.nonzero(kernel)
-    if rows_idx.size == 0:
-        out[...] = 0.0
+    run(direct_taps(kernel, dilation, stride), image, stride, pads, border, cval, out)
+
+
+def correlate_separable(image: np.ndarray, col: np.ndarray, row: np.ndarray, stride: tuple[int, int],
+                        pads: tuple[int, int, int, int], border: str, cval: float, dilation: tuple[int, int],
+                        out: np.ndarray) -> None:
+    """Correlation with the rank-1 kernel ``outer(col, row)`` as two 1D passes (zero taps skipped)."""
+    run(separable_taps(col, row, dilation), image, stride, pads, border, cval, out)
+
+
+def run(taps: Taps, image: np.ndarray, stride: tuple[int, int], pads: tuple[int, int, int, int], border: str,
+        cval: float, out: np.ndarray) -> None:
+    """Correlate a (B, H, W) uint8 or float32 stack with prepared ``taps`` into the (B, OH, OW) float32 ``out``."""
+    prepare(taps, image.shape[1:], stride, pads, border, cval)(image, out)
+
+
+def prepare(taps: Taps, image_hw: tuple[int, ...], stride: tuple[int, int], pads: tuple[int, int, int, int],
+            border: str, cval: float) -> Callable[[np.ndarray, np.ndarray], None]:
+    """The call ``(stack, out)`` that correlates (B, H, W) stacks of this plane size with ``taps``.
+
+    Everything that depends only on the plane size is worked out here, once. Small planes (up to
+    ``FLAT_PIXELS`` padded pixels) are padded whole and filtered in cache, one image per job; larger
+    ones keep a ring of padded rows per block of output rows. Which of the two, and the thread split,
+    are decided at each call from the module's settings (cheap integer tests).
+    """
+    if taps.count == 0 or any(weights.size == 0 for _, _, weights in taps.passes):
+        return _zero
+    mode, cval32 = BORDER_CODES[border], np.float32(cval)
+    ph, pw = image_hw[0] + pads[0] + pads[1], image_hw[1] + pads[2] + pads[3]
+    flat = [rows * pw + cols for rows, cols, _ in taps.passes]
+    second = (flat[1], taps.passes[1][2]) if len(flat) == 2 else (_NO_TAPS, _NO_WEIGHTS)
+    planes = (flat[0], taps.passes[0][2], *second, pads[0], pads[2], mode, cval32, ph, pw, stride[0], stride[1])
+    geometry = (stride[0], stride[1], pads[0], pads[2], mode, cval32)
+
+    def correlate(image: np.ndarray, out: np.ndarray) -> None:
+        if ph * pw <= FLAT_PIXELS:
+            _run(_planes_part, image.shape[0], image.shape[0] * ph * pw * taps.count, image, *planes, out)
+        else:
+            _rows(taps, image, geometry, out)
+
+    return correlate
+
+
+def _zero(image: np.ndarray, out: np.ndarray) -> None:
+    out[...] = 0.0
+
+
+def _rows(taps: Taps, image: np.ndarray, geometry: tuple, out: np.ndarray) -> None:
+    """The row-ring kernels (``_separable`` or ``_direct``) over (image, block of output rows) jobs."""
+    if len(taps.passes) == 2:
+        (_, h_taps, row_w), (v_taps, _, col_w) = taps.passes
+        rows = block_rows(out.shape[1], out.shape[0], int(v_taps.max()) + 1, THREADS)
+        _run(_separable, out.shape[0] * -(-out.shape[1] // rows), out.size * taps.count, image, v_taps, col_w,
+             h_taps, row_w, *geometry, image.dtype != np.float32 and h_taps.size > CONVERT_FIRST_TAPS, rows, out)
         return
-    weights = kernel[rows_idx, cols_idx].astype(np.float32)
-    tap_rows = (rows_idx * dilation[0]).astype(np.int64)
-    tap_cols = (cols_idx * dilation[1]).astype(np.int64)
-    if _flat_fits(image, pads, stride):
-        padded = _padded_stack(image, pads, border, cval)
-        _flat(padded, [(tap_rows * padded.shape[2] + tap_cols, weights)], out)
-        return
-    ring = int(tap_rows.max()) + 1
-    fold_a = fold_b = np.zeros(0, dtype=np.int64)
-    folded = _fold_taps(kernel, dilation) if stride[1] == 1 else None
-    if folded is not None:
-        tap_rows, tap_cols, weights, fold_a, fold_b, ring = folded
+    tap_rows, tap_cols, weights = taps.passes[0]
+    ring, fold_a, fold_b = int(tap_rows.max()) + 1, _NO_TAPS, _NO_TAPS
+    if taps.folded is not None:
+        tap_rows, tap_cols, weights, fold_a, fold_b, ring = taps.folded
     rows = block_rows(out.shape[1], out.shape[0], ring, THREADS)
-    jobs = out.shape[0] * -(-out.shape[1] // rows)
-    _run(_direct, jobs, out.size * weights.size, image, tap_rows, tap_cols, weights, fold_a, fold_b, ring,
-         stride[0], stride[1], pads[0], pads[2], BORDER_CODES[border], np.float32(cval), rows, out)
+    _run(_direct, out.shape[0] * -(-out.shape[1] // rows), out.size * weights.size, image, tap_rows, tap_cols,
+         weights, fold_a, fold_b, ring, *geometry, rows, out)
+
+
+_NO_TAPS, _NO_WEIGHTS = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+
+
+def _planes_part(image, offsets1, weights1, offsets2, weights2, top, left, mode, cval, ph, pw, sh, sw, out,
+                 first_job, last_job) -> None:
+    """``_planes`` on this thread's scratch planes (kept per thread: fresh ones would cost page faults)."""
+    scratch = _scratch_buffer(0, 3 * ph * pw)
+    _planes(image, offsets1, weights1, offsets2, weights2, top, left, mode, cval, ph, pw, sh, sw, scratch, out,
+            first_job, last_job)
 
 
 def _fold_taps(kernel: np.ndarray, dilation: tuple[int, int]):
@@ -470,60 +584,11 @@ def _fold_taps(kernel: np.ndarray, dilation: tuple[int, int]):
             fold_a, fold_b, ring)
 
 
-def correlate_separable(image: np.ndarray, col: np.ndarray, row: np.ndarray, stride: tuple[int, int],
-                        pads: tuple[int, int, int, int], border: str, cval: float, dilation: tuple[int, int],
-                        out: np.ndarray) -> None:
-    """Correlation with the rank-1 kernel ``outer(col, row)`` as two 1D passes (zero taps skipped)."""
-    (v_idx,), (h_idx,) = np.nonzero(col), np.nonzero(row)
-    v_taps, h_taps = (v_idx * dilation[0]).astype(np.int64), (h_idx * dilation[1]).astype(np.int64)
-    if _flat_fits(image, pads, stride):
-        padded = _padded_stack(image, pads, border, cval)
-        _flat(padded, [(h_taps, row[h_idx].astype(np.float32)),
-                       (v_taps * padded.shape[2], col[v_idx].astype(np.float32))], out)
-        return
-    rows = block_rows(out.shape[1], out.shape[0], int(v_taps.max()) + 1, THREADS)
-    jobs = out.shape[0] * -(-out.shape[1] // rows)
-    _run(_separable, jobs, out.size * (v_taps.size + h_taps.size), image, v_taps, col[v_idx].astype(np.float32),
-         h_taps, row[h_idx].astype(np.float32), stride[0], stride[1], pads[0], pads[2], BORDER_CODES[border],
-         np.float32(cval), image.dtype != np.float32 and h_taps.size > CONVERT_FIRST_TAPS, rows, out)
-
-
 def pool(image: np.ndarray, size: tuple[int, int], stride: tuple[int, int], pads: tuple[int, int, int, int],
          kind: str, out: np.ndarray) -> None:
     """Pool a (B, H, W) stack into ``out``; padded cells are ignored."""
     _run(_pool, out.shape[0] * out.shape[1], out.size * size[0] * size[1], image, size[0], size[1], stride[0], stride[1], pads[0], pads[2],
          POOL_KINDS[kind], out)
-
-
-def _flat_fits(image: np.ndarray, pads: tuple[int, int, int, int], stride: tuple[int, int]) -> bool:
-    """Small stacks at stride 1 go the flat way: per-row overheads would outweigh rows this short."""
-    padded = image.shape[0] * (image.shape[1] + pads[0] + pads[1]) * (image.shape[2] + pads[2] + pads[3])
-    return stride == (1, 1) and padded <= FLAT_PIXELS
-
-
-def _padded_stack(image: np.ndarray, pads: tuple[int, int, int, int], border: str, cval: float) -> np.ndarray:
-    """The whole stack padded, in float32: interior in one copy, then the border rows, then the columns."""
-    batch, height, width = image.shape
-    top, bottom, left, right = pads
-    shape = (batch, height + top + bottom, width + left + right)
-    padded = _scratch_buffer(0, shape[0] * shape[1] * shape[2]).reshape(shape)
-    padded[:, top: top + height, left: left + width] = image
-    mode = BORDER_CODES[border]
-    for start, stop, n, axis in ((0, top, height, 1), (top + height, top + height + bottom, height, 1),
-                                 (0, left, width, 2), (left + width, left + width + right, width, 2)):
-        if start == stop:
-            continue
-        offset = top if axis == 1 else left
-        if mode == 0:
-            target = padded[:, start:stop] if axis == 1 else padded[:, :, start:stop]
-            target[...] = cval
-            continue
-        sources = offset + np.array([_source_index(t - offset, n, mode) for t in range(start, stop)])
-        if axis == 1:  # border rows copy interior columns; the columns pass then fills the corners
-            padded[:, start:stop, left: left + width] = padded[:, sources, left: left + width]
-        else:
-            padded[:, :, start:stop] = padded[:, :, sources]
-    return padded
 
 
 def _scratch_buffer(role: int, size: int) -> np.ndarray:
@@ -537,21 +602,3 @@ def _scratch_buffer(role: int, size: int) -> np.ndarray:
     if buffer is None or buffer.size < size:
         buffer = buffers[role] = np.empty(max(size, 1), dtype=np.float32)
     return buffer[:size]
-
-
-def _flat(padded: np.ndarray, passes: list[tuple[np.ndarray, np.ndarray]], out: np.ndarray) -> None:
-    """Run tap passes over the padded stack as one flat row each, then keep the valid outputs.
-
-    Output (b, y, x) sits at flat position (b * PH + y) * PW + x, so a tap (i, j) is the flat offset
-    i * PW + j; positions past an image's valid region compute junk that is dropped.
-    """
-    src = padded.reshape(-1)
-    for index, (offsets, weights) in enumerate(passes):
-        length = src.shape[0] - int(offsets.max())
-        dst = _scratch_buffer(1 + index % 2, padded.size)  # never the buffer it reads
-        chunk = max(TILE, -(-length // (THREADS * JOBS_PER_THREAD)))
-        _run(_flat_taps, -(-length // chunk), length * weights.size, src, offsets.astype(np.int64), weights,
-             dst[:length], chunk)
-        src = dst
-    oh, ow = out.shape[1:]
-    out[...] = src.reshape(padded.shape)[:, :oh, :ow]
