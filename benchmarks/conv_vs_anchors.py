@@ -10,14 +10,14 @@ from __future__ import annotations
 import argparse
 
 from convtool.cli.bench import render
-from convtool.conv import benchmark
+import convtool.bench_harness as benchmark
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small images, a smoke run")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=11)
     args = parser.parse_args()
     results = benchmark.run(quick=args.quick, threads=args.threads, repeat=args.repeat,
                             budget=0.2 if args.quick else 3.0)

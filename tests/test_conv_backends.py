@@ -213,7 +213,7 @@ def test_im2col_batch_sums_every_input_channel_per_filter():
 
 def test_kernels_mirrored_top_to_bottom_fold_rows_and_match_reference(monkeypatch):
     monkeypatch.setattr(cpu, "FLAT_PIXELS", 0)  # the row-ring path, where folding happens
-    from convtool.conv.benchmark import BLOB
+    from convtool.bench_harness.cases import BLOB
 
     half = RNG.standard_normal((4, 5))
     mirrored = np.vstack([half, RNG.standard_normal((1, 5)), half[::-1]])  # 9x5, rows i and 8-i equal

@@ -1,13 +1,14 @@
 """``convtool bench``: the quick smoke run, JSON output, missing anchors and bad options."""
 
 import json
+import subprocess
 import sys
 
 import numpy as np
 from click.testing import CliRunner
 
 from convtool.cli.main import cli
-from convtool.conv import benchmark
+from convtool.bench_harness import cases as benchmark
 
 
 def test_quick_bench_prints_every_case_with_ratios():
@@ -46,3 +47,33 @@ def test_bad_thread_count_is_a_usage_error():
     result = CliRunner().invoke(cli, ["bench", "--threads", "0"])
     assert result.exit_code == 2
     assert "--threads and --repeat must be at least 1, got 0" in result.output
+
+
+def test_every_case_has_both_floors_in_the_same_rounds_and_a_percentage_of_them(monkeypatch):
+    from convtool import conv
+
+    monkeypatch.setattr(benchmark, "images", lambda quick: {"64^2 gray f32": np.ones((64, 64), np.float32)})
+    threads_before = conv.set_threads(3)
+    result = CliRunner().invoke(cli, ["bench", "--quick", "--auto-only", "--json", "--threads", "1", "--no-jit"])
+    assert result.exit_code == 0, result.output
+    assert conv.set_threads(threads_before) == 3  # the run restored the core's thread count
+    data = json.loads(result.output)
+    for case in data["cases"]:
+        names = {t["name"]: t for t in case["timings"]}
+        new, existing = names["floor: copy into a new array"], names["floor: copy into an existing array"]
+        assert new["runs"] == names["convtool auto"]["runs"] == existing["runs"]
+        auto = names["convtool auto"]
+        assert auto["best_mpix_s"] >= auto["mpix_s"] > 0
+        assert abs(auto["floor_pct"] - 100 * auto["mpix_s"] / new["mpix_s"]) < 1e-6
+        into = names["convtool auto, out="]
+        assert abs(into["floor_pct"] - 100 * into["mpix_s"] / existing["mpix_s"]) < 1e-6
+    assert [row["size"] for row in data["small"]] == [28, 64]
+    assert all(row["median_us"]["convtool auto"] >= row["min_us"]["convtool auto"] > 0 for row in data["small"])
+
+
+def test_the_core_imports_neither_opencv_nor_scipy():
+    script = ("import sys, numpy as np; from convtool.conv import correlate2d, pool2d; "
+              "correlate2d(np.ones((9, 9), np.float32), np.ones((3, 3)), backend='numpy'); pool2d(np.ones((4, 4)), 2); "
+              "print(sorted(m for m in ('cv2', 'scipy') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -96,6 +96,15 @@ def choose_backend(image_shape: Sequence[int], kernel: np.ndarray, *, backend: s
     return _cost_model(image_shape, kernel, rank1, pair("stride", stride), why_device)
 
 
+def set_threads(count: int) -> int:
+    """Run the CPU back-ends on ``count`` threads from now on; returns the previous count (benchmarks use it)."""
+    from convtool.conv import cpu
+
+    previous = cpu.THREADS
+    cpu.set_threads(count)
+    return previous
+
+
 def numba_loaded() -> bool:
     """Whether Numba is imported in this process (then the JIT back-ends cost no start-up)."""
     return "numba" in sys.modules

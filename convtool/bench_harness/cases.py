@@ -1,26 +1,24 @@
-"""Timing convtool's back-ends against OpenCV and scipy.ndimage in one run (``convtool bench``).
+"""The correlation and pooling cases of ``convtool bench``: convtool against OpenCV and scipy.ndimage.
 
-Every library gets the same thread count and the same float32-output task; each timing is the median
-of several calls after a warm-up call. OpenCV and scipy are optional anchors: a missing one is named
-in ``skipped`` and the run goes on. Nothing here prints; the CLI formats the results.
+Every library gets the same thread count (:func:`timing.same_threads`), the same border (reflect
+without repeating the edge: OpenCV's BORDER_REFLECT_101, scipy's "mirror") and the same float32-output
+task. Each case also times the memory floor (a converting copy into a new array and into an existing
+one) in the same interleaved rounds, so every figure can be read as a percentage of what memory
+allows right now. OpenCV and scipy are optional anchors: a missing one is named and the run goes on.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import statistics
-import subprocess
-import sys
-import tempfile
-import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
 from convtool import conv
-from convtool.conv import cpu, separable
+from convtool.bench_harness.timing import FLOOR_EXISTING, FLOOR_NEW, Stats, copy_calls, fastest_floors, interleaved
+from convtool.conv import separable
+
+OUT_SUFFIX = ", out="
 
 SOBEL = np.array([[1.0, 0, -1], [2, 0, -2], [1, 0, -1]])
 # the course's 9x9 centre-surround blob (filters/blob.toml, an integer LoG); rank 3 in exact arithmetic
@@ -43,12 +41,18 @@ SIGMAS = {"gauss5": 1.0, "gauss31": 5.0}
 
 @dataclass
 class Timing:
-    """One library call on one case: Mpix/s from the median of ``runs`` calls."""
+    """One library call on one case: Mpix/s from the median and from the fastest of ``runs`` calls."""
 
     name: str
     mpix_s: float
+    best_mpix_s: float
     runs: int
     note: str = ""
+    floor_pct: float | None = None  # median Mpix/s as a percentage of the matching floor's
+
+    @classmethod
+    def of(cls, name: str, pixels: int, stats: Stats, note: str = "") -> "Timing":
+        return cls(name, pixels / stats.median / 1e6, pixels / stats.minimum / 1e6, stats.runs, note)
 
 
 @dataclass
@@ -65,28 +69,19 @@ class CaseResult:
         found = [t for t in self.timings if t.name.startswith(prefix)]
         return max(found, key=lambda t: t.mpix_s) if found else None
 
-    def ratio(self, prefix: str) -> float | None:
-        anchor, auto = self.best(prefix), self.best("convtool auto")
-        return auto.mpix_s / anchor.mpix_s if anchor and auto else None
+    def ratio(self, prefix: str, ours: str = "convtool auto") -> float | None:
+        """Median-based ratio of ``ours`` to the best call whose name starts with ``prefix`` (> 1: ours faster)."""
+        anchor = self.best(prefix)
+        mine = next((t for t in self.timings if t.name == ours), None)
+        return mine.mpix_s / anchor.mpix_s if anchor and mine else None
 
-
-def interleaved(calls: dict[str, Callable[[], object]], repeat: int, budget: float) -> dict[str, tuple[float, int]]:
-    """Median seconds and run count of each call, timed round-robin so load changes hit all alike.
-
-    Each call is warmed up once; rounds stop after ``repeat`` or once 3 rounds took ``budget`` s per call.
-    """
-    for call in calls.values():
-        call()
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    start = time.perf_counter()
-    for round_ in range(repeat):
-        if round_ >= 3 and time.perf_counter() - start > budget * len(calls):
-            break
-        for name, call in calls.items():
-            t0 = time.perf_counter()
-            call()
-            times[name].append(time.perf_counter() - t0)
-    return {name: (statistics.median(values), len(values)) for name, values in times.items()}
+    def add_floors(self) -> None:
+        """Each timing's percentage of its floor: out= rows against the existing-array copy, others the new one."""
+        floors = {t.name: t.mpix_s for t in self.timings if t.name.startswith("floor")}
+        for timing in self.timings:
+            floor = floors.get(FLOOR_EXISTING if timing.name.endswith(OUT_SUFFIX) else FLOOR_NEW)
+            if floor and not timing.name.startswith("floor"):
+                timing.floor_pct = 100.0 * timing.mpix_s / floor
 
 
 def anchors() -> tuple[dict[str, object], list[str]]:
@@ -128,8 +123,9 @@ def _pixels(image: np.ndarray) -> int:
 
 
 def run_case(label: str, image: np.ndarray, kname: str, kernel: np.ndarray, found: dict, repeat: int,
-             budget: float, backends: bool) -> CaseResult:
-    """Time convtool (auto and, with ``backends``, every applicable back-end) and the anchors on one case."""
+             budget: float, backends: bool, threads: int) -> CaseResult:
+    """Time convtool (auto, auto into an existing array and, with ``backends``, every applicable back-end),
+    the anchors and the two memory floors on one case, all in the same interleaved rounds."""
     planes = _planar(image)
     pixels = _pixels(image)
     choice = conv.choose_backend(planes.shape, kernel, device="cpu")
@@ -148,13 +144,15 @@ def run_case(label: str, image: np.ndarray, kname: str, kernel: np.ndarray, foun
         calls[name] = call
         notes[name] = note
 
-    def ours(backend: str):
-        return lambda: conv.correlate2d(planes, kernel, padding="same", border="reflect", backend=backend, device="cpu")
+    def ours(backend: str, out: np.ndarray | None = None):
+        return lambda: conv.correlate2d(planes, kernel, padding="same", border="reflect", backend=backend, device="cpu",
+                                        out=out)
 
     timed("convtool auto", ours("auto"), choice.backend)
+    timed("convtool auto" + OUT_SUFFIX, ours("auto", np.empty(planes.shape, dtype=np.float32)), "into an existing array")
     if backends:
         names = ["direct", "fft"] + (["separable"] if separable.factors(kernel) is not None else [])
-        if kernel.size <= 25:
+        if kernel.size <= 25 and planes.size <= 1 << 22:  # im2col's columns of a 4096^2 image: 600 MB
             names.append("im2col")
         for name in names:
             if name != choice.backend:
@@ -191,8 +189,10 @@ def run_case(label: str, image: np.ndarray, kname: str, kernel: np.ndarray, foun
                 planes, SIGMAS[kname], axes=(-2, -1), output=np.float32, mode="mirror", truncate=radius / SIGMAS[kname]))
         if kname not in SIGMAS or kernel.shape[0] <= 5:
             timed("scipy correlate", lambda: ndimage.correlate(planes, k3, output=np.float32, mode="mirror"))
-    for name, (seconds, runs) in interleaved(calls, repeat, budget).items():
-        result.timings.append(Timing(name, pixels / seconds / 1e6, runs, notes[name]))
+    calls.update(copy_calls(planes, threads))
+    for name, (stats, variant) in fastest_floors(interleaved(calls, repeat, budget)).items():
+        result.timings.append(Timing.of(name, pixels, stats, notes.get(name, variant)))
+    result.add_floors()
     if reference_out is not None:
         ours_out = ours("auto")()
         theirs = reference_out
@@ -208,8 +208,8 @@ def pooling(found: dict, quick: bool, repeat: int, budget: float) -> list[CaseRe
     results = []
     for kind in ("max", "avg"):
         result = CaseResult(f"{size}^2 gray f32, pool 2x2 {kind}", "direct")
-        for name, (seconds, runs) in interleaved(dict(_pool_calls(image, kind, found)), repeat, budget).items():
-            result.timings.append(Timing(name, image.size / seconds / 1e6, runs))
+        for name, stats in interleaved(dict(_pool_calls(image, kind, found)), repeat, budget).items():
+            result.timings.append(Timing.of(name, image.size, stats))
         results.append(result)
     return results
 
@@ -223,86 +223,3 @@ def _pool_calls(image: np.ndarray, kind: str, found: dict) -> list[tuple[str, Ca
     if cv2 is not None and kind == "avg":
         calls.append(("cv2.resize INTER_AREA", lambda: cv2.resize(image, (w // 2, h // 2), interpolation=cv2.INTER_AREA)))
     return calls
-
-
-JIT_SCRIPT = """
-import time, numpy as np
-t0 = time.perf_counter()
-from convtool.conv import correlate2d
-image = np.random.default_rng(0).random((512, 512), dtype=np.float32)
-for kernel in ({kernels}):
-    correlate2d(image, np.array(kernel), padding="same", border="reflect", device="cpu", backend="{backend}")
-print(time.perf_counter() - t0)
-"""
-
-
-HELP_SCRIPT = "import sys; from convtool.cli.main import main; sys.argv = ['convtool', '--help']; main()"
-
-
-def jit_times(kernel_names: tuple[str, ...] = ("sobel3", "gauss5", "blob9")) -> dict[str, float]:
-    """First-call cost in fresh processes on a 512x512 image.
-
-    ``direct``/``separable`` with an empty Numba cache (compile), then with that cache (load); ``auto``,
-    which uses NumPy for such small jobs while Numba is not loaded; and ``convtool --help``.
-    """
-    kernels = ", ".join(repr(KERNELS[name].tolist()) for name in kernel_names)
-    out = {}
-    with tempfile.TemporaryDirectory(prefix="convtool-jit-") as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        runs = [("Numba direct+separable, cold (empty cache)", "direct"), ("Numba direct+separable, warm (cached)", "direct"),
-                ("auto (NumPy while Numba is not loaded)", "auto")]
-        for label, backend in runs:
-            script = JIT_SCRIPT.format(kernels=kernels, backend=backend)
-            if backend == "direct":  # compile the separable kernel too
-                script += "correlate2d(image, np.ones((3, 3)), backend='separable', device='cpu')\n"
-            t0 = time.perf_counter()
-            done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
-            out[f"{label}: whole process"] = time.perf_counter() - t0
-            out[f"{label}: import + calls"] = float(done.stdout.split()[-1])
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", HELP_SCRIPT], capture_output=True, check=False)
-    out["convtool --help: whole process"] = time.perf_counter() - t0
-    return out
-
-
-def run(*, quick: bool = False, threads: int = 2, repeat: int = 5, budget: float = 3.0, backends: bool = True,
-        jit: bool = True) -> dict:
-    """The whole benchmark as a JSON-ready dict: cases, pooling, JIT times, skipped anchors."""
-    found, skipped = anchors()
-    previous = cpu.THREADS
-    cpu.set_threads(threads)
-    if "cv2" in found:
-        found["cv2"].setNumThreads(threads)
-    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ.setdefault(variable, str(threads))
-    try:
-        cases = [run_case(label, image, kname, kernel, found, repeat, budget, backends)
-                 for label, image in images(quick).items() for kname, kernel in KERNELS.items()
-                 if "batch" not in label or kname == "sobel3"]
-        pools = pooling(found, quick, repeat, budget)
-    finally:
-        cpu.set_threads(previous)
-    results = {
-        "threads": threads,
-        "quick": quick,
-        "skipped": skipped + (["scipy.ndimage is single-threaded: it runs on 1 thread"] if "ndimage" in found else []),
-        "cases": [_case_dict(c) for c in cases],
-        "pooling": [_case_dict(c) for c in pools],
-    }
-    if jit and not quick:
-        results["jit_seconds"] = jit_times()
-    elif jit:
-        results["skipped"].append("JIT cold/warm process timings: skipped in --quick")
-    return results
-
-
-def _case_dict(case: CaseResult) -> dict:
-    return {"case": case.case, "chosen": case.chosen,
-            "timings": [t.__dict__ for t in case.timings],
-            "ratio_to_best_opencv": case.ratio("cv2"), "ratio_to_best_scipy": case.ratio("scipy"),
-            "ratio_to_numpy": case.ratio("numpy"), "max_rel_diff_vs_opencv": case.max_diff, "notes": case.notes}
-
-
-def dumps(results: dict) -> str:
-    """The results as indented JSON."""
-    return json.dumps(results, indent=2)

@@ -1,0 +1,49 @@
+"""Small images, where a call's fixed cost dominates: Sobel 3x3 on one float32 gray image, repeated calls.
+
+Times per call (microseconds) of convtool auto (new array and ``out=``), convtool direct and
+cv2.filter2D (new array and ``dst=``), interleaved, many calls per size.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from convtool import conv
+from convtool.bench_harness.cases import SOBEL
+from convtool.bench_harness.timing import interleaved
+
+SIZES = (28, 64, 256, 512, 1024)
+
+
+def small_images(found: dict, repeat: int, budget: float, sizes: tuple[int, ...] = SIZES) -> list[dict]:
+    """One row per size: median and minimum microseconds per call of each library, and auto's ratio to OpenCV."""
+    rows = []
+    for size in sizes:
+        image = np.random.default_rng(size).random((size, size), dtype=np.float32)
+        stats = interleaved(_calls(image, found), repeat, budget)
+        row = {"size": size, "runs": min(s.runs for s in stats.values()),
+               "median_us": {name: s.median * 1e6 for name, s in stats.items()},
+               "min_us": {name: s.minimum * 1e6 for name, s in stats.items()}}
+        anchor = min((v for k, v in row["median_us"].items() if k.startswith("cv2")), default=None)
+        row["ratio_to_opencv"] = anchor / row["median_us"]["convtool auto"] if anchor else None
+        rows.append(row)
+    return rows
+
+
+def _calls(image: np.ndarray, found: dict) -> dict[str, Callable[[], object]]:
+    out = np.empty_like(image)
+    options = dict(padding="same", border="reflect", device="cpu")
+    calls: dict[str, Callable[[], object]] = {
+        "convtool auto": lambda: conv.correlate2d(image, SOBEL, **options),
+        "convtool auto, out=": lambda: conv.correlate2d(image, SOBEL, out=out, **options),
+        "convtool direct": lambda: conv.correlate2d(image, SOBEL, backend="direct", **options),
+    }
+    cv2 = found.get("cv2")
+    if cv2 is not None:
+        kernel, dst = SOBEL.astype(np.float32), np.empty_like(image)
+        calls["cv2.filter2D"] = lambda: cv2.filter2D(image, cv2.CV_32F, kernel, borderType=cv2.BORDER_REFLECT_101)
+        calls["cv2.filter2D, dst="] = lambda: cv2.filter2D(image, cv2.CV_32F, kernel, dst=dst,
+                                                           borderType=cv2.BORDER_REFLECT_101)
+    return calls

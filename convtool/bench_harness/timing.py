@@ -1,0 +1,110 @@
+"""Timing that can be trusted on a shared machine: interleaved rounds, median and minimum, one thread count.
+
+Every call of a comparison is warmed up once, then the calls are timed round-robin, so a load spike
+hits all of them alike; each keeps its median and its minimum (the minimum is what the machine can
+do when nobody else is running, the median what a user would see now).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+
+FLOOR_NEW, FLOOR_EXISTING = "floor: copy into a new array", "floor: copy into an existing array"
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Seconds per call: median and minimum of ``runs`` interleaved calls."""
+
+    median: float
+    minimum: float
+    runs: int
+
+
+def interleaved(calls: dict[str, Callable[[], object]], repeat: int, budget: float) -> dict[str, Stats]:
+    """Median and minimum seconds of each call, timed round-robin after one warm-up call each.
+
+    Rounds stop after ``repeat``, or earlier once at least 5 rounds have taken ``budget`` seconds per call.
+    """
+    for call in calls.values():
+        call()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    start = time.perf_counter()
+    for round_ in range(repeat):
+        if round_ >= 5 and time.perf_counter() - start > budget * len(calls):
+            break
+        for name, call in calls.items():
+            t0 = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - t0)
+    return {name: Stats(statistics.median(values), min(values), len(values)) for name, values in times.items()}
+
+
+@contextmanager
+def same_threads(threads: int, found: dict) -> Iterator[None]:
+    """Run convtool's core and OpenCV on ``threads`` threads; restore both afterwards.
+
+    Only the libraries' own settings are touched (environment variables read at import time would
+    come too late to matter). scipy.ndimage is single-threaded whatever is set.
+    """
+    from convtool import conv
+
+    previous = conv.set_threads(threads)
+    cv2 = found.get("cv2")
+    previous_cv2 = cv2.getNumThreads() if cv2 is not None else None
+    if cv2 is not None:
+        cv2.setNumThreads(threads)
+    try:
+        yield
+    finally:
+        conv.set_threads(previous)
+        if cv2 is not None:
+            cv2.setNumThreads(previous_cv2)
+
+
+def copy_calls(image: np.ndarray, threads: int) -> dict[str, Callable[[], object]]:
+    """The memory floor of a filter returning float32: a converting copy into a new array and into an existing one.
+
+    Each is timed with NumPy's ``copyto`` on one thread and split over ``threads`` threads (it releases
+    the GIL); :func:`fastest_floors` keeps the faster of the two (small images lose to the hand-off).
+    """
+    existing = np.empty(image.shape, dtype=np.float32)
+    source = np.ascontiguousarray(image).reshape(-1)
+    bounds = [source.size * k // threads for k in range(threads + 1)]
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None
+
+    def copy(target: np.ndarray, split: bool) -> np.ndarray:
+        flat = target.reshape(-1)
+        if pool is None or not split:
+            np.copyto(flat, source, casting="unsafe")
+        else:
+            list(pool.map(lambda k: np.copyto(flat[bounds[k]: bounds[k + 1]], source[bounds[k]: bounds[k + 1]],
+                                              casting="unsafe"), range(threads)))
+        return target
+
+    calls: dict[str, Callable[[], object]] = {}
+    for split in (False, True)[: 2 if pool else 1]:
+        suffix = f" [{threads if split else 1} thread{'s' if split else ''}]"
+        calls[FLOOR_NEW + suffix] = lambda split=split: copy(np.empty(image.shape, dtype=np.float32), split)
+        calls[FLOOR_EXISTING + suffix] = lambda split=split: copy(existing, split)
+    return calls
+
+
+def fastest_floors(stats: dict[str, Stats]) -> dict[str, tuple[Stats, str]]:
+    """Replace the per-thread-count floor timings by the faster of each kind, noting its thread count."""
+    kept: dict[str, tuple[Stats, str]] = {}
+    for name, value in stats.items():
+        kind, _, variant = name.partition(" [")
+        if kind in (FLOOR_NEW, FLOOR_EXISTING) and variant:
+            if kind not in kept or value.median < kept[kind][0].median:
+                kept[kind] = (value, variant.rstrip("]"))
+        else:
+            kept[name] = (value, "")
+    return kept
