@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from convtool.cli.bench import render
 import convtool.bench_harness as benchmark
+from convtool.cli.bench import render
 
 
 def main() -> None:

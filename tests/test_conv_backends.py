@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from convtool.conv import Choice, choose_backend, choose_pool_backend, convolve2d, correlate2d, cpu, pool2d
-from convtool.conv import separable
+from convtool.conv import Choice, choose_backend, choose_pool_backend, convolve2d, correlate2d, cpu, pool2d, separable
 from convtool.errors import DeviceError, ShapeError, UsageError
 
 RNG = np.random.default_rng(7)

@@ -7,8 +7,8 @@ import sys
 import numpy as np
 from click.testing import CliRunner
 
-from convtool.cli.main import cli
 from convtool.bench_harness import cases as benchmark
+from convtool.cli.main import cli
 
 
 def test_quick_bench_prints_every_case_with_ratios():

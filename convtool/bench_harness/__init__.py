@@ -9,6 +9,7 @@ Nothing here prints; the CLI formats the results.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from convtool.bench_harness import cases
 from convtool.bench_harness.small import SIZES as SMALL_SIZES
@@ -28,7 +29,7 @@ def run(*, quick: bool = False, threads: int = 2, repeat: int = 11, budget: floa
         smalls = small_images(found, 11 if quick else 51, budget / 10, (28, 64) if quick else SMALL_SIZES) \
             if small else []
         pools = cases.pooling(found, quick, repeat, budget)
-    results = {
+    results: dict[str, Any] = {
         "threads": threads,
         "quick": quick,
         "skipped": skipped + (["scipy.ndimage is single-threaded: it runs on 1 thread"] if "ndimage" in found else []),

@@ -10,7 +10,7 @@ allows right now. OpenCV and scipy are optional anchors: a missing one is named 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -84,7 +84,7 @@ class CaseResult:
                 timing.floor_pct = 100.0 * timing.mpix_s / floor
 
 
-def anchors() -> tuple[dict[str, object], list[str]]:
+def anchors() -> tuple[dict[str, Any], list[str]]:
     """The optional anchor modules that import, and a note for each one that does not."""
     found, skipped = {}, []
     try:

@@ -6,7 +6,7 @@ cv2.filter2D (new array and ``dst=``), interleaved, many calls per size.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -23,7 +23,7 @@ def small_images(found: dict, repeat: int, budget: float, sizes: tuple[int, ...]
     for size in sizes:
         image = np.random.default_rng(size).random((size, size), dtype=np.float32)
         stats = interleaved(_calls(image, found), repeat, budget)
-        row = {"size": size, "runs": min(s.runs for s in stats.values()),
+        row: dict[str, Any] = {"size": size, "runs": min(s.runs for s in stats.values()),
                "median_us": {name: s.median * 1e6 for name, s in stats.items()},
                "min_us": {name: s.minimum * 1e6 for name, s in stats.items()}}
         anchor = min((v for k, v in row["median_us"].items() if k.startswith("cv2")), default=None)
@@ -34,7 +34,7 @@ def small_images(found: dict, repeat: int, budget: float, sizes: tuple[int, ...]
 
 def _calls(image: np.ndarray, found: dict) -> dict[str, Callable[[], object]]:
     out = np.empty_like(image)
-    options = dict(padding="same", border="reflect", device="cpu")
+    options: dict[str, Any] = dict(padding="same", border="reflect", device="cpu")
     calls: dict[str, Callable[[], object]] = {
         "convtool auto": lambda: conv.correlate2d(image, SOBEL, **options),
         "convtool auto, out=": lambda: conv.correlate2d(image, SOBEL, out=out, **options),

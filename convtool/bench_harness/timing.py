@@ -7,6 +7,7 @@ do when nobody else is running, the median what a user would see now).
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -92,9 +93,13 @@ def copy_calls(image: np.ndarray, threads: int) -> dict[str, Callable[[], object
     calls: dict[str, Callable[[], object]] = {}
     for split in (False, True)[: 2 if pool else 1]:
         suffix = f" [{threads if split else 1} thread{'s' if split else ''}]"
-        calls[FLOOR_NEW + suffix] = lambda split=split: copy(np.empty(image.shape, dtype=np.float32), split)
-        calls[FLOOR_EXISTING + suffix] = lambda split=split: copy(existing, split)
+        calls[FLOOR_NEW + suffix] = functools.partial(_copy_new, copy, image.shape, split)
+        calls[FLOOR_EXISTING + suffix] = functools.partial(copy, existing, split)
     return calls
+
+
+def _copy_new(copy: Callable[[np.ndarray, bool], np.ndarray], shape: tuple[int, ...], split: bool) -> np.ndarray:
+    return copy(np.empty(shape, dtype=np.float32), split)
 
 
 def fastest_floors(stats: dict[str, Stats]) -> dict[str, tuple[Stats, str]]:

@@ -132,13 +132,13 @@ def _cost_choice(image_shape: tuple[int, ...], kernel_shape: tuple[int, int], da
     """_cost_model's answer (about 60 us to work out: 10% of filtering 256 28x28 digits)."""
     taps, row, column = _tap_counts(kernel_shape, data)
     costs = {"direct": taps + PASS_OVERHEAD}
-    pixels = float(math.prod(n + k - 1 for n, k in zip(image_shape[-2:], kernel_shape)))
+    pixels = float(math.prod(n + k - 1 for n, k in zip(image_shape[-2:], kernel_shape, strict=True)))
     planes = float(math.prod(image_shape[:-2]))
     if rank1:
         costs["separable"] = (row + column + 2 * PASS_OVERHEAD) * (1 if stride[0] == 1 else 1.5)
     # the FFT computes every stride-1 output, so strides multiply its cost per kept pixel
     costs["fft"] = FFT_COST_PER_LOG2 * math.log2(max(pixels, 2.0)) * stride[0] * stride[1]
-    best = min(costs, key=costs.get)
+    best = min(costs, key=lambda name: costs[name])
     work = planes * pixels / (stride[0] * stride[1]) * min(costs.values())
     if not numba_in and work < NUMPY_WORK:
         return Choice("numpy", "cpu", f"small job ({work / 1e6:.1f} M multiply-adds) and Numba not loaded yet: "
@@ -270,16 +270,16 @@ def _runner(choice: Choice, kernel: np.ndarray, image_hw: tuple[int, ...], strid
 
         return run_reference
     if choice.device == "cuda":
-        from convtool.conv import cuda, separable
+        from convtool.conv import cuda
 
         if choice.backend == "separable":
-            column, row = separable.factors(kernel)
+            column, row = _factors(kernel)
             return lambda stack, out: cuda.correlate_separable(stack, column, row, *geometry, out)
         return lambda stack, out: cuda.correlate_direct(stack, kernel, *geometry, out)
     if choice.backend in ("direct", "separable"):
-        from convtool.conv import cpu, separable
+        from convtool.conv import cpu
 
-        taps = (cpu.separable_taps(*separable.factors(kernel), dilation) if choice.backend == "separable"
+        taps = (cpu.separable_taps(*_factors(kernel), dilation) if choice.backend == "separable"
                 else cpu.direct_taps(kernel, dilation, stride))
         return cpu.prepare(taps, image_hw, stride, pads, border, cval)
     if choice.backend == "fft":
@@ -289,6 +289,16 @@ def _runner(choice: Choice, kernel: np.ndarray, image_hw: tuple[int, ...], strid
     else:
         from convtool.conv import vectorised as module  # type: ignore[no-redef]
     return lambda stack, out: module.correlate(stack, kernel, *geometry, out)
+
+
+def _factors(kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The separable factors of a kernel the choice already found to be rank 1."""
+    from convtool.conv import separable
+
+    found = separable.factors(kernel)
+    if found is None:  # pragma: no cover - choose_backend only picks separable for rank-1 kernels
+        raise ShapeError("separable back-end needs a rank-1 kernel")
+    return found
 
 
 def _execute(plan: Plan, image: np.ndarray, out: np.ndarray | None) -> np.ndarray:

@@ -29,7 +29,6 @@ from typing import Callable
 import numpy as np
 from numba import njit, uint64
 
-
 # border code for each convtool border name (numpy.pad semantics)
 BORDER_CODES = {"zero": 0, "constant": 0, "reflect": 1, "symmetric": 2, "replicate": 3, "wrap": 4}
 _POOL_MAX, _POOL_AVG, _POOL_L2 = 0, 1, 2
@@ -64,7 +63,7 @@ def set_threads(count: int) -> None:
         _pool_executor = None
 
 
-def _run(function, jobs: int, work: float, *args) -> None:
+def _run(function: Callable[..., None], jobs: int, work: float, *args: object) -> None:
     """Call ``function(*args, first, last)`` over ``range(jobs)``, split between threads if ``work`` pays.
 
     ``work`` counts multiply-adds; below ``SERIAL_WORK`` waking threads costs more than it saves.

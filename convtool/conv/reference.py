@@ -21,7 +21,7 @@ def pad(image: np.ndarray, padding: tuple[int, int, int, int], border: str, cval
     if mode == "constant":
         value = 0.0 if border == "zero" else cval
         return np.pad(image, widths, mode="constant", constant_values=value)
-    return np.pad(image, widths, mode=mode)
+    return np.pad(image, widths, mode=mode)  # type: ignore[call-overload]
 
 
 def correlate2d(image: np.ndarray, kernel: np.ndarray, stride: tuple[int, int],

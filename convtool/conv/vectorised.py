@@ -19,7 +19,7 @@ def correlate(stack: np.ndarray, kernel: np.ndarray, stride: tuple[int, int], pa
     oh, ow = out.shape[1:]
     out[...] = 0.0
     scratch = np.empty_like(out)
-    for i, j in zip(*np.nonzero(kernel)):
+    for i, j in zip(*np.nonzero(kernel), strict=True):
         window = padded[:, i * dh: i * dh + (oh - 1) * sh + 1: sh, j * dw: j * dw + (ow - 1) * sw + 1: sw]
         np.multiply(window, np.float32(kernel[i, j]), out=scratch)
         out += scratch
