@@ -1,6 +1,6 @@
 """Boxes with label and score drawn on the original image, readable on dark and light photos.
 
-Each class gets a saturated colour from a fixed palette (Ultralytics' 20 colours, cycled). A box is its
+Each class gets the colour segment's overlays give it (Kelly's colours of maximum contrast). A box is its
 colour with a thin black line outside and inside, so it shows on white snow and night skies alike; the
 label sits on a filled tag of the class colour in black or white text, whichever contrasts more.
 """
@@ -12,16 +12,11 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-PALETTE = [
-    (255, 56, 56), (255, 157, 151), (255, 112, 31), (255, 178, 29), (207, 210, 49), (72, 249, 10),
-    (146, 204, 23), (61, 219, 134), (26, 147, 52), (0, 212, 187), (44, 153, 168), (0, 194, 255),
-    (52, 69, 147), (100, 115, 255), (0, 24, 236), (132, 56, 255), (82, 0, 133), (203, 56, 255),
-    (255, 149, 200), (255, 55, 199),
-]
-
+from convtool.infer.overlay import overlay_palette
 
 def colour(index: int) -> tuple[int, int, int]:
-    return PALETTE[index % len(PALETTE)]
+    """The colour of class ``index``: segment's overlay colours (Kelly's), with no background class here."""
+    return tuple(int(c) for c in overlay_palette(index + 2)[index + 1])
 
 
 def text_colour(background: tuple[int, int, int]) -> tuple[int, int, int]:
