@@ -17,10 +17,9 @@ import math
 from pathlib import Path
 
 import numpy as np
+from infer_helpers import save
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
-
-from infer_helpers import save
 
 SIZE = 64
 IMAGE = (128, 64)  # width, height
@@ -78,7 +77,7 @@ def yolov5_output() -> np.ndarray:
 def yolox_output() -> np.ndarray:
     """Raw head values: each candidate in the cell holding its centre (A, C at stride 8; A', B at stride 16)."""
     out = np.zeros((1, CELLS, 5 + CLASSES), np.float32)
-    for (box, score, cls), stride in zip(CANDIDATES, (8, 16, 16, 8)):
+    for (box, score, cls), stride in zip(CANDIDATES, (8, 16, 16, 8), strict=True):
         cx, cy, w, h = _centre(box)
         gx, gy = int(cx // stride), int(cy // stride)
         row = (64 if stride == 16 else 0) + gy * (SIZE // stride) + gx

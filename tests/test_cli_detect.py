@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from detect_helpers import IMAGE, constant_model, detection_image, yolov8_output
 from PIL import Image
 
 from convtool.cli.main import cli
-from detect_helpers import IMAGE, constant_model, detection_image, yolov8_output
 
 NAMES = {"names": "{0: 'cat', 1: 'dog', 2: 'bird'}", "stride": "32", "task": "detect", "imgsz": "[64, 64]"}
 ROWS = [["dog", "0.90000", "48.00", "24.00", "80.00", "40.00"], ["cat", "0.80000", "16.00", "8.00", "48.00", "56.00"]]
@@ -164,9 +164,8 @@ def test_eval_without_labels(model, image):
 
 
 def test_dynamic_input_without_imgsz_needs_size(image, tmp_path):
-    from onnx import TensorProto, helper
-
     from infer_helpers import save
+    from onnx import TensorProto, helper
 
     graph = helper.make_graph([helper.make_node("ReduceMean", ["x"], ["y"], axes=[2, 3], keepdims=0)], "g",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],

@@ -4,6 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from detect_helpers import (
+    CLASSES,
+    EXPECTED,
+    constant_model,
+    detection_image,
+    nms_output,
+    ssd_outputs,
+    yolov5_output,
+    yolov8_output,
+    yolox_output,
+)
 
 from convtool.errors import ModelError
 from convtool.infer.detect.boxes import Thresholds
@@ -11,9 +22,6 @@ from convtool.infer.detect.decoders import LayoutError, choose, grid_cells
 from convtool.infer.detect.detector import Detector
 from convtool.infer.preprocess import preprocess_for
 from convtool.infer.session import open_session
-from detect_helpers import (
-    CLASSES, EXPECTED, constant_model, nms_output, ssd_outputs, detection_image, yolov5_output, yolov8_output, yolox_output,
-)
 
 ULTRALYTICS = {"names": "{0: 'cat', 1: 'dog', 2: 'bird'}", "stride": "32", "task": "detect", "imgsz": "[64, 64]"}
 LAYOUTS = {
@@ -34,7 +42,7 @@ def detector(tmp_path, outputs, metadata=None, labels=None, **options) -> Detect
 
 
 def boxes_of(found):
-    return [(int(c), round(float(s), 4), tuple(np.round(b, 3))) for b, s, c in zip(found.boxes, found.scores, found.classes)]
+    return [(int(c), round(float(s), 4), tuple(np.round(b, 3))) for b, s, c in zip(found.boxes, found.scores, found.classes, strict=True)]
 
 
 @pytest.mark.parametrize("name", sorted(LAYOUTS))

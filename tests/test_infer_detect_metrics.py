@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from convtool.errors import InputError
-from convtool.infer.detect.metrics import DetectionEvaluation, IOU_THRESHOLDS, label_path, match, read_labels
+from convtool.infer.detect.metrics import IOU_THRESHOLDS, DetectionEvaluation, label_path, match, read_labels
 
 A = [0.0, 0.0, 10.0, 10.0]
 B = [20.0, 20.0, 30.0, 30.0]

@@ -7,7 +7,13 @@ from pathlib import Path
 import click
 
 from convtool.cli.classify import (
-    DEVICE_CHOICE, TABLE_LIMIT, open_model, preprocess_options, progress_bar, recipe_overrides, report_failures,
+    DEVICE_CHOICE,
+    TABLE_LIMIT,
+    open_model,
+    preprocess_options,
+    progress_bar,
+    recipe_overrides,
+    report_failures,
 )
 
 DECODER_CHOICE = click.Choice(["auto", "yolov8", "yolov5", "yolox", "ssd", "nms"])
@@ -67,7 +73,7 @@ def command(paths, model, labels, decoder, conf, iou, max_det, classes, agnostic
     from convtool.infer.results import check_output, format_of
 
     scan = find_images(paths, recursive=recursive)
-    fmt = format_of(output) if output is not None else None
+    fmt = format_of(output) if output is not None else "csv"
     if output is not None:
         check_output(output, overwrite=overwrite, inputs=scan.files)
     targets = _save_targets(scan.files, save_dir, overwrite) if save_dir is not None else {}
@@ -227,7 +233,7 @@ def _print_table(shown: list, label) -> None:
     for found in shown:
         if not len(found.boxes):
             table.add_row(str(found.path), "(no objects)", "", "", "", "", "")
-        for box, score, cls in zip(found.boxes.tolist(), found.scores.tolist(), found.classes.tolist()):
+        for box, score, cls in zip(found.boxes.tolist(), found.scores.tolist(), found.classes.tolist(), strict=True):
             table.add_row(str(found.path), label(cls), f"{score:.3f}", *(f"{v:.1f}" for v in box))
     console().print(table)
 
@@ -236,7 +242,6 @@ def _print_evaluation(evaluation, label, conf: float) -> None:
     from rich.table import Table
 
     from convtool.cli.console import console
-
     from convtool.errors import InputError
 
     if evaluation is None or not evaluation.label_files:

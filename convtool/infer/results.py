@@ -84,13 +84,13 @@ class ResultWriter(RecordWriter):
     def write(self, file: str, labels: list[str], indices: list[int], probs: list[float]) -> None:
         """One image's top-k entries, best first."""
         row: list = [file]
-        for label, index, prob in zip(labels, indices, probs):
+        for label, index, prob in zip(labels, indices, probs, strict=True):
             row += [label, index, f"{prob:.6g}"]
         record = {
             "file": file,
             "top_k": [
                 {"label": label, "index": index, "probability": round(prob, 7)}
-                for label, index, prob in zip(labels, indices, probs)
+                for label, index, prob in zip(labels, indices, probs, strict=True)
             ],
         }
         self.write_record(row, record)

@@ -179,7 +179,7 @@ def _rank3(output: np.ndarray, min_cols: int) -> np.ndarray:
 
 
 def _split(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray) -> list[Candidates]:
-    return [Candidates(b, s, c.astype(np.int64)) for b, s, c in zip(boxes, scores, classes)]
+    return [Candidates(b, s, c.astype(np.int64)) for b, s, c in zip(boxes, scores, classes, strict=True)]
 
 
 def _yolov8(outputs, input_hw, *, classes=None, background=False) -> list[Candidates]:

@@ -73,7 +73,7 @@ class Detector:
 
     @property
     def input_hw(self) -> tuple[int, int]:
-        return (self.recipe.height, self.recipe.width)
+        return self.preparer.size
 
     def label(self, index: int) -> str:
         return self.labels[index] if self.labels and 0 <= index < len(self.labels) else str(index)
@@ -83,11 +83,12 @@ class Detector:
         """Detections for one batch of raw model outputs, with each image's original (width, height)."""
         if not self._settled:
             self._settle([tuple(o.shape) for o in outputs])
+        assert self.decoder is not None  # set by _settle
         limit = self.classes if self.decoder == "yolov8" else None
         found = decoders.decode(self.decoder, outputs, self.input_hw, len(sizes), classes=limit,
                                 background=self.background)
         results = []
-        for i, (candidates, (width, height)) in enumerate(zip(found, sizes)):
+        for i, (candidates, (width, height)) in enumerate(zip(found, sizes, strict=True)):
             kept = select(candidates.boxes, candidates.scores, candidates.classes, self.thresholds,
                           suppress=self.decoder != "nms")
             where = self.preparer.placement(width, height)

@@ -14,9 +14,11 @@ from PIL import Image, ImageDraw, ImageFont
 
 from convtool.infer.overlay import overlay_palette
 
+
 def colour(index: int) -> tuple[int, int, int]:
     """The colour of class ``index``: segment's overlay colours (Kelly's), with no background class here."""
-    return tuple(int(c) for c in overlay_palette(index + 2)[index + 1])
+    r, g, b = (int(c) for c in overlay_palette(index + 2)[index + 1])
+    return r, g, b
 
 
 def text_colour(background: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -35,7 +37,7 @@ def annotate(image: Image.Image, boxes: np.ndarray, scores: np.ndarray, classes:
     side = max(out.width, out.height)
     width = max(2, round(side / 320))
     font = ImageFont.load_default(size=max(10, round(side / 45)))
-    for box, score, cls in sorted(zip(boxes.tolist(), scores.tolist(), classes.tolist()), key=lambda r: r[1]):
+    for box, score, cls in sorted(zip(boxes.tolist(), scores.tolist(), classes.tolist(), strict=True), key=lambda r: r[1]):
         x1, y1, x2, y2 = box
         fill = colour(int(cls))
         x2, y2 = max(x1, x2), max(y1, y2)

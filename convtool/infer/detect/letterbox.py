@@ -70,10 +70,13 @@ class LetterboxPreparer(Preparer):
         super().__init__(recipe)
         if mode not in RESIZE_MODES:
             raise ValueError(f"resize mode {mode!r}: use letterbox or stretch")
+        if recipe.height is None or recipe.width is None:
+            raise ValueError("a letterbox needs the model's input size")
+        self.size: tuple[int, int] = (recipe.height, recipe.width)
         self.resize_mode, self.pad = mode, pad
 
     def placement(self, width: int, height: int) -> Placement:
-        return place(width, height, self.recipe.height, self.recipe.width, self.resize_mode)
+        return place(width, height, *self.size, self.resize_mode)
 
     def pixels(self, image: Image.Image) -> np.ndarray:
         if image.mode != self.mode:
@@ -81,9 +84,9 @@ class LetterboxPreparer(Preparer):
         where = self.placement(image.width, image.height)
         if (image.width, image.height) != (where.resized_width, where.resized_height):
             image = image.resize((where.resized_width, where.resized_height), Image.Resampling.BILINEAR)
-        shape = (self.recipe.height, self.recipe.width) + (() if self.mode == "L" else (3,))
+        shape = self.size + (() if self.mode == "L" else (3,))
         canvas = np.full(shape, self.pad, dtype=np.uint8)
-        canvas[where.top : where.top + where.resized_height, where.left : where.left + where.resized_width] = image
+        canvas[where.top : where.top + where.resized_height, where.left : where.left + where.resized_width] = np.asarray(image)
         if self.recipe.channels == "bgr":
             canvas = canvas[..., ::-1]
         return canvas

@@ -18,8 +18,8 @@ class BoxWriter(RecordWriter):
 
     def write(self, found: Detections, label: Callable[[int], str]) -> None:
         file = str(found.path)
-        for box, score, cls in zip(found.boxes.tolist(), found.scores.tolist(), found.classes.tolist()):
+        for box, score, cls in zip(found.boxes.tolist(), found.scores.tolist(), found.classes.tolist(), strict=True):
             corners = [round(v, 2) for v in box]
             record = {"file": file, "class": cls, "label": label(cls), "score": round(score, 5)}
-            record.update(zip(HEADER[4:], corners))
+            record.update(zip(HEADER[4:], corners, strict=True))
             self.write_record([file, cls, label(cls), f"{score:.5f}", *(f"{v:.2f}" for v in corners)], record)
