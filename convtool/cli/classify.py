@@ -5,6 +5,7 @@ The preprocessing options defined here are shared with ``segment`` and ``feature
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Callable
@@ -12,27 +13,51 @@ from typing import Callable
 import click
 
 from convtool.cli.options import DeviceType, parse_size
+from convtool.infer.presets import PRESETS
 
 DEVICE_CHOICE = DeviceType()
 TABLE_LIMIT = 100  # more results than this go to --output only
+
+
+def _number(text: str) -> float:
+    """A finite number, or a fraction such as ``1/127.5``."""
+    numerator, _, denominator = text.strip().partition("/")
+    value = float(numerator) / float(denominator) if denominator else float(numerator)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+def _parse_scale(ctx, param, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return _number(value)
+    except (ValueError, ZeroDivisionError):
+        raise click.BadParameter(f"{value!r} is not a finite number or fraction (e.g. 0.00392 or 1/255)") from None
 
 
 def _parse_floats(ctx, param, value: str | None) -> tuple[float, ...] | None:
     if value is None:
         return None
     try:
-        return tuple(float(v) for v in value.split(","))
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a number or comma-separated numbers (e.g. 0.485,0.456,0.406)") from None
+        return tuple(_number(v) for v in value.split(","))
+    except (ValueError, ZeroDivisionError):
+        raise click.BadParameter(f"{value!r} is not a finite number or comma-separated numbers (e.g. 0.485,0.456,0.406)") from None
 
 
 def preprocess_options(func: Callable) -> Callable:
     """The options that override how images become model inputs."""
     options = [
+        click.option("--preset", type=click.Choice(list(PRESETS)), help=(
+            "Preprocessing of a model family in one word: imagenet (torchvision/timm mean and std), inception "
+            "and tf (x = pixel/127.5 - 1), caffe (BGR minus the mean pixel), torch, unit (0..1), raw (0..255); "
+            "--scale/--mean/--std/--channels given as well win.")),
         click.option("--size", callback=parse_size, metavar="HxW", help="Resize images to this input size."),
         click.option("--layout", type=click.Choice(["nchw", "nhwc"]), help="Input layout (default: from the model)."),
         click.option("--channels", type=click.Choice(["gray", "rgb", "bgr"]), help="Colour channels the model wants."),
-        click.option("--scale", type=float, help="Pixel scale: x = (pixel*scale - mean)/std (default 1/255)."),
+        click.option("--scale", callback=_parse_scale, help="Pixel scale: x = (pixel*scale - mean)/std (default 1/255; "
+                     "a fraction such as 1/127.5 is fine)."),
         click.option("--mean", callback=_parse_floats, help="Mean, one value or one per channel: 0.485,0.456,0.406."),
         click.option("--std", callback=_parse_floats, help="Standard deviation, one value or one per channel."),
     ]
@@ -41,10 +66,12 @@ def preprocess_options(func: Callable) -> Callable:
     return func
 
 
-def recipe_overrides(size, layout, channels, scale, mean, std) -> dict:
-    """Keyword overrides for ``preprocess_for`` from the option values (None = not given)."""
+def recipe_overrides(size, layout, channels, scale, mean, std, preset=None) -> dict:
+    """Keyword overrides for ``preprocess_for`` from the option values (None = not given); a preset first."""
     height, width = size if size else (None, None)
-    return dict(layout=layout, channels=channels, height=height, width=width, scale=scale, mean=mean, std=std)
+    given = dict(layout=layout, channels=channels, height=height, width=width, scale=scale, mean=mean, std=std)
+    fields = PRESETS[preset].options() if preset else {}
+    return {**fields, **{k: v for k, v in given.items() if v is not None}}
 
 
 def open_model(model: Path, device: str, model_bytes: bytes | None = None, **overrides):
@@ -102,7 +129,7 @@ def progress_bar(total: int):
 @click.command(short_help="Classify images with an ONNX model.")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--model", "-m", required=True, type=click.Path(path_type=Path), help="ONNX classifier (a file, or the name of a shipped model).")
-@click.option("--labels", type=click.Path(path_type=Path), help="Class names, one per line (default: from the model).")
+@click.option("--labels", type=click.Path(path_type=Path), help="Class names, one per line, or a bundled set: imagenet, coco, voc, cifar10, mnist (default: from the model).")
 @click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=1), help="Classes to report per image.")
 @click.option("--batch", default=64, show_default=True, type=click.IntRange(min=1), help="Images per model run (dynamic-batch models).")
 @click.option("--device", default="auto", show_default=True, type=DEVICE_CHOICE, help="auto uses CUDA only if it really starts; cuda:N picks GPU N.")

@@ -32,7 +32,7 @@ def parse_classes(ctx, param, value: str | None) -> tuple[str, ...] | None:
 @click.command(short_help="Detect objects in images with an ONNX model.")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--model", "-m", required=True, type=click.Path(path_type=Path), help="ONNX detector (a file, or the name of a shipped model).")
-@click.option("--labels", type=click.Path(path_type=Path), help="Class names, one per line (default: from the model).")
+@click.option("--labels", type=click.Path(path_type=Path), help="Class names, one per line, or a bundled set: imagenet, coco, voc, cifar10, mnist (default: from the model).")
 @click.option("--decoder", default="auto", show_default=True, type=DECODER_CHOICE,
               help="Output layout (auto: from the model's metadata and output shapes).")
 @click.option("--conf", default=0.25, show_default=True, type=click.FloatRange(0, 1), help="Lowest score kept.")

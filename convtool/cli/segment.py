@@ -16,7 +16,7 @@ from convtool.cli.classify import (
 @click.option("--model", "-m", required=True, type=click.Path(path_type=Path), help="ONNX segmenter (a file, or the name of a shipped model).")
 @click.option("--output", "-o", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Folder for <name>_mask.png and <name>_overlay.png (created if missing).")
-@click.option("--labels", type=click.Path(path_type=Path), help="Class names, one per line (default: from the model).")
+@click.option("--labels", type=click.Path(path_type=Path), help="Class names, one per line, or a bundled set: imagenet, coco, voc, cifar10, mnist (default: from the model).")
 @click.option("--batch", default=8, show_default=True, type=click.IntRange(min=1), help="Images per model run.")
 @click.option("--device", default="auto", show_default=True, type=DEVICE_CHOICE, help="auto uses CUDA only if it really starts.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16), help="Image-decoding threads.")
