@@ -8,6 +8,7 @@ parsed here, so every message names the option it came from.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from convtool import geometry, shapes
 from convtool.errors import InputError, ModelError, UsageError
@@ -16,7 +17,7 @@ LIST_LIMIT = 1_000  # longest list of input positions in a report
 CALC_POOL_KINDS = ("max", "avg")
 
 def _axis_dict(axis: shapes.Axis) -> dict:
-    entry = {"n": axis.n, "k": axis.k, "s": axis.s, "d": axis.d, "span": axis.span, "mode": axis.mode,
+    entry: dict[str, Any] = {"n": axis.n, "k": axis.k, "s": axis.s, "d": axis.d, "span": axis.span, "mode": axis.mode,
              "pad_before": axis.pad[0], "pad_after": axis.pad[1], "output": axis.out}
     if axis.transposed:
         entry["output_padding"] = axis.output_padding
@@ -119,7 +120,7 @@ def _pytorch(axes: list[shapes.Axis]) -> dict:
     symmetric = all(b == a for b, a in pads)
     # torch.nn.Conv*d(padding='same') exists for stride 1 only and puts any odd cell after, like TensorFlow
     same_ok = all(a.mode == "same" and a.s == 1 for a in axes)
-    entry = {"pad": list(geometry.pytorch_pad_tuple(pads)), "symmetric": symmetric,
+    entry: dict[str, Any] = {"pad": list(geometry.pytorch_pad_tuple(pads)), "symmetric": symmetric,
              "padding": [b for b, _ in pads] if symmetric else None, "padding_same": same_ok, "alternatives": []}
     if not symmetric:
         for axis in axes:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Iterable, Sequence, Union
 
 from convtool.errors import ShapeError, UsageError
 
@@ -37,8 +37,8 @@ def _is_int(value: object) -> bool:
 
 
 def _items(value: object) -> tuple:
-    """A sequence's items as a tuple; anything else (a float, a bool, None) as a 1-tuple to be refused."""
-    return tuple(value) if isinstance(value, (Sequence, range)) or hasattr(value, "__array__") else (value,)
+    """An iterable's items as a tuple; anything else (a float, a bool, None) as a 1-tuple to be refused."""
+    return tuple(value) if isinstance(value, Iterable) and not isinstance(value, str) else (value,)
 
 
 def check_positive(name: str, value: int) -> None:
@@ -88,13 +88,10 @@ def axis_padding(mode: str | int | tuple[int, int], n: int, k: int, s: int = 1, 
         return same_padding(n, k, s, d)
     if mode == "full":
         return full_padding(k, d)
-    if _is_int(mode):
-        before_after = (int(mode), int(mode))  # type: ignore[call-overload]
-    elif isinstance(mode, tuple) and len(mode) == 2:
-        before_after = mode
-    else:
+    before_after: tuple = (mode, mode) if _is_int(mode) else _items(mode)
+    if isinstance(mode, str) or len(before_after) != 2 or not all(_is_int(p) for p in before_after):
         raise ShapeError(f"padding must be valid, same, full, N or a (before, after) pair, got {mode!r}")
-    if any(not _is_int(p) or p < 0 for p in before_after):
+    if min(before_after) < 0:
         raise ShapeError(f"padding must not be negative, got {before_after}")
     return int(before_after[0]), int(before_after[1])
 

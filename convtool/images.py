@@ -44,7 +44,7 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            image: Image.Image = Image.open(path)
             image.load()
     except FileNotFoundError:
         raise InputError(f"{path}: no such file; check the path") from None
@@ -95,7 +95,7 @@ def read_image(path: str | os.PathLike, *, gray: bool = False) -> ImageArray:
     return result
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place.
 
     An interruption or error leaves no partial file behind.

@@ -13,6 +13,7 @@ import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -43,18 +44,6 @@ class Kernel:
         if len(self.matrices) != 1:
             raise KernelError(f"kernel {self.name!r} combines {len(self.matrices)} matrices")
         return self.matrices[0]
-
-
-def separable_factors(matrix: np.ndarray, rtol: float = 1e-6) -> tuple[np.ndarray, np.ndarray] | None:
-    """(column, row) vectors whose outer product is ``matrix`` when its rank is 1 (by SVD), else None."""
-    u, s, vt = np.linalg.svd(np.asarray(matrix, dtype=np.float64))
-    if s[0] == 0 or (len(s) > 1 and s[1] > rtol * s[0]):
-        return None
-    scale = math.sqrt(s[0])
-    column, row = u[:, 0] * scale, vt[0] * scale
-    if column[np.argmax(np.abs(column))] < 0:  # prefer a positive leading factor
-        column, row = -column, -row
-    return column, row
 
 
 def default_out_scale(matrix: np.ndarray) -> str:
@@ -111,7 +100,7 @@ def box(size: float = 3) -> np.ndarray:
     return np.full((size, size), 1.0 / size**2)
 
 
-GENERATORS = {"gaussian": gaussian, "log": laplacian_of_gaussian, "box": box}
+GENERATORS: dict[str, Callable[..., np.ndarray]] = {"gaussian": gaussian, "log": laplacian_of_gaussian, "box": box}
 
 
 # --- the library ----------------------------------------------------------------------------------

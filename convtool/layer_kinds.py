@@ -104,7 +104,7 @@ def counts(kind: Kind, cin: int, cout: int, n: tuple[int, ...], k: tuple[int, ..
     elif kind.name == "local":
         sets = locations
     else:
-        period = geometry.broadcast(kind.period, len(out), "tiling period")
+        period = geometry.broadcast(kind.period or (), len(out), "tiling period")
         check_period(period, out)
         sets = math.prod(period)
     return Counts(kind.label, sets, units, sets * cout * fan_in, sets * cout if bias else 0, units * fan_in,
@@ -126,4 +126,4 @@ def compare(cin: int, cout: int, n: tuple[int, ...], k: tuple[int, ...], out: tu
 def check_tiled(kind: Kind, out: tuple[int, ...]) -> None:
     """ShapeError for a tiled kind whose period does not fit ``out`` (else nothing)."""
     if kind.name == "tiled":
-        check_period(geometry.broadcast(kind.period, len(out), "tiling period"), out)
+        check_period(geometry.broadcast(kind.period or (), len(out), "tiling period"), out)

@@ -241,6 +241,7 @@ def solve(n: int, out: int, *, k: int | None = None, s: int | None = None, d: in
     for kk in [k] if k else range(1, max_kernel + 1):
         for dd in [d] if d else [1]:
             span = effective_kernel(kk, dd)
+            strides: list[int] | range
             if s:
                 strides = [s]
             else:  # only these strides can give `out` windows with 0 <= padding <= 2(span-1)

@@ -9,11 +9,11 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
+from infer_helpers import MNIST_12, linear_rgb, write_mnist_pngs
 from PIL import Image
 
 from convtool import nvidia
 from convtool.cli.main import cli
-from infer_helpers import MNIST_12, linear_rgb, write_mnist_pngs
 
 
 @pytest.fixture(scope="module")
@@ -139,57 +139,47 @@ def test_corrupt_and_non_image_files_are_skipped_and_reported(digits, tmp_path):
     assert not (tmp_path / "none.csv").exists() and not list(tmp_path.glob(".none*"))
 
 
-@pytest.mark.parametrize(
-    "setup, message, code",
-    [
-        ("missing_model", "missing.onnx: no such model file", 1),
-        ("not_onnx", "not a usable ONNX model", 1),
-        ("flat_input", "is not an image tensor", 1),
-        ("channels", "rgb images have 3 channel(s) but the model's input", 2),
-        ("empty_folder", "no image files in this folder", 1),
-        ("missing_input", "nowhere.png: no such file or folder", 1),
-        ("bad_suffix", "unknown result format '.xlsx'", 2),
-        ("bad_size", "Invalid value for '--size': 'big' is not HEIGHTxWIDTH", 2),
-        ("confusion_alone", "--confusion needs --eval", 2),
-        ("segmenter", "is not [batch, classes]", 1),
-        ("eval_file", "--eval needs a folder with one subfolder of images per class", 2),
-        ("mean", "--mean has 3 values; give 1 for gray images", 2),
-    ],
-)
-def test_bad_inputs_get_one_line(setup, message, code, tmp_path, digits):
-    _, paths, _ = digits
-    image, model, extra = str(paths[0]), str(MNIST_12), []
-    if setup == "missing_model":
-        model = str(tmp_path / "missing.onnx")
-    elif setup == "not_onnx":
-        model = str(tmp_path / "model.onnx")
-        (tmp_path / "model.onnx").write_text("hello")
-    elif setup == "flat_input":
-        model = str(tmp_path / "flat.onnx")
-        _flat_model(tmp_path / "flat.onnx")
-    elif setup == "channels":
-        extra = ["--channels", "rgb"]
-    elif setup == "empty_folder":
-        (tmp_path / "empty").mkdir()
-        image = str(tmp_path / "empty")
-    elif setup == "missing_input":
-        image = str(tmp_path / "nowhere.png")
-    elif setup == "bad_suffix":
-        extra = ["-o", str(tmp_path / "r.xlsx")]
-    elif setup == "bad_size":
-        extra = ["--size", "big"]
-    elif setup == "confusion_alone":
-        extra = ["--confusion", str(tmp_path / "c.png")]
-    elif setup == "eval_file":
-        extra = ["--eval"]
-    elif setup == "mean":
-        extra = ["--mean", "0.1,0.2,0.3"]
-    elif setup == "segmenter":
-        from infer_helpers import colour_segmenter
+def _make_folder(path):
+    path.mkdir()
+    return str(path)
 
-        model = str(colour_segmenter(tmp_path / "seg.onnx", size=(28, 28)))
-        extra = ["--channels", "rgb"]
-    result = run(image, "-m", model, *extra)
+
+def _not_onnx(path):
+    path.write_text("hello")
+    return str(path)
+
+
+def _segmenter(path):
+    from infer_helpers import colour_segmenter
+
+    return str(colour_segmenter(path, size=(28, 28)))
+
+
+# case -> (setup(tmp_path) -> {"image": ..., "model": ..., "extra": [...]}, message, exit code)
+BAD_INPUTS = {
+    "missing_model": (lambda t: {"model": str(t / "missing.onnx")}, "missing.onnx: no such model file", 1),
+    "not_onnx": (lambda t: {"model": _not_onnx(t / "model.onnx")}, "not a usable ONNX model", 1),
+    "flat_input": (lambda t: {"model": str(_flat_model(t / "flat.onnx"))}, "is not an image tensor", 1),
+    "channels": (lambda t: {"extra": ["--channels", "rgb"]}, "rgb images have 3 channel(s) but the model's input", 2),
+    "empty_folder": (lambda t: {"image": _make_folder(t / "empty")}, "no image files in this folder", 1),
+    "missing_input": (lambda t: {"image": str(t / "nowhere.png")}, "nowhere.png: no such file or folder", 1),
+    "bad_suffix": (lambda t: {"extra": ["-o", str(t / "r.xlsx")]}, "unknown result format '.xlsx'", 2),
+    "bad_size": (lambda t: {"extra": ["--size", "big"]}, "Invalid value for '--size': 'big' is not HEIGHTxWIDTH", 2),
+    "confusion_alone": (lambda t: {"extra": ["--confusion", str(t / "c.png")]}, "--confusion needs --eval", 2),
+    "segmenter": (lambda t: {"model": _segmenter(t / "seg.onnx"), "extra": ["--channels", "rgb"]},
+                  "is not [batch, classes]", 1),
+    "eval_file": (lambda t: {"extra": ["--eval"]}, "--eval needs a folder with one subfolder of images per class", 2),
+    "mean": (lambda t: {"extra": ["--mean", "0.1,0.2,0.3"]}, "--mean has 3 values; give 1 for gray images", 2),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_inputs_get_one_line(case, tmp_path, digits):
+    setup, message, code = BAD_INPUTS[case]
+    _, paths, _ = digits
+    given = setup(tmp_path)
+    image, model = given.get("image", str(paths[0])), given.get("model", str(MNIST_12))
+    result = run(image, "-m", model, *given.get("extra", []))
     assert result.exit_code == code, result.output
     assert message in result.output
     assert "Traceback" not in result.output
@@ -207,6 +197,7 @@ def _flat_model(path):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     onnx.save(model, str(path))
+    return path
 
 
 def test_labels_file_of_the_wrong_length_warns_and_uses_indices(digits, tmp_path):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
+from infer_helpers import MNIST_12, lenet
 
 from convtool.cli.main import cli
-from infer_helpers import MNIST_12, lenet
 
 
 def run(*args: str):

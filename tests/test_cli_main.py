@@ -24,9 +24,8 @@ def test_version(runner):
 def test_piped_tables_keep_long_names_whole(tmp_path, runner):
     """Not a terminal: no ellipsis and no wrapping inside a name, so the output can be pasted or grepped."""
     import numpy as np
-    from PIL import Image
-
     from infer_helpers import MNIST_12
+    from PIL import Image
 
     name = "a-rather-long-file-name-that-would-not-fit-in-eighty-columns-" + "x" * 40
     folder = tmp_path / "digits"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 from click.testing import CliRunner
+from infer_helpers import MNIST_12, blocks, colour_segmenter
 from PIL import Image
 
 from convtool.cli.main import cli
-from infer_helpers import MNIST_12, blocks, colour_segmenter
 
 
 def run(*args: str):

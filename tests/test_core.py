@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from convtool.conv import convolve2d, correlate2d, pool2d
 from convtool.errors import ShapeError, UsageError
@@ -117,9 +118,10 @@ def test_random_settings_agree_with_scipy_and_naive_loop(h, w, kh, kw, stride, d
     # oracle: explicit numpy padding, then scipy in constant mode on the dilated kernel, sampled by stride
     from convtool.geometry import resolve_pads
 
-    t, b, l, r = resolve_pads(padding, (h, w), (kh, kw), stride, dilation)
-    padded = np.pad(x, ((t, b), (l, r)), mode={"zero": "constant", "constant": "constant", "reflect": "reflect",
-                                                  "symmetric": "symmetric", "replicate": "edge", "wrap": "wrap"}[border])
+    top, bottom, left, right = resolve_pads(padding, (h, w), (kh, kw), stride, dilation)
+    numpy_mode = {"zero": "constant", "constant": "constant", "reflect": "reflect", "symmetric": "symmetric",
+                  "replicate": "edge", "wrap": "wrap"}[border]
+    padded = np.pad(x, ((top, bottom), (left, right)), mode=numpy_mode)
     dk = dilate(k, dilation)
     full = ndi.correlate(padded, dk, mode="constant")  # centred at k//2: out[c] = sum_i k[i] x[c + i - k//2]
     ch, cw = dk.shape[0] // 2, dk.shape[1] // 2

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+from infer_helpers import MNIST_12, ROOT, lenet, linear_rgb, mnist, write_mnist_pngs
 from PIL import Image
 
 from convtool.infer.classify import Classifier, Evaluation, softmax
 from convtool.infer.pipeline import Timings, find_images
 from convtool.infer.preprocess import preprocess_for
 from convtool.infer.session import open_session
-from infer_helpers import MNIST_12, ROOT, lenet, linear_rgb, mnist, write_mnist_pngs
 
 
 def classifier_for(path, **options) -> Classifier:

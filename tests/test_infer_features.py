@@ -5,14 +5,19 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
+from infer_helpers import MNIST_12, colour_segmenter, lenet
 from PIL import Image
 
 from convtool.errors import UsageError
 from convtool.infer.features import (
-    as_channels_first, default_layer, feature_layers, find_layer, layer_tensors, with_outputs,
+    as_channels_first,
+    default_layer,
+    feature_layers,
+    find_layer,
+    layer_tensors,
+    with_outputs,
 )
 from convtool.infer.model_info import describe_model, read_model
-from infer_helpers import MNIST_12, colour_segmenter, lenet
 
 
 def test_mnist12_layers_and_default():

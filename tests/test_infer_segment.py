@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from infer_helpers import MNIST_12, ROOT, blocks, colour_segmenter, mnist
 from PIL import Image
 
 from convtool.errors import ModelError
-from convtool.infer.preprocess import preprocess_for
 from convtool.infer.overlay import overlay_palette
+from convtool.infer.preprocess import preprocess_for
 from convtool.infer.segment import Segmenter, guess_output_layout, mask_image, overlay_image, palette
-from convtool.infer.upsample import argmax_resized
 from convtool.infer.session import open_session
-from infer_helpers import MNIST_12, ROOT, blocks, colour_segmenter, mnist
+from convtool.infer.upsample import argmax_resized
 
 
 def segmenter_for(path, **options) -> Segmenter:

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+from infer_helpers import MNIST_12, lenet
 
 from convtool import nvidia
 from convtool.errors import DeviceError, ModelError, UsageError
 from convtool.infer.session import cuda_failure_reason, open_session
-from infer_helpers import MNIST_12, lenet
 
 
 def _cuda_works() -> bool:

@@ -4,27 +4,45 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 
+from convtool.conv.separable import factors as separable_factors
 from convtool.errors import KernelError
-from convtool.kernels import library, load_kernel, separable_factors
+from convtool.kernels import library, load_kernel
 
+# the lecture's list; the library may hold more, and every entry of it is tested below
 REQUIRED = ["identity", "box", "gaussian", "gaussian-3x3", "sobel-x", "sobel-y", "sobel", "prewitt-x", "prewitt-y",
             "scharr-x", "scharr-y", "sharpen", "laplacian", "edge", "log", "blob", "emboss"]
+LIBRARY = sorted(library())
 
 
-@pytest.mark.parametrize("name", REQUIRED)
-def test_library_has_kernel_with_source_and_description(name):
+def test_the_library_holds_the_lectures_kernels():
+    assert set(REQUIRED) <= set(LIBRARY)
+
+
+@pytest.mark.parametrize("name", LIBRARY)
+def test_library_kernel_loads_with_source_and_description(name):
     entry = library()[name]
     assert entry["source"] and entry["description"]
     kernel = load_kernel(name)
-    assert all(np.isfinite(m).all() for m in kernel.matrices)
+    assert kernel.matrices and all(m.ndim == 2 and m.size and np.isfinite(m).all() for m in kernel.matrices)
+    for part in kernel.components:  # a combined kernel's parts load by themselves too
+        np.testing.assert_array_equal(load_kernel(part.name).matrix, part.matrix)
 
 
-@pytest.mark.parametrize("name", [n for n in REQUIRED if "separable" in library()[n]])
+@pytest.mark.parametrize("name", [n for n in LIBRARY if "separable" in library()[n]])
 def test_declared_separable_factors_rebuild_the_matrix(name):
     kernel = load_kernel(name)
     column, row = kernel.separable
     np.testing.assert_allclose(np.outer(column, row), kernel.matrix)
-    assert separable_factors(kernel.matrix) is not None
+    found = separable_factors(kernel.matrix)
+    assert found is not None
+    np.testing.assert_allclose(np.outer(*found), kernel.matrix, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", [n for n in LIBRARY if "separable" not in library()[n] and
+                                  len(load_kernel(n).matrices) == 1])
+def test_undeclared_kernels_are_separable_exactly_when_their_rank_is_one(name):
+    matrix = load_kernel(name).matrix
+    assert (separable_factors(matrix) is not None) == (np.linalg.matrix_rank(matrix) == 1)
 
 
 def test_lecture_matrices():

@@ -156,7 +156,7 @@ def test_cross_entropy_per_image_and_per_pixel():
         moved = np.moveaxis(logits, 1, -1).reshape(-1, shape[1])
         naive = np.mean([np.log(np.exp(row).sum()) - row[t] for row, t in zip(moved, labels.reshape(-1))])
         assert loss == pytest.approx(naive, rel=1e-12)
-        picks, numeric = _numeric(lambda: cross_entropy(logits, labels)[0], logits, 30, rng)
+        picks, numeric = _numeric(lambda x=logits, t=labels: cross_entropy(x, t)[0], logits, 30, rng)
         np.testing.assert_allclose(grad.reshape(-1)[picks], numeric, rtol=1e-5, atol=1e-8)
 
 

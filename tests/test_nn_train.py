@@ -14,7 +14,6 @@ from convtool.errors import InputError, UsageError
 from convtool.nn import data as D
 from convtool.nn import models, optim, recipe, train
 
-
 # -- optimisers and schedules against the published update rules -----------------------------------
 
 def test_sgd_momentum_and_nesterov_follow_pytorch_rules():

@@ -1,7 +1,6 @@
 """Convolution arithmetic against the lecture's worked examples, TensorFlow's published rule, brute-force
 window enumeration, the filter core's actual output shapes and naive NumPy/scipy convolutions."""
 
-import math
 
 import numpy as np
 import pytest

@@ -133,7 +133,8 @@ def _table(title: str | None = None, *columns: str, right_from: int = 1):
 def _inputs(cells: list[int]) -> str:
     if not cells:
         return "none"
-    runs, start = [], cells[0]
+    runs: list[str] = []
+    start: int | None = cells[0]
     for prev, cur in zip(cells, cells[1:] + [None]):
         if cur != prev + 1:
             runs.append(str(start) if start == prev else f"{start}-{prev}")
@@ -152,10 +153,25 @@ def _range(span: list[int] | None) -> str:
 
 
 def render_layer(report: dict, console) -> None:
+    """One layer: its axes, the PyTorch equivalent, the counts, and a convolution as a matrix."""
+    console.print(_axes_table(report))
+    conv = report.get("conv")
+    if conv and not conv["transposed"]:
+        console.print(_pytorch_note(conv, multi=len(report["input"]) > 1))
+        unused = [a["unused"] for a in conv["axes"] if a["unused"] and a["unused"] != a["dropped"]]
+        if unused:
+            console.print("Never read (gaps between windows or dilation holes): "
+                          + "; ".join(_inputs(u) for u in unused))
+    console.print(_counts_table(report))
+    if conv and "matrix" in report:
+        console.print(_matrix_table(conv, report["fully_connected"], report["matrix"]))
+
+
+def _axes_table(report: dict):
+    """Per layer and axis: n, k, s, d, the padding split, the output and the dropped inputs."""
     conv, pool = report.get("conv"), report.get("pool")
-    axes_table = _table("Axes (1-based input positions)", "layer", "axis", "n", "k", "s", "d", "padding before+after",
-                        "output", "dropped inputs", right_from=2)
-    multi = len(report["input"]) > 1
+    table = _table("Axes (1-based input positions)", "layer", "axis", "n", "k", "s", "d", "padding before+after",
+                   "output", "dropped inputs", right_from=2)
     for layer_name, layer in (("convT" if conv and conv["transposed"] else "conv", conv), ("pool", pool)):
         if not layer:
             continue
@@ -166,33 +182,37 @@ def render_layer(report: dict, console) -> None:
             if axis.get("output_padding"):
                 split += f", +{axis['output_padding']} after"
             dropped = "-" if "dropped_range" not in axis else _range(axis["dropped_range"])
-            axes_table.add_row(layer_name, ("H", "W")[i] if len(layer["axes"]) == 2 else str(i + 1), str(axis["n"]),
-                               str(axis["k"]), str(axis["s"]), str(axis["d"]), split, str(axis["output"]), dropped)
-    console.print(axes_table)
-    if conv and not conv["transposed"]:
-        torch = conv["pytorch"]
-        if torch["symmetric"]:
-            console.print(f"PyTorch: padding={tuple(torch['padding']) if multi else torch['padding'][0]} "
-                          "reproduces it (symmetric).")
-        else:
-            names = ("H", "W") if len(conv["axes"]) == 2 else [str(i + 1) for i in range(len(conv["axes"]))]
-            parts, shifted = [], False
-            for name, axis, axis_alts in zip(names, conv["axes"], torch["alternatives"]):
-                text = ", ".join(f"padding={alt['padding']} gives {alt['output']}" for alt in axis_alts) \
-                    or f"padding={axis['pad_before']} already symmetric"
-                shifted |= any(alt["output"] == axis["output"] for alt in axis_alts)
-                if not parts or text not in parts[-1]:
-                    parts.append(f"{name}: {text}" if len(names) > 1 else text)
-            if len(parts) == 1 and len(names) > 1:
-                parts = ["each axis: " + parts[0].split(": ", 1)[1]]
-            same = " or padding='same' (stride 1 only, same split)" if torch["padding_same"] else ""
-            shift = "; the same count still shifts every window by one cell" if shifted else ""
-            console.print(f"PyTorch: asymmetric, so F.pad(x, {tuple(torch['pad'])}) then padding=0{same}. Symmetric "
-                          f"padding cannot reproduce it ({'; '.join(parts)}{shift}).")
-        unused = [a["unused"] for a in conv["axes"] if a["unused"] and a["unused"] != a["dropped"]]
-        if unused:
-            console.print("Never read (gaps between windows or dilation holes): "
-                          + "; ".join(_inputs(u) for u in unused))
+            table.add_row(layer_name, ("H", "W")[i] if len(layer["axes"]) == 2 else str(i + 1), str(axis["n"]),
+                          str(axis["k"]), str(axis["s"]), str(axis["d"]), split, str(axis["output"]), dropped)
+    return table
+
+
+def _pytorch_note(conv: dict, multi: bool) -> str:
+    """How to get this padding in PyTorch: ``padding=`` when symmetric, else ``F.pad`` and what symmetric gives."""
+    torch = conv["pytorch"]
+    if torch["symmetric"]:
+        return (f"PyTorch: padding={tuple(torch['padding']) if multi else torch['padding'][0]} "
+                "reproduces it (symmetric).")
+    names = ("H", "W") if len(conv["axes"]) == 2 else [str(i + 1) for i in range(len(conv["axes"]))]
+    parts: list[str] = []
+    shifted = False
+    for name, axis, axis_alts in zip(names, conv["axes"], torch["alternatives"]):
+        text = ", ".join(f"padding={alt['padding']} gives {alt['output']}" for alt in axis_alts) \
+            or f"padding={axis['pad_before']} already symmetric"
+        shifted |= any(alt["output"] == axis["output"] for alt in axis_alts)
+        if not parts or text not in parts[-1]:
+            parts.append(f"{name}: {text}" if len(names) > 1 else text)
+    if len(parts) == 1 and len(names) > 1:
+        parts = ["each axis: " + parts[0].split(": ", 1)[1]]
+    same = " or padding='same' (stride 1 only, same split)" if torch["padding_same"] else ""
+    shift = "; the same count still shifts every window by one cell" if shifted else ""
+    return (f"PyTorch: asymmetric, so F.pad(x, {tuple(torch['pad'])}) then padding=0{same}. Symmetric "
+            f"padding cannot reproduce it ({'; '.join(parts)}{shift}).")
+
+
+def _counts_table(report: dict):
+    """Units, weights, biases, MACs, FLOPs and connections of the convolution, then of the pooling."""
+    conv, pool = report.get("conv"), report.get("pool")
     counts = _table("Counts", "quantity", "value")
     if conv:
         counts.add_row("output shape (channels x size)", _shape(conv["output_shape"]))
@@ -210,20 +230,22 @@ def render_layer(report: dict, console) -> None:
         counts.add_row(f"after {pool['kind']} pooling: units", _num(pool["units"]))
         counts.add_row("pooling connections (no weights, no MACs)", _num(pool["connections"]))
     counts.add_row("receptive field (input cells)", _shape(report["receptive_field"]))
-    console.print(counts)
-    if "matrix" in report:
-        fc, matrix = report["fully_connected"], report["matrix"]
-        compare = _table("Convolution vs dense matrix (fully connected) vs sparse matrix",
-                         "", "convolution", "fully connected", "sparse matrix")
-        compare.add_row("stored floats (no biases)", _num(matrix["kernel_floats"]), _num(fc["weights"]),
-                        _num(matrix["sparse_floats"]))
-        compare.add_row("MACs", _num(conv["macs"]), _num(fc["macs"]), _num(matrix["muls"]))
-        fc_adds = fc["macs"] - conv["units"]
-        compare.add_row("float muls", _num(matrix["muls"]), _num(fc["macs"]), _num(matrix["muls"]))
-        compare.add_row("float adds", _num(matrix["adds"]), _num(fc_adds), _num(matrix["adds"]))
-        compare.add_row("float operations", _num(matrix["float_ops"]), _num(fc["macs"] + fc_adds),
-                        _num(matrix["float_ops"]))
-        console.print(compare)
+    return counts
+
+
+def _matrix_table(conv: dict, fc: dict, matrix: dict):
+    """The convolution against a dense (fully connected) and a sparse matrix: stored floats and operations."""
+    compare = _table("Convolution vs dense matrix (fully connected) vs sparse matrix",
+                     "", "convolution", "fully connected", "sparse matrix")
+    compare.add_row("stored floats (no biases)", _num(matrix["kernel_floats"]), _num(fc["weights"]),
+                    _num(matrix["sparse_floats"]))
+    compare.add_row("MACs", _num(conv["macs"]), _num(fc["macs"]), _num(matrix["muls"]))
+    fc_adds = fc["macs"] - conv["units"]
+    compare.add_row("float muls", _num(matrix["muls"]), _num(fc["macs"]), _num(matrix["muls"]))
+    compare.add_row("float adds", _num(matrix["adds"]), _num(fc_adds), _num(matrix["adds"]))
+    compare.add_row("float operations", _num(matrix["float_ops"]), _num(fc["macs"] + fc_adds),
+                    _num(matrix["float_ops"]))
+    return compare
 
 
 def render_explain(report: dict, console) -> None:

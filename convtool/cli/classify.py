@@ -193,8 +193,9 @@ def command(paths, model, labels, top_k, batch, device, workers, output, overwri
                     if evaluate:
                         if evaluation is None:
                             count = classifier.classes
+                            assert count is not None  # known once a chunk has run
                             evaluation = cls.Evaluation(count, classifier.labels or [str(i) for i in range(count)])
-                        truth = evaluation.true_class(path, roots.get(path))
+                        truth = evaluation.true_class(path, roots.get(str(path)))
                         if truth is not None:
                             evaluation.add(truth, indices[0])
         if writer is not None and timings.images == 0:
@@ -203,7 +204,7 @@ def command(paths, model, labels, top_k, batch, device, workers, output, overwri
     if output is not None:
         columns = top_k if classifier.classes is None else min(top_k, classifier.classes)
         try:
-            write_streaming(output, fmt, columns, consume)
+            write_streaming(output, fmt or "csv", columns, consume)
         except _NoResults:
             pass
     else:
@@ -230,8 +231,9 @@ class _NoResults(Exception):
 
 
 def _print_table(rows: list[tuple[str, list[str], list[float]]], top_k: int) -> None:
-    from convtool.cli.console import console
     from rich.table import Table
+
+    from convtool.cli.console import console
 
     table = Table(box=None, pad_edge=False)
     table.add_column("file", overflow="fold")
@@ -247,9 +249,9 @@ def _print_table(rows: list[tuple[str, list[str], list[float]]], top_k: int) -> 
 
 
 def _print_evaluation(evaluation, confusion: Path | None) -> None:
-    from convtool.cli.console import console as make_console
     from rich.table import Table
 
+    from convtool.cli.console import console as make_console
     from convtool.errors import InputError
     from convtool.images import atomic_write
     from convtool.infer.results import confusion_png

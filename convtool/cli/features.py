@@ -30,13 +30,12 @@ def command(model, image, layer, list_layers, output, columns, device, overwrite
       convtool features mnist-12.onnx --list
       convtool features lenet.onnx digit.png --layer r2 -o relu2.png
     """
+    from convtool import plots
     from convtool.errors import UsageError
-    from convtool.images import open_image
+    from convtool.images import atomic_write, open_image
     from convtool.infer import features as feat
     from convtool.infer.model_info import read_model
     from convtool.infer.preprocess import Preparer
-    from convtool import plots
-    from convtool.images import atomic_write
     from convtool.infer.results import check_output
     from convtool.infer.session import find_model
 
@@ -70,8 +69,9 @@ def command(model, image, layer, list_layers, output, columns, device, overwrite
 
 
 def _print_layers(tensors) -> None:
-    from convtool.cli.console import console
     from rich.table import Table
+
+    from convtool.cli.console import console
 
     table = Table(box=None, pad_edge=False)
     for column in ("tensor", "node", "op", "shape"):

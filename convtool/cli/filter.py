@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from convtool import conv
+from convtool.cli.options import overwrite_opt, parse_padding, parse_pair, parse_pool, recursive_opt, verbose_opt
 from convtool.conv.device import resolve_device
-from convtool.cli.options import overwrite_opt, parse_pair, parse_padding, parse_pool, recursive_opt, verbose_opt
 from convtool.errors import ConvtoolError, OutputError, UsageError
 from convtool.filtering import FilterSettings, default_out_scale, filter_pixels, scale_for_output
 from convtool.images import list_images, read_image, save_image
@@ -110,8 +110,8 @@ def command(inputs, kernel_specs, output, mode, stride, padding, border, cval, d
     console.print(f"Filtered {len(written)} of {len(files)} image(s) in {elapsed:.2f} s: {steps} -> "
                   f"{written[0] if len(written) == 1 else folder}")
     if failures:
-        for path, exc in failures:
-            console.print(f"[red]failed[/red] {exc}" if str(path) in str(exc) else f"[red]failed[/red] {path}: {exc}")
+        for path, error in failures:
+            console.print(f"[red]failed[/red] {error}" if str(path) in str(error) else f"[red]failed[/red] {path}: {error}")
         raise click.exceptions.Exit(1)
 
 

@@ -49,8 +49,9 @@ def _as_dict(info, report) -> dict:
 
 
 def _render(info, report) -> None:
-    from convtool.cli.console import console as make_console
     from rich.table import Table
+
+    from convtool.cli.console import console as make_console
 
     console = make_console()
     facts = Table(box=None, show_header=False, pad_edge=False)

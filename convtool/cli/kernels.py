@@ -7,7 +7,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from convtool.kernels import library, load_kernel, separable_factors
+from convtool.conv.separable import factors as separable_factors
+from convtool.kernels import library, load_kernel
 
 
 @click.command(short_help="List the kernel library or show one kernel.")
@@ -26,8 +27,8 @@ def command(name: str | None) -> None:
     console = Console()
     if name is None:
         table = Table(title="convtool kernels (filters/)")
-        for column in ("name", "size", "description", "default out-scale"):
-            table.add_column(column)
+        for heading in ("name", "size", "description", "default out-scale"):
+            table.add_column(heading)
         for entry_name in library():
             kernel = load_kernel(entry_name)
             shape = kernel.matrices[0].shape

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import importlib
-import os
 import importlib.util
+import os
 
 import click
 
@@ -36,7 +36,7 @@ class LazyGroup(click.Group):
         if name not in COMMANDS or not self._available(name):
             return None
         module = importlib.import_module(f"convtool.cli.{COMMANDS[name][0]}")
-        return getattr(module, "command")
+        return module.command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
@@ -52,7 +52,7 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except ConvtoolError as exc:
             error = click.ClickException(str(exc))
-            error.exit_code = exc.exit_code
+            error.exit_code = exc.exit_code  # type: ignore[misc]  # click reads exit_code per instance
             raise error from None
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import click
 
 from convtool.cli.classify import (
-    DEVICE_CHOICE, TABLE_LIMIT, open_model, preprocess_options, progress_bar, recipe_overrides, report_failures,
+    DEVICE_CHOICE,
+    TABLE_LIMIT,
+    open_model,
+    preprocess_options,
+    progress_bar,
+    recipe_overrides,
+    report_failures,
 )
 
 
@@ -64,13 +71,14 @@ def command(paths, model, out_dir, labels, batch, device, workers, output_layout
             failures.extend(chunk.failures)
             for result in chunk.results:
                 classes = segmenter.classes
-                mask_path, overlay_path = targets[result.path]
+                assert classes is not None  # known once a chunk has run
+                mask_path, overlay_path = targets[str(result.path)]
                 mask_png = seg.mask_image(result.mask, classes)
-                atomic_write(mask_path, lambda tmp: mask_png.save(tmp, format="PNG"))
+                atomic_write(mask_path, partial(_save_png, mask_png))
                 if overlay_path is not None:
                     blended = seg.overlay_image(result.image, result.mask, classes, alpha,
                                                 names=[segmenter.label(i) for i in range(classes)])
-                    atomic_write(overlay_path, lambda tmp: blended.save(tmp, format="PNG"))
+                    atomic_write(overlay_path, partial(_save_png, blended))
                 written += 1
                 if show_table:
                     areas = result.areas(classes)
@@ -85,6 +93,10 @@ def command(paths, model, out_dir, labels, batch, device, workers, output_layout
     click.echo(timings.summary(f"{session.device} ({session.provider})"), err=True)
     click.echo(f"wrote {written} masks{' and overlays' if overlay else ''} to {out_dir}", err=True)
     report_failures(failures, len(scan.files))
+
+
+def _save_png(image, path: Path) -> None:
+    image.save(path, format="PNG")
 
 
 def _targets(files: list[str], out_dir: Path, overlay: bool) -> dict[str, tuple[Path, Path | None]]:
@@ -120,8 +132,9 @@ def _check_targets(targets: dict, inputs: list[str], overwrite: bool) -> None:
 
 
 def _print_areas(rows: list[tuple[str, str, list[tuple[str, float]]]]) -> None:
-    from convtool.cli.console import console
     from rich.table import Table
+
+    from convtool.cli.console import console
 
     table = Table(box=None, pad_edge=False)
     table.add_column("file", overflow="fold")

@@ -141,7 +141,7 @@ def col2im(
     if cols.dtype not in (np.float32, np.float64):
         cols = cols.astype(np.float32)
     if order == "cln":
-        return _col2im_batch_last(cols, tuple(input_shape), (kh, kw, sh, sw, top, left, dh, dw, oh, ow))
+        return _col2im_batch_last(cols, (n, c, h, w), (kh, kw, sh, sw, top, left, dh, dw, oh, ow))
     out = np.zeros(tuple(input_shape), dtype=cols.dtype)
     _col2im_kernel(np.ascontiguousarray(cols).reshape(-1, oh * ow), kh, kw, sh, sw, top, left, dh, dw, oh, ow, out, order == "ncl")
     return out

@@ -6,10 +6,13 @@ Arrays are (..., H, W); leading axes (channels, images) are independent. Padding
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 # convtool border name -> numpy.pad mode
-PAD_MODES = {"zero": "constant", "constant": "constant", "reflect": "reflect",
+PAD_MODES: dict[str, Any] = {  # np.pad modes (its stubs want literals)
+    "zero": "constant", "constant": "constant", "reflect": "reflect",
              "symmetric": "symmetric", "replicate": "edge", "wrap": "wrap"}
 
 

@@ -31,7 +31,7 @@ def layer_tensors(model) -> list[LayerTensor]:
 
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:  # shapes are a help, not a requirement
+    except Exception:  # noqa: BLE001 - shape inference fails many ways (onnx has no common error); shapes are a help
         inferred = model
     shapes = {}
     for value in list(inferred.graph.value_info) + list(inferred.graph.output):

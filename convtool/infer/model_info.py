@@ -47,7 +47,7 @@ def read_model(path: str | Path):
 
     try:
         model = onnx.load(str(path))
-    except Exception as exc:  # protobuf's DecodeError and friends
+    except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends share no base class
         raise ModelError(f"{path}: not an ONNX model ({type(exc).__name__}: {str(exc)[:120]})") from None
     if not model.graph.node or not model.ir_version:
         raise ModelError(f"{path}: not an ONNX model (no graph); give a .onnx file")

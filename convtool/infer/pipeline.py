@@ -24,12 +24,11 @@ from convtool.images import open_image
 from convtool.infer.preprocess import Preparer
 
 
-
 @dataclass
 class Failure:
     """A file that could not be used, and why (one line)."""
 
-    path: Path
+    path: str | Path
     message: str
 
     def __post_init__(self) -> None:
@@ -134,14 +133,14 @@ def decoded_chunks(
     in turn keeps the file order.
     """
     groups = [files[i : i + chunk_size] for i in range(0, len(files), chunk_size)]
-    queues = [queue.Queue(maxsize=max(1, depth // workers)) for _ in range(workers)]
+    queues: list[queue.Queue] = [queue.Queue(maxsize=max(1, depth // workers)) for _ in range(workers)]
     stop = threading.Event()
 
     def work(worker: int) -> None:
         for index in range(worker, len(groups), workers):
             try:
                 item: list[Chunk] | BaseException = _decode_group(groups[index], preparer, keep_images)
-            except BaseException as exc:  # handed to the consumer, raised there
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread, raised there
                 item = exc
             while not stop.is_set():
                 try:
@@ -216,7 +215,7 @@ def _decode_into(paths: Sequence[str | Path], preparer: Preparer, keep_images: b
         except ConvtoolError as exc:
             failures.append(Failure(path, str(exc)))
             continue
-        except Exception as exc:  # a decoder bug or odd mode in Pillow: report it, go on
+        except Exception as exc:  # noqa: BLE001 - a decoder bug or odd mode in Pillow: report the file, go on
             failures.append(Failure(path, f"{path}: could not be decoded ({type(exc).__name__}: {exc})"))
             continue
         if current is None or current.batch.shape[1:] != _item_shape(preparer, pixels):

@@ -108,6 +108,9 @@ def _from_metadata(metadata: dict[str, str]) -> Preprocess:
 
 def _from_shape(model_input: TensorInfo) -> Preprocess:
     _, d1, d2, d3 = model_input.shape
+    c: int | None
+    h: int | None
+    w: int | None
     if d1 in (1, 3):
         layout, c, h, w = "nchw", d1, d2, d3
     elif d3 in (1, 3):
@@ -124,6 +127,9 @@ def _check_against_model(recipe: Preprocess, model_input: TensorInfo) -> None:
     if recipe.channels not in CHANNELS:
         raise UsageError(f"channels {recipe.channels!r}: use gray, rgb or bgr")
     _, d1, d2, d3 = model_input.shape
+    c: int | None
+    h: int | None
+    w: int | None
     c, h, w = (d1, d2, d3) if recipe.layout == "nchw" else (d3, d1, d2)
     if c is not None and c != recipe.n_channels:
         raise UsageError(

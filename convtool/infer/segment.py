@@ -111,6 +111,7 @@ class Segmenter:
         timings.infer += t1 - t0
         timings.post += time.perf_counter() - t1
         timings.images += len(chunk.paths)
+        assert chunk.images is not None  # decoded with keep_images=True: the overlays need them
         results = [Segmentation(p, m, im) for p, m, im in zip(chunk.paths, masks, chunk.images)]
         return SegmentChunk(results, chunk.failures)
 
@@ -184,6 +185,6 @@ def overlay_image(image: Image.Image, mask: np.ndarray, classes: int, alpha: flo
     count = max(classes, int(mask.max(initial=0)) + 1)
     areas = np.bincount(mask.ravel(), minlength=count) / mask.size
     colours = overlay_palette(count)
-    entries = [(names[i] if i < len(names) else str(i), tuple(int(v) for v in colours[i]), float(areas[i]))
+    entries = [(names[i] if i < len(names) else str(i), (int(colours[i][0]), int(colours[i][1]), int(colours[i][2])), float(areas[i]))
                for i in np.argsort(-areas) if i > 0 and areas[i] > 0]
     return with_legend(pixels, entries)

@@ -85,7 +85,7 @@ class ModelSession:
                 if len(part) < step:
                     part = np.concatenate([part, np.zeros((step - len(part), *part.shape[1:]), part.dtype)])
                 parts.append(run(names, {feed: part}))
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidArgument classes
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own Fail/InvalidArgument classes
             raise ModelError(f"{self.path.name}: onnxruntime failed on a batch of shape {batch.shape}: {_first_line(exc)}") from None
         return [np.concatenate(outputs)[: len(batch)] for outputs in zip(*parts)]
 
@@ -249,7 +249,7 @@ def cuda_failure_reason(log: str) -> str:
 def _create(ort, path: Path, source, options, providers: list):
     try:
         return ort.InferenceSession(source, options, providers=providers)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's loader errors share no importable base class
         raise ModelError(f"{path}: not a usable ONNX model ({_first_line(exc)})") from None
 
 

@@ -11,7 +11,6 @@ shrinking), so masks equal those from resizing each map with Pillow, up to float
 
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 
 import numpy as np

@@ -122,7 +122,7 @@ def load_folder(path: Path, size: tuple[int, int] | None = None) -> Dataset:
         raise InputError(f"images in {path} have different sizes ({listed}); pass --size HxW to resize them all")
     h, w = size or sizes.pop()
     mode = "L" if gray else "RGB"
-    arrays = [np.asarray(p.convert(mode).resize((w, h), Image.BILINEAR) if (p.height, p.width) != (h, w) else p.convert(mode))
+    arrays = [np.asarray(p.convert(mode).resize((w, h), Image.Resampling.BILINEAR) if (p.height, p.width) != (h, w) else p.convert(mode))
               for p in pictures]
     images = np.stack(arrays)
     images = images[:, None] if gray else images.transpose(0, 3, 1, 2)

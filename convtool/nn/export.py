@@ -73,11 +73,12 @@ def to_onnx(net: Network, metadata: dict[str, str]):
                 weights.append(full)
         inputs = [out_name[i] for i in node.inputs]
         if isinstance(node.layer, local.TiledConv2d):  # no single ONNX op: unfold + per-kernel MatMul
+            in_h, in_w = shapes[node.inputs[0]][2:]
             nodes += local.onnx_nodes(helper, node.layer, inputs[0], out_name[node.name], node.name, weights,
-                                      shapes[node.inputs[0]][2:])
+                                      (in_h, in_w))
         else:
             nodes += _node_ops(helper, node.layer, inputs, out_name[node.name], node.name, weights)
-    out_shape = ["N", *shapes[last][1:]]
+    out_shape: list[str | int | None] = ["N", *shapes[last][1:]]
     graph = helper.make_graph(
         nodes, f"convtool-{net.arch}",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", c, h, w])],
@@ -125,7 +126,7 @@ def read_model(path: Path):
         return onnx.load(str(path))
     except FileNotFoundError:
         raise ModelError(f"model {path} does not exist") from None
-    except Exception as exc:  # onnx raises DecodeError and friends
+    except Exception as exc:  # noqa: BLE001 - onnx raises protobuf's DecodeError and friends, no common base
         raise ModelError(f"{path} is not a readable ONNX model: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
 

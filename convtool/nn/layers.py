@@ -9,6 +9,8 @@ training.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from convtool.conv.im2col import col2im, conv_output_shape, im2col
@@ -45,6 +47,14 @@ class Layer:
     def output_shape(self, *shapes: tuple[int, ...]) -> tuple[int, ...]:
         """Shape of the output (batch dimension included) for inputs of ``shapes``."""
         return shapes[0]
+
+    def forward(self, *inputs: np.ndarray, train: bool = False) -> tuple[np.ndarray, Any]:
+        """``(y, cache)`` for one input (two for Add and Concat); every layer defines its own."""
+        raise NotImplementedError
+
+    def backward(self, dy: np.ndarray, cache: Any) -> tuple[Any, Grads]:
+        """``(dx, grads)``: ``dx`` a tuple for layers with several inputs; every layer defines its own."""
+        raise NotImplementedError
 
     def __repr__(self) -> str:
         return type(self).__name__
@@ -128,12 +138,12 @@ class ConvTranspose2d(Layer):
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         return shape[0], self.out_channels, (shape[2] - 1) * sh - 2 * ph + kh, (shape[3] - 1) * sw - 2 * pw + kw
 
-    def forward(self, x: np.ndarray, train: bool = False) -> tuple[np.ndarray, tuple]:
+    def forward(self, x: np.ndarray, train: bool = False) -> tuple[np.ndarray, np.ndarray]:
         n, c, h, w = x.shape
-        out_shape = self.output_shape(x.shape)
+        _, f, oh, ow = self.output_shape(x.shape)
         wmat = self.params["weight"].reshape(c, -1)  # C, F*KH*KW
         cols = np.matmul(wmat.T, x.reshape(n, c, h * w))  # N, F*KH*KW, H*W
-        y = col2im(cols, out_shape, self.kernel_size, self.stride, self.padding)  # N, F, OH, OW
+        y = col2im(cols, (n, f, oh, ow), self.kernel_size, self.stride, self.padding)  # N, F, OH, OW
         if "bias" in self.params:
             y += self.params["bias"][:, None, None]
         return y, x
@@ -261,7 +271,7 @@ class MaxPool2d(_Pool2d):
 
     def forward(self, x: np.ndarray, train: bool = False) -> tuple[np.ndarray, tuple]:
         out_shape = self.output_shape(x.shape)
-        y, idx = maxpool_forward(x, self.kernel_size, self.stride, out_shape[2:])
+        y, idx = maxpool_forward(x, self.kernel_size, self.stride, (out_shape[2], out_shape[3]))
         return y, (x.shape, idx)
 
     def backward(self, dy: np.ndarray, cache: tuple) -> tuple[np.ndarray, Grads]:

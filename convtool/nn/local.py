@@ -23,7 +23,7 @@ import numpy as np
 
 from convtool.conv.im2col import col2im, conv_output_shape, im2col
 from convtool.errors import ShapeError
-from convtool.geometry import Pair, Pads, pads, pair
+from convtool.geometry import Pads, Pair, pads, pair
 from convtool.layer_kinds import check_period
 from convtool.nn.layers import Grads, Layer, he_normal
 

@@ -79,7 +79,7 @@ class Network:
 
     # -- passes -------------------------------------------------------------------------------------
     def output_shapes(self, batch: int = 1) -> dict[str, tuple[int, ...]]:
-        shapes = {"input": (batch, *self.input_shape)}
+        shapes: dict[str, tuple[int, ...]] = {"input": (batch, *self.input_shape)}
         for node in self.nodes:
             shapes[node.name] = node.layer.output_shape(*(shapes[i] for i in node.inputs))
         return shapes
@@ -214,7 +214,8 @@ def unet(input_shape: tuple[int, int, int], num_classes: int, rng: np.random.Gen
         width = widths[level - 1]
         net.add(f"up{level}", L.ConvTranspose2d(cin, width, 2, stride=2, rng=rng))
         net.add(f"cat{level}", L.Concat(), f"up{level}", skips[level - 1])
-        cin = block(f"dec{level}", 2 * width, width) and width
+        block(f"dec{level}", 2 * width, width)
+        cin = width
     net.add("head", L.Conv2d(cin, num_classes, 1, init="xavier", rng=rng))
     return net
 

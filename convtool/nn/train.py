@@ -155,7 +155,7 @@ def fit(net: Network, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarra
     steps = math.ceil(len(train_x) / config.batch)
     split = config.threads > 1 and not any(isinstance(n.layer, (BatchNorm2d, Dropout)) for n in net.nodes)
     pool = ThreadPoolExecutor(config.threads) if split else None
-    run_batch = partial(_parallel_step, net, pool, config.threads) if split else partial(_step, net)
+    run_batch = partial(_parallel_step, net, pool, config.threads) if pool is not None else partial(_step, net)
     epoch = 0
     try:
         with np.errstate(over="ignore", invalid="ignore"):  # a non-finite loss is handled below
@@ -192,7 +192,7 @@ def fit(net: Network, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarra
                 record = EpochRecord(epoch, optimizer.lr, loss_sum / seen, correct / (seen * per), val_loss,
                                      float(np.trace(conf) / conf.sum()), mean_iou(conf) if segment else None, seconds)
                 result.records.append(record)
-                score = record.val_miou if segment else record.val_accuracy
+                score = (record.val_miou or 0.0) if segment else record.val_accuracy  # val_miou is set when segmenting
                 if score > best_score:
                     best_score, result.best_epoch, result.best_state, result.confusion = score, epoch, net.state(), conf
                 if on_epoch:
