@@ -1,17 +1,18 @@
 """The reports behind ``convtool calc``: plain dictionaries, the single source of its tables and --json.
 
 The numbers come from :mod:`convtool.shapes` and :mod:`convtool.nets`; ``convtool.cli.calc`` parses the
-options and renders these reports with rich. Sizes arrive as the user typed them (``"32x32"``) and are
-parsed here, so every message names the option it came from.
+options with :mod:`convtool.geometry` into a :class:`LayerRequest` (or the arguments of ``solve_report``) and
+renders these reports with rich. Messages here name values and concepts; the CLI names its flags.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from convtool import geometry, shapes
-from convtool.errors import InputError, ModelError, UsageError
+from convtool.errors import InputError, ModelError, ShapeError, UsageError
 
 LIST_LIMIT = 1_000  # longest list of input positions in a report
 CALC_POOL_KINDS = ("max", "avg")
@@ -32,32 +33,56 @@ def _axis_dict(axis: shapes.Axis) -> dict:
     return entry
 
 
-def layer_report(n_text, k_text, s_text, p_text, padding_mode, d_text, cin_text, cout_text, groups_text, bias,
-                 pool_text, pool_kind, transpose, output_padding_text) -> dict:
+@dataclass(frozen=True)
+class LayerRequest:
+    """One layer for :func:`layer_report`, already parsed (see :mod:`convtool.geometry`).
+
+    ``n`` is the input size per spatial axis; ``k``, ``s`` and ``d`` hold one value per axis (None: no
+    convolution, stride 1, dilation 1); ``padding`` is a mode name or one ``(before, after)`` pair per axis.
+    """
+
+    n: tuple[int, ...]
+    k: tuple[int, ...] | None = None
+    s: tuple[int, ...] | None = None
+    d: tuple[int, ...] | None = None
+    padding: str | tuple[tuple[int, int], ...] = "valid"
+    cin: int = 1
+    cout: int = 1
+    groups: int = 1
+    bias: bool = True
+    pool: geometry.PoolSpec | None = None
+    transpose: bool = False
+    output_padding: int = 0
+
+    def axis_paddings(self) -> list:
+        """The padding of each axis: the mode name repeated, or the (before, after) pairs."""
+        axes = len(self.n)
+        if isinstance(self.padding, str):
+            return [self.padding] * axes
+        if len(self.padding) != axes:
+            raise ShapeError(f"padding has {len(self.padding)} axes but the input has {axes}")
+        return list(self.padding)
+
+
+def layer_report(request: LayerRequest) -> dict:
     """Everything ``calc`` says about one layer: a (transposed) convolution, then optional pooling."""
-    n = geometry.parse_size(n_text, "input size (--n)")
-    cin = geometry.parse_int(cin_text, "input channels (--cin)")
-    if p_text is not None and padding_mode is not None:
-        raise UsageError("give either --p or --padding, not both")
-    if k_text is None and pool_text is None:
-        raise UsageError("give the kernel size with --k (e.g. --k 5x5), a pooling with --pool, or --solve OUT")
-    if output_padding_text != "0" and not transpose:
-        raise UsageError("--output-padding applies to a transposed convolution only; add --transpose")
-    padding = geometry.parse_padding(p_text, len(n)) if p_text is not None else (padding_mode or "valid")
-    pads = [padding] * len(n) if isinstance(padding, str) else list(padding)
-    report: dict = {"input": list(n), "cin": cin}
+    n = request.n
+    if request.k is None and request.pool is None:
+        raise UsageError("a layer needs a kernel size or a pooling")
+    if request.output_padding and not request.transpose:
+        raise ShapeError("output padding applies to a transposed convolution only")
+    pads = request.axis_paddings()
+    report: dict = {"input": list(n), "cin": request.cin}
     field = [(1, 1)] * len(n)  # (receptive field, jump) per axis
-    shape = (cin, *n)
-    if k_text is not None:
-        report.update(_conv_report(n, cin, k_text, s_text, d_text, pads, cout_text, groups_text, bias, transpose,
-                                   output_padding_text))
+    shape = (request.cin, *n)
+    if request.k is not None:
+        report.update(_conv_report(request, request.k, pads))
         conv = report["conv"]
         shape = tuple(conv["output_shape"])
         # one input step is s outputs of a transposed conv: below one input cell, so the jump stays 1
-        field = [(a["receptive_field"], 1 if transpose else a["s"]) for a in conv["axes"]]
-    if pool_text is not None:
-        pool = geometry.parse_pool(pool_text, pool_kind, default="max", kinds=CALC_POOL_KINDS)
-        report["pool"] = _pool_report(shape, pool, pads if k_text is None else ["valid"] * len(n))
+        field = [(a["receptive_field"], 1 if request.transpose else a["s"]) for a in conv["axes"]]
+    if request.pool is not None:
+        report["pool"] = _pool_report(shape, request.pool, pads if request.k is None else ["valid"] * len(n))
         shape = tuple(report["pool"]["output_shape"])
         field = [(rf + (a["k"] - 1) * jump, jump * a["s"]) for (rf, jump), a in zip(field, report["pool"]["axes"])]
     report["output_shape"] = list(shape)
@@ -66,33 +91,31 @@ def layer_report(n_text, k_text, s_text, p_text, padding_mode, d_text, cin_text,
     return report
 
 
-def _conv_report(n, cin, k_text, s_text, d_text, pads, cout_text, groups_text, bias, transpose,
-                 output_padding_text) -> dict:
+def _conv_report(request: LayerRequest, k: tuple[int, ...], pads: list) -> dict:
     """The convolution's axes and counts, its PyTorch equivalent, and the dense and sparse matrix views."""
-    cout = geometry.parse_int(cout_text, "output channels (--cout)")
-    groups = geometry.parse_int(groups_text, "groups (--groups)")
-    k = geometry.broadcast(geometry.parse_size(k_text, "kernel size (--k)"), len(n), "--k")
-    s = geometry.broadcast(geometry.parse_size(s_text or "1", "stride (--s)"), len(n), "--s")
-    d = geometry.broadcast(geometry.parse_size(d_text or "1", "dilation (--d)"), len(n), "--d")
-    if transpose:
-        output_padding = geometry.parse_int(output_padding_text, "output padding", allow_zero=True)
-        axes = [shapes.transposed_axis(*args, output_padding) for args in zip(n, k, s, pads, d)]
+    n, cin, cout, groups, bias = request.n, request.cin, request.cout, request.groups, request.bias
+    axes_count = len(n)
+    k = geometry.broadcast(k, axes_count, "kernel size")
+    s = geometry.broadcast(request.s or (1,), axes_count, "stride")
+    d = geometry.broadcast(request.d or (1,), axes_count, "dilation")
+    if request.transpose:
+        axes = [shapes.transposed_axis(*args, request.output_padding) for args in zip(n, k, s, pads, d)]
     else:
         axes = [shapes.conv_axis(*args) for args in zip(n, k, s, pads, d)]
     weights = shapes.conv_weights(cin, cout, k, groups)
     spatial = tuple(a.out for a in axes)
     units = cout * math.prod(spatial)
-    if transpose:  # every input position scatters through every tap into cout/groups channels
+    if request.transpose:  # every input position scatters through every tap into cout/groups channels
         macs = math.prod(n) * cin * (cout // groups) * math.prod(k)
     else:
         macs = shapes.conv_macs(units, cin, k, groups)
     biases = cout if bias else 0
     report: dict = {"conv": {
-        "transposed": transpose, "kernel": list(k), "stride": list(s), "dilation": list(d), "groups": groups,
-        "cout": cout, "axes": [_axis_dict(a) for a in axes], "output_shape": [cout, *spatial], "units": units,
-        "weights": weights, "biases": biases, "params": weights + biases, "macs": macs, "flops": 2 * macs,
-        "connections": macs, "connections_with_bias": macs + (units if bias else 0)}}
-    if not transpose:
+        "transposed": request.transpose, "kernel": list(k), "stride": list(s), "dilation": list(d),
+        "groups": groups, "cout": cout, "axes": [_axis_dict(a) for a in axes], "output_shape": [cout, *spatial],
+        "units": units, "weights": weights, "biases": biases, "params": weights + biases, "macs": macs,
+        "flops": 2 * macs, "connections": macs, "connections_with_bias": macs + (units if bias else 0)}}
+    if not request.transpose:
         report["conv"]["pytorch"] = _pytorch(axes)
         in_units = cin * math.prod(n)
         view = shapes.matrix_view(in_units, units, (cin // groups) * math.prod(k))
@@ -129,19 +152,20 @@ def _pytorch(axes: list[shapes.Axis]) -> dict:
     return entry
 
 
-def solve_report(n_text, out_text, k_text, s_text, d_text, padding_mode, p_text, transpose) -> dict:
-    """Settings per axis that map the input size to the wanted output size."""
-    if transpose or p_text is not None:
-        raise UsageError("--solve chooses the padding itself and handles ordinary convolutions only; "
-                         "leave out --p and --transpose")
-    n = geometry.parse_size(n_text, "input size (--n)")
-    out = geometry.broadcast(geometry.parse_size(out_text, "wanted output size (--solve)"), len(n), "--solve")
-    known = {}
-    for key, text, name in (("k", k_text, "kernel size (--k)"), ("s", s_text, "stride (--s)"),
-                            ("d", d_text, "dilation (--d)")):
-        known[key] = geometry.broadcast(geometry.parse_size(text, name), len(n), f"--{key}") if text else (None,) * len(n)
+def solve_report(n: tuple[int, ...], out: tuple[int, ...], *, k: tuple[int, ...] | None = None,
+                 s: tuple[int, ...] | None = None, d: tuple[int, ...] | None = None,
+                 padding_mode: str | None = None) -> dict:
+    """Settings per axis that map the input size ``n`` to the wanted output size ``out`` (one value per axis).
+
+    Unknown kernel sizes, strides and dilations (None) are searched; ``padding_mode`` keeps only the
+    settings whose padding that mode gives.
+    """
+    axes_count = len(n)
+    out = geometry.broadcast(out, axes_count, "wanted output size")
+    known = {name: geometry.broadcast(values, axes_count, what) if values else (None,) * axes_count
+             for name, values, what in (("k", k, "kernel size"), ("s", s, "stride"), ("d", d, "dilation"))}
     axes = []
-    for i in range(len(n)):
+    for i in range(axes_count):
         found = shapes.solve(n[i], out[i], k=known["k"][i], s=known["s"][i], d=known["d"][i])
         if padding_mode:
             found = [f for f in found if padding_mode in f.modes]

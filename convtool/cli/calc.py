@@ -14,7 +14,7 @@ import sys
 import click
 
 from convtool import geometry
-from convtool.calc import layer_report, net_report, solve_report
+from convtool.calc import LayerRequest, layer_report, net_report, solve_report
 from convtool.errors import UsageError
 
 DIAGRAM_CELLS = 64  # widest padded strip drawn by --explain
@@ -22,31 +22,54 @@ DIAGRAM_WINDOWS = 12
 SOLVE_ROWS = 25
 
 
+def _sizes(concept: str):
+    """A callback reading SIZE (``13`` or ``32x32``) as integers; messages name ``concept`` and its flag."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+        return None if value is None else geometry.parse_size(value, concept)
+
+    return callback
+
+
+def _count(concept: str, *, allow_zero: bool = False):
+    """A callback reading one integer (channels, groups, output padding)."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: str) -> int:
+        return geometry.parse_int(value, concept, allow_zero=allow_zero)
+
+    return callback
+
+
 @click.command(short_help="Convolution arithmetic for a layer or a whole network.")
-@click.option("--n", "n_text", metavar="SIZE", help="Input size: 13 (1D) or 32x32 (2D).")
-@click.option("--k", "k_text", metavar="SIZE", help="Kernel size: 5 or 5x3.")
-@click.option("--s", "s_text", metavar="SIZE", default=None, help="Stride (default 1): 2 or 2x1.")
+@click.option("--n", callback=_sizes("input size (--n)"), metavar="SIZE", help="Input size: 13 (1D) or 32x32 (2D).")
+@click.option("--k", callback=_sizes("kernel size (--k)"), metavar="SIZE", help="Kernel size: 5 or 5x3.")
+@click.option("--s", callback=_sizes("stride (--s)"), metavar="SIZE", help="Stride (default 1): 2 or 2x1.")
 @click.option("--p", "p_text", metavar="PAD",
               help="Explicit padding: N on each side, NxM per axis, B:A before:after (total B+A), or T,B,L,R.")
-@click.option("--padding", "padding_mode", metavar="MODE",
+@click.option("--padding", "padding_text", metavar="MODE",
               help="valid (default), same (TensorFlow's split), full, or any --p form.")
-@click.option("--d", "d_text", metavar="SIZE", default=None, help="Dilation (default 1).")
-@click.option("--cin", "cin_text", metavar="N", default="1", show_default=True, help="Input channels.")
-@click.option("--cout", "cout_text", metavar="N", default="1", show_default=True, help="Output channels (kernels).")
-@click.option("--groups", "groups_text", metavar="N", default="1", show_default=True, help="Channel groups.")
+@click.option("--d", callback=_sizes("dilation (--d)"), metavar="SIZE", help="Dilation (default 1).")
+@click.option("--cin", callback=_count("input channels (--cin)"), metavar="N", default="1", show_default=True,
+              help="Input channels.")
+@click.option("--cout", callback=_count("output channels (--cout)"), metavar="N", default="1", show_default=True,
+              help="Output channels (kernels).")
+@click.option("--groups", callback=_count("groups (--groups)"), metavar="N", default="1", show_default=True,
+              help="Channel groups.")
 @click.option("--bias/--no-bias", default=None,
               help="Count biases. One layer: on by default. --net: off by default (the lecture's convention).")
 @click.option("--pool", "pool_text", metavar="[KIND:]SIZE[:STRIDE]",
               help="Pooling after the convolution (or alone without --k): 2, 3:2 or max:3:2.")
 @click.option("--pool-kind", metavar="max|avg", default=None, help="Pooling kind (default max; or KIND: in --pool).")
 @click.option("--transpose", is_flag=True, help="Transposed convolution (PyTorch's ConvTranspose rule).")
-@click.option("--output-padding", "output_padding_text", metavar="N", default="0", help="Extra outputs of a transposed convolution.")
+@click.option("--output-padding", callback=_count("output padding (--output-padding)", allow_zero=True), metavar="N",
+              default="0", help="Extra outputs of a transposed convolution.")
 @click.option("--explain", is_flag=True, help="Show the working with your numbers and a diagram of the input strip.")
-@click.option("--solve", "solve_text", metavar="OUT", help="List kernel/stride/padding settings that give OUT outputs.")
+@click.option("--solve", callback=_sizes("wanted output size (--solve)"), metavar="OUT",
+              help="List kernel/stride/padding settings that give OUT outputs.")
 @click.option("--net", "net_text", metavar="NAME|FILE", help="lenet5, alexnet, vgg16, resnet18, a .net spec file or a .onnx model.")
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON instead of tables.")
-def command(n_text, k_text, s_text, p_text, padding_mode, d_text, cin_text, cout_text, groups_text, bias, pool_text,
-            pool_kind, transpose, output_padding_text, explain, solve_text, net_text, as_json) -> None:
+def command(n, k, s, p_text, padding_text, d, cin, cout, groups, bias, pool_text, pool_kind, transpose, output_padding,
+            explain, solve, net_text, as_json) -> None:
     """Output sizes, padding and its split, parameters, MACs, connections and receptive fields.
 
     \b
@@ -60,36 +83,53 @@ def command(n_text, k_text, s_text, p_text, padding_mode, d_text, cin_text, cout
     """
     if pool_kind not in (None, "max", "avg"):
         raise UsageError(f"--pool-kind must be max or avg, got {pool_kind!r}")
-    if padding_mode is not None and p_text is not None:
+    if p_text is not None and padding_text is not None:
         raise UsageError("give either --p or --padding, not both")
-    if padding_mode is not None and padding_mode.strip().lower() not in geometry.PADDING_MODES:
-        p_text, padding_mode = padding_mode, None  # --padding 1 or 1:2 means the same as --p
-    elif padding_mode is not None:
-        padding_mode = padding_mode.strip().lower()
-    if explain and (net_text or solve_text):
+    if explain and (net_text or solve):
         raise UsageError("--explain shows the working of one layer; leave it out with --net and --solve")
     if net_text:
-        layer_options = [n_text, k_text, s_text, p_text, padding_mode, d_text, pool_text, solve_text]
+        layer_options = [n, k, s, p_text, padding_text, d, pool_text, solve]
         if any(v is not None for v in layer_options) or transpose:
             raise UsageError("--net describes a whole network: leave out the one-layer options (--n, --k, --s, ...)")
-        report = net_report(net_text, include_bias=bool(bias))
-        _emit(report, as_json, render_net)
+        _emit(net_report(net_text, include_bias=bool(bias)), as_json, render_net)
         return
-    if n_text is None:
+    if n is None:
         raise UsageError("give the input size with --n (e.g. --n 32x32), or a network with --net")
-    if solve_text:
-        report = solve_report(n_text, solve_text, k_text, s_text, d_text, padding_mode, p_text, transpose)
+    text = p_text if p_text is not None else padding_text  # --padding 1 or 1:2 means the same as --p
+    padding = geometry.parse_padding(text, len(n)) if text is not None else None
+    if solve:
+        if transpose or (padding is not None and not isinstance(padding, str)):
+            raise UsageError("--solve chooses the padding itself and handles ordinary convolutions only; "
+                             "leave out --p and --transpose")
+        report = solve_report(n, geometry.broadcast(solve, len(n), "--solve"), k=_per_axis(k, n, "--k"),
+                              s=_per_axis(s, n, "--s"), d=_per_axis(d, n, "--d"), padding_mode=padding)
         _emit(report, as_json, render_solve)
         return
-    report = layer_report(n_text, k_text, s_text, p_text, padding_mode, d_text, cin_text, cout_text, groups_text,
-                          True if bias is None else bias, pool_text, pool_kind, transpose, output_padding_text)
+    if k is None and pool_text is None:
+        raise UsageError("give the kernel size with --k (e.g. --k 5x5), a pooling with --pool, or --solve OUT")
+    if output_padding and not transpose:
+        raise UsageError("--output-padding applies to a transposed convolution only; add --transpose")
+    pool = geometry.parse_pool(pool_text, pool_kind, default="max", kinds=("max", "avg")) if pool_text else None
+    request = LayerRequest(n=n, k=_per_axis(k, n, "--k"), s=_per_axis(s, n, "--s"), d=_per_axis(d, n, "--d"),
+                           padding=padding or "valid", cin=cin, cout=cout, groups=groups,
+                           bias=True if bias is None else bias, pool=pool, transpose=transpose,
+                           output_padding=output_padding)
+    _render_one_layer(layer_report(request), as_json, explain)
+
+
+def _per_axis(values: tuple[int, ...] | None, n: tuple[int, ...], flag: str) -> tuple[int, ...] | None:
+    """One value per axis of ``n`` (a single value repeats); UsageError naming ``flag`` if the axes differ."""
+    return None if values is None else geometry.broadcast(values, len(n), flag)
+
+
+def _render_one_layer(report: dict, as_json: bool, explain: bool) -> None:
     if as_json:
         _emit(report, True, render_layer)
-    else:
-        console = _console()
-        render_layer(report, console)
-        if explain:
-            render_explain(report, console)
+        return
+    console = _console()
+    render_layer(report, console)
+    if explain:
+        render_explain(report, console)
 
 
 # ---------------------------------------------------------------------------------------------
