@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 from click.testing import CliRunner
+from infer_helpers import linear_rgb
 from PIL import Image
 
 from convtool.cli.main import cli
-from infer_helpers import linear_rgb
 
 WEIGHTS = np.random.default_rng(5).normal(size=(3 * 4 * 4, 10)).astype(np.float32)
 
