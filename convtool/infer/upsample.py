@@ -50,7 +50,7 @@ def argmax_resized(scores: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     classes, h, w = scores.shape
     width, height = size
     dtype = np.uint8 if classes <= 256 else np.uint16
-    labels = scores.argmax(axis=0).astype(dtype)
+    labels = _argmax_classes(scores, dtype)
     if (h, w) == (height, width):
         return labels
     ys, wy = bilinear_taps(h, height)
@@ -68,3 +68,14 @@ def argmax_resized(scores: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         weight = wy[oy][:, :, None] * wx[ox][:, None, :]
         mask[oy, ox] = np.einsum("cpyx,pyx->cp", gathered, weight).argmax(axis=0)
     return np.ascontiguousarray(mask)
+
+
+def _argmax_classes(scores: np.ndarray, dtype: type) -> np.ndarray:
+    """``scores.argmax(axis=0)`` (first maximum wins) by contiguous passes over one class map at a time."""
+    best = scores[0].copy()
+    index = np.zeros(best.shape, dtype=dtype)
+    for c in range(1, scores.shape[0]):
+        better = scores[c] > best
+        np.copyto(best, scores[c], where=better)
+        np.copyto(index, c, where=better)
+    return index
