@@ -31,6 +31,7 @@ LAYOUTS = {
     "yolov5": ([yolov5_output()], None),
     "yolox": ([yolox_output()], None),
     "ssd": (ssd_outputs(), None),
+    "ssd-classes-first": ([ssd_outputs()[0], ssd_outputs()[1].transpose(0, 2, 1)], None),
     "nms6": ([nms_output(6)], None),
     "nms7": ([nms_output(7)], None),
 }
