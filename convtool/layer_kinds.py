@@ -107,7 +107,8 @@ def counts(kind: Kind, cin: int, cout: int, n: tuple[int, ...], k: tuple[int, ..
         period = geometry.broadcast(kind.period or (), len(out), "tiling period")
         check_period(period, out)
         sets = math.prod(period)
-    return Counts(kind.label, sets, units, sets * cout * fan_in, sets * cout if bias else 0, units * fan_in,
+    label = f"tiled:{'x'.join(map(str, period))}" if kind.name == "tiled" else kind.label
+    return Counts(label, sets, units, sets * cout * fan_in, sets * cout if bias else 0, units * fan_in,
                   fan_in, locations // sets)
 
 
@@ -123,7 +124,22 @@ def compare(cin: int, cout: int, n: tuple[int, ...], k: tuple[int, ...], out: tu
     return [counts(kind, cin, cout, n, k, out, groups=groups, bias=bias) for kind in kinds]
 
 
-def check_tiled(kind: Kind, out: tuple[int, ...]) -> None:
-    """ShapeError for a tiled kind whose period does not fit ``out`` (else nothing)."""
-    if kind.name == "tiled":
-        check_period(geometry.broadcast(kind.period or (), len(out), "tiling period"), out)
+def conv_of(report: dict, what: str) -> dict:
+    """The convolution part of a layer report; UsageError for a pooling alone or a transposed convolution."""
+    conv = report.get("conv")
+    if not conv or conv["transposed"]:
+        raise UsageError(f"{what} needs a convolution: give a kernel size (--k) and leave out --transpose")
+    return conv
+
+
+def kinds_report(report: dict, kind_text: str | None, bias: bool) -> dict:
+    """The ``kinds`` part of ``calc``'s report for a layer report of :func:`convtool.calc.layer_report`:
+    parameters, connections, MACs and weight sharing of conv, tiled, local and dense for its geometry."""
+    conv = conv_of(report, "the kind comparison")
+    n, out = tuple(report["input"]), tuple(conv["output_shape"][1:])
+    kinds = [parse_kind(kind_text)] if kind_text else None
+    rows = compare(report["cin"], conv["cout"], n, tuple(conv["kernel"]), out, groups=conv["groups"], bias=bias,
+                   kinds=kinds)
+    return {"kinds": [{"kind": r.kind, "kernel_sets": r.kernel_sets, "units": r.units, "weights": r.weights,
+                       "biases": r.biases, "params": r.params, "connections": r.connections, "macs": r.macs,
+                       "weights_per_unit": r.weights_per_unit, "units_per_weight": r.units_per_weight} for r in rows]}

@@ -15,6 +15,8 @@ import click
 
 from convtool import geometry
 from convtool.calc import LayerRequest, layer_report, net_report, solve_report
+from convtool.cli import calc_views
+from convtool.cli.options import overwrite_opt
 from convtool.errors import UsageError
 
 DIAGRAM_CELLS = 64  # widest padded strip drawn by --explain
@@ -68,8 +70,11 @@ def _count(concept: str, *, allow_zero: bool = False):
               help="List kernel/stride/padding settings that give OUT outputs.")
 @click.option("--net", "net_text", metavar="NAME|FILE", help="lenet5, alexnet, vgg16, resnet18, a .net spec file or a .onnx model.")
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON instead of tables.")
+@calc_views.view_options
+@overwrite_opt
 def command(n, k, s, p_text, padding_text, d, cin, cout, groups, bias, pool_text, pool_kind, transpose, output_padding,
-            explain, solve, net_text, as_json) -> None:
+            explain, solve, net_text, as_json, kind_text, show_matrix, animate_path, input_text, kernel_text,
+            output_path, overwrite) -> None:
     """Output sizes, padding and its split, parameters, MACs, connections and receptive fields.
 
     \b
@@ -80,6 +85,9 @@ def command(n, k, s, p_text, padding_text, d, cin, cout, groups, bias, pool_text
       convtool calc --n 32 --solve 16 --k 3
       convtool calc --net lenet5
       convtool calc --net model.onnx --bias --json
+      convtool calc --n 6x5 --k 3 --kind local
+      convtool calc --n 4x4 --k 3 --matrix --kind tiled:2
+      convtool calc --input '[[10,10,10,0,0,0]]' --kernel '[[1,0,-1]]' --padding same --animate edge.gif
     """
     if pool_kind not in (None, "max", "avg"):
         raise UsageError(f"--pool-kind must be max or avg, got {pool_kind!r}")
@@ -87,12 +95,17 @@ def command(n, k, s, p_text, padding_text, d, cin, cout, groups, bias, pool_text
         raise UsageError("give either --p or --padding, not both")
     if explain and (net_text or solve):
         raise UsageError("--explain shows the working of one layer; leave it out with --net and --solve")
+    calc_views.check_combination(show_matrix, animate_path, output_path, input_text, kernel_text, explain)
     if net_text:
-        layer_options = [n, k, s, p_text, padding_text, d, pool_text, solve]
+        layer_options = [n, k, s, p_text, padding_text, d, pool_text, solve, kind_text, animate_path, input_text,
+                         kernel_text]
         if any(v is not None for v in layer_options) or transpose:
             raise UsageError("--net describes a whole network: leave out the one-layer options (--n, --k, --s, ...)")
+        if show_matrix:
+            raise UsageError("--matrix shows one layer's W; leave out --net")
         _emit(net_report(net_text, include_bias=bool(bias)), as_json, render_net)
         return
+    n, k, x, kernel = calc_views.prepare(n, k, input_text, kernel_text)
     if n is None:
         raise UsageError("give the input size with --n (e.g. --n 32x32), or a network with --net")
     text = p_text if p_text is not None else padding_text  # --padding 1 or 1:2 means the same as --p
@@ -114,7 +127,12 @@ def command(n, k, s, p_text, padding_text, d, cin, cout, groups, bias, pool_text
                            padding=padding or "valid", cin=cin, cout=cout, groups=groups,
                            bias=True if bias is None else bias, pool=pool, transpose=transpose,
                            output_padding=output_padding)
-    _render_one_layer(layer_report(request), as_json, explain)
+    report = layer_report(request)
+    console = _console()
+    if calc_views.run(report, kind_text=kind_text, show_matrix=show_matrix, animate_path=animate_path,
+                      output_path=output_path, x=x, kernel=kernel, as_json=as_json, overwrite=overwrite, console=console):
+        return
+    _render_one_layer(report, as_json, explain, calc_views.kinds(report, kind_text, request.bias))
 
 
 def _per_axis(values: tuple[int, ...] | None, n: tuple[int, ...], flag: str) -> tuple[int, ...] | None:
@@ -122,12 +140,14 @@ def _per_axis(values: tuple[int, ...] | None, n: tuple[int, ...], flag: str) -> 
     return None if values is None else geometry.broadcast(values, len(n), flag)
 
 
-def _render_one_layer(report: dict, as_json: bool, explain: bool) -> None:
+def _render_one_layer(report: dict, as_json: bool, explain: bool, kinds: dict | None) -> None:
     if as_json:
-        _emit(report, True, render_layer)
+        _emit({**report, **(kinds or {})}, True, render_layer)
         return
     console = _console()
     render_layer(report, console)
+    if kinds:
+        calc_views.render_kinds(kinds, console)
     if explain:
         render_explain(report, console)
 
