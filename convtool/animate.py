@@ -15,6 +15,7 @@ import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -116,7 +117,8 @@ def build(axes: list[Axis], op: str = "conv", x: np.ndarray | None = None, kerne
         cells = tuple(tuple(o * g.stride + g.taps[t] for o, g, t in zip(out, grid, tap)) for tap in taps)
         reads = tuple(tuple(g.inputs[c] for g, c in zip(grid, cell)) for cell in cells)
         value = _value(op, x, kernel, taps, reads, axes)
-        frames.append(Frame(out, cells, tuple(r for r in reads if None not in r), value))
+        real = tuple(tuple(int(i) for i in r if i is not None) for r in reads if None not in r)
+        frames.append(Frame(out, cells, real, value))
     read = {r for f in frames for r in f.reads}
     unread = set(itertools.product(*(range(a.n) for a in axes))) - read
     return Animation(op, axes, grid, frames, unread, x, kernel, title)
@@ -362,9 +364,16 @@ def save(anim: Animation, path: Path, *, seconds: float = 0.6, overwrite: bool =
                                                       duration=int(seconds * 1000), loop=0, optimize=True))
         return targets
     for target, picture in zip(targets, pictures):
-        atomic_write(target, lambda tmp, p=picture: p.save(tmp, format="PNG", optimize=True))
+        atomic_write(target, _png_writer(picture))
     if overwrite:
         for stale in path.parent.glob(f"{path.stem}-[0-9][0-9][0-9].png"):
             if stale not in targets:
                 stale.unlink()
     return targets
+
+
+def _png_writer(picture) -> Callable[[Path], None]:
+    def write(tmp: Path) -> None:
+        picture.save(tmp, format="PNG", optimize=True)
+
+    return write

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from convtool import layer_kinds
-from convtool.layer_kinds import conv_of
 from convtool.errors import ConvtoolError, UsageError
+from convtool.layer_kinds import conv_of
 
 INPUT_FORMS = "a matrix like [[0,0,9],[0,9,9]], or a .txt/.csv file of rows of numbers, or a .npy file"
 
@@ -135,10 +135,10 @@ def matrix_report(report: dict, kind_text: str | None, x: np.ndarray | None, ker
 
 
 def write_matrix_picture(w: np.ndarray, path: Path) -> None:
+    from PIL import Image
+
     from convtool import matrix
     from convtool.images import atomic_write
-
-    from PIL import Image
 
     if Path(path).suffix.lower() != ".png":
         raise UsageError(f"{path}: the matrix picture is written as PNG; name it .png")
@@ -154,6 +154,8 @@ def animation(report: dict, x: np.ndarray | None, kernel: np.ndarray | None):
 
     conv, pool = report.get("conv"), report.get("pool")
     layer = conv or pool
+    if layer is None:
+        raise UsageError("an animation needs a kernel size (--k) or a pooling (--pool)")
     if len(layer["axes"]) > 2:
         raise UsageError("animations are drawn for 1-D and 2-D layers")
     axes = []
@@ -164,7 +166,7 @@ def animation(report: dict, x: np.ndarray | None, kernel: np.ndarray | None):
                                     a.get("output_padding", 0)))
         else:
             axes.append(shapes.Axis(a["n"], a["k"], a["s"], a["d"], pad, a["output"], a["mode"]))
-    op = ("convT" if conv["transposed"] else "conv") if conv else f"{pool['kind']} pool"
+    op = ("convT" if conv["transposed"] else "conv") if conv else f"{layer['kind']} pool"
     if x is not None:
         x = as_axes(x, len(axes))
     if kernel is not None:

@@ -43,7 +43,9 @@ class Spec:
     def out(self) -> tuple[int, int]:
         from convtool.shapes import output_size
 
-        return tuple(output_size(n, k, s, p, d) for n, k, s, p, d in zip(self.n, self.k, self.s, (self.pads[:2], self.pads[2:]), self.d))
+        h, w = (output_size(n, k, s, p, d) for n, k, s, p, d in
+                zip(self.n, self.k, self.s, ((self.pads[0], self.pads[1]), (self.pads[2], self.pads[3])), self.d))
+        return h, w
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -58,9 +60,12 @@ def period_of(kind: Kind, spec: Spec) -> tuple[int, int]:
     if kind.name == "local":
         return spec.out
     if kind.name == "tiled":
-        period = kind.period if len(kind.period) == 2 else (1, kind.period[0]) if spec.n[0] == 1 else kind.period * 2
-        check_period(period, spec.out)
-        return period
+        period = kind.period or (1,)
+        if len(period) == 1:  # one period for both axes; a 1-D layer (1 x n) tiles its only axis
+            period = (1, period[0]) if spec.n[0] == 1 else (period[0], period[0])
+        pair = (period[0], period[1])
+        check_period(pair, spec.out)
+        return pair
     raise UsageError(f"a {kind.name} layer has no tiling period")
 
 
@@ -142,7 +147,7 @@ def verify(kind: Kind, spec: Spec, weight: np.ndarray, x: np.ndarray, rng: np.ra
     if kind.name == "conv":
         return Checks(x, y, _err(y, _core(x, weight[0, 0], spec)), "convtool.conv.correlate2d",
                       _err(dx, back), transpose_oracle)
-    return Checks(x, y, _err(y, ours), f"TiledConv2d forward (im2col + GEMM per kernel)", _err(dx, back),
+    return Checks(x, y, _err(y, ours), "TiledConv2d forward (im2col + GEMM per kernel)", _err(dx, back),
                   transpose_oracle)
 
 
@@ -165,7 +170,9 @@ def _core(x: np.ndarray, kernels: np.ndarray, spec: Spec) -> np.ndarray:
                          for c in range(spec.cin)) for f in range(spec.cout)])
 
 
-def _err(a: np.ndarray, b: np.ndarray) -> float:
+def _err(a: np.ndarray, b: np.ndarray | None) -> float:
+    if b is None:
+        return math.inf
     return float(np.max(np.abs(np.asarray(a, np.float64).reshape(-1) - np.asarray(b, np.float64).reshape(-1))))
 
 
