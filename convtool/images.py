@@ -35,9 +35,10 @@ class ImageArray:
         return float(2**self.bit_depth - 1)
 
 
-def open_image(path: str | os.PathLike) -> Image.Image:
+def open_image(path: str | os.PathLike, *, draft: Callable[[Image.Image], None] | None = None) -> Image.Image:
     """Open, fully decode and EXIF-orient an image; every failure is a one-line InputError.
 
+    ``draft(image)`` is called between opening and decoding (e.g. ``image.draft`` for a reduced JPEG).
     The common case costs one Pillow open: files are only examined further when decoding fails.
     """
     path = Path(path)
@@ -45,6 +46,8 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image: Image.Image = Image.open(path)
+            if draft is not None:
+                draft(image)
             image.load()
     except FileNotFoundError:
         raise InputError(f"{path}: no such file; check the path") from None

@@ -52,14 +52,14 @@ def test_stopping_early_ends_the_threads(numbered):
 
 
 def test_an_error_in_a_decoding_thread_reaches_the_caller(numbered, monkeypatch):
-    real = pipeline._decode_group
+    real = pipeline.decode_group
 
-    def failing(paths, preparer, keep):
+    def failing(paths, preparer, **options):
         if paths[0] == numbered[10]:
             raise MemoryError("simulated")
-        return real(paths, preparer, keep)
+        return real(paths, preparer, **options)
 
-    monkeypatch.setattr(pipeline, "_decode_group", failing)
+    monkeypatch.setattr(pipeline, "decode_group", failing)
     seen = []
     with pytest.raises(MemoryError, match="simulated"):
         for chunk in decoded_chunks(numbered, PREPARER, chunk_size=5, workers=2):

@@ -8,11 +8,11 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import click
 
-from convtool.cli.options import DeviceType, parse_size
+from convtool.cli.options import DeviceType, parse_size, verbose_opt
 from convtool.infer.presets import PRESETS
 
 DEVICE_CHOICE = DeviceType()
@@ -126,6 +126,30 @@ def progress_bar(total: int):
     return progress, (lambda n: progress.advance(task, n))
 
 
+def decoding_options(*, draft: bool) -> Callable[[Callable], Callable]:
+    """Where and how images decode (classify, segment); ``draft``: offer --exact-decode."""
+    from convtool.infer.decode import DRAFT_TOLERANCE, MODES
+
+    options = [
+        click.option("--workers", type=click.IntRange(1, 64), default=None,
+                     help="Decoding workers (default: one per core when worker processes pay)."),
+        click.option("--decoding", type=click.Choice(MODES), default="auto", show_default=True,
+                     help="Where images decode: auto picks inline, threads or worker processes from the number "
+                          "and size of the files; -v says which and why."),
+        verbose_opt,
+    ]
+    if draft:
+        options.append(click.option("--exact-decode", "exact", is_flag=True,
+                                    help=f"Decode every JPEG at full size. Otherwise {DRAFT_TOLERANCE}."))
+
+    def decorate(func: Callable) -> Callable:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
 @click.command(short_help="Classify images with an ONNX model.")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--model", "-m", required=True, type=click.Path(path_type=Path), help="ONNX classifier (a file, or the name of a shipped model).")
@@ -133,15 +157,16 @@ def progress_bar(total: int):
 @click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=1), help="Classes to report per image.")
 @click.option("--batch", default=64, show_default=True, type=click.IntRange(min=1), help="Images per model run (dynamic-batch models).")
 @click.option("--device", default="auto", show_default=True, type=DEVICE_CHOICE, help="auto uses CUDA only if it really starts; cuda:N picks GPU N.")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16), help="Image-decoding threads (1 is fastest for small PNGs).")
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write every top-k result to .csv, .json or .jsonl.")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option("--recursive", "-r", is_flag=True, help="Look into subfolders.")
 @click.option("--eval", "evaluate", is_flag=True, help="Folders are class-per-subfolder: report accuracy and confusion.")
 @click.option("--confusion", type=click.Path(path_type=Path), help="With --eval: save the confusion matrix as PNG.")
 @click.option("--softmax/--no-softmax", default=None, help="Apply softmax to the outputs (default: unless they already are probabilities).")
+@decoding_options(draft=True)
 @preprocess_options
-def command(paths, model, labels, top_k, batch, device, workers, output, overwrite, recursive, evaluate, confusion, softmax, **prep) -> None:
+def command(paths, model, labels, top_k, batch, device, output, overwrite, recursive, evaluate, confusion, softmax,
+            workers, decoding, exact, verbose, **prep) -> None:
     """Classify images with an ONNX model, in batches, decoding while the model runs.
 
     \b
@@ -153,77 +178,107 @@ def command(paths, model, labels, top_k, batch, device, workers, output, overwri
     from convtool.errors import UsageError
     from convtool.infer import classify as cls
     from convtool.infer.pipeline import Timings, find_images
-    from convtool.infer.results import check_output, format_of, write_streaming
+    from convtool.infer.results import format_of, write_streaming
 
     if confusion is not None and not evaluate:
         raise UsageError("--confusion needs --eval")
     scan = find_images(paths, recursive=recursive or evaluate)
     if evaluate and not scan.folders:
         raise UsageError("--eval needs a folder with one subfolder of images per class (folder/<class>/image.png)")
-    fmt = None
-    if output is not None:
-        fmt = format_of(output)
-        check_output(output, overwrite=overwrite, inputs=scan.files)
-    if confusion is not None:
-        check_output(confusion, overwrite=overwrite, inputs=scan.files)
+    _check_outputs(output, confusion, overwrite, scan.files)
     session, recipe = open_model(model, device, **recipe_overrides(**prep))
     names = cls.read_labels(labels) if labels else cls.labels_from_metadata(session.metadata)
     classifier = cls.Classifier(session, recipe, labels=names, top_k=top_k, softmax=softmax)
 
     timings = Timings()
-    failures: list = []
-    shown: list[tuple[str, list[str], list[float]]] = []
-    evaluation: cls.Evaluation | None = None
-    roots = scan.root_of() if evaluate else {}
-    show_table = output is None and not evaluate and len(scan.files) <= TABLE_LIMIT
+    collector = _Collector(classifier, scan.root_of() if evaluate else {}, evaluate,
+                           show_table=output is None and not evaluate and len(scan.files) <= TABLE_LIMIT)
     progress, advance = progress_bar(len(scan.files))
 
     def consume(writer) -> None:
-        nonlocal evaluation
         with progress:
-            for result in classifier.run(scan.files, batch=batch, workers=workers, timings=timings, on_progress=advance):
-                failures.extend(result.failures)
-                label = classifier.label
-                for path, indices, probs in zip(result.paths, result.indices.tolist(), result.probs.tolist()):
-                    top_labels = [label(i) for i in indices]
-                    if writer is not None:
-                        writer.write(str(path), top_labels, indices, probs)
-                    if show_table:
-                        shown.append((str(path), top_labels, probs))
-                    if evaluate:
-                        if evaluation is None:
-                            count = classifier.classes
-                            assert count is not None  # known once a chunk has run
-                            evaluation = cls.Evaluation(count, classifier.labels or [str(i) for i in range(count)])
-                        truth = evaluation.true_class(path, roots.get(str(path)))
-                        if truth is not None:
-                            evaluation.add(truth, indices[0])
+            for result in classifier.run(scan.files, batch=batch, workers=workers, timings=timings, on_progress=advance,
+                                         decoding=decoding, exact=exact):
+                collector.add(result, writer)
         if writer is not None and timings.images == 0:
             raise _NoResults  # leaves no header-only file behind
 
     if output is not None:
         columns = top_k if classifier.classes is None else min(top_k, classifier.classes)
         try:
-            write_streaming(output, fmt or "csv", columns, consume)
+            write_streaming(output, format_of(output), columns, consume)
         except _NoResults:
             pass
     else:
         consume(None)
+    _report(collector, timings, session, output, confusion, top_k, verbose)
+    if timings.images == 0 and not collector.failures:
+        raise UsageError("no images were classified")
+    report_failures(collector.failures, len(scan.files))
 
+
+def _check_outputs(output: Path | None, confusion: Path | None, overwrite: bool, inputs: list[str]) -> None:
+    """Refuse result and confusion files that exist (without --overwrite) or are inputs, before any work."""
+    from convtool.infer.results import check_output, format_of
+
+    if output is not None:
+        format_of(output)
+        check_output(output, overwrite=overwrite, inputs=inputs)
+    if confusion is not None:
+        check_output(confusion, overwrite=overwrite, inputs=inputs)
+
+
+class _Collector:
+    """Takes the classifier's results as they come: result-file rows, table rows, the evaluation, failures."""
+
+    def __init__(self, classifier, roots: dict, evaluate: bool, show_table: bool) -> None:
+        self.classifier, self.roots, self.evaluate, self.show_table = classifier, roots, evaluate, show_table
+        self.failures: list = []
+        self.shown: list[tuple[str, list[str], list[float]]] = []
+        self.evaluation: Any = None  # an infer.classify.Evaluation once the class count is known
+
+    def add(self, result, writer) -> None:
+        self.failures.extend(result.failures)
+        label = self.classifier.label
+        for path, indices, probs in zip(result.paths, result.indices.tolist(), result.probs.tolist(), strict=False):
+            top_labels = [label(i) for i in indices]
+            if writer is not None:
+                writer.write(str(path), top_labels, indices, probs)
+            if self.show_table:
+                self.shown.append((str(path), top_labels, probs))
+            if self.evaluate:
+                self._score(path, indices[0])
+
+    def _score(self, path, predicted: int) -> None:
+        from convtool.infer.classify import Evaluation
+
+        if self.evaluation is None:
+            count = self.classifier.classes
+            assert count is not None  # known once a chunk has run
+            self.evaluation = Evaluation(count, self.classifier.labels or [str(i) for i in range(count)])
+        truth = self.evaluation.true_class(path, self.roots.get(str(path)))
+        if truth is not None:
+            self.evaluation.add(truth, predicted)
+
+
+def _report(collector: _Collector, timings, session, output: Path | None, confusion: Path | None, top_k: int,
+            verbose: bool) -> None:
+    """Warnings, the table or evaluation, the speed line and where the results went."""
+    classifier = collector.classifier
+    if verbose:
+        for note in timings.notes:
+            click.echo(note, err=True)
     for warning in classifier.warnings:
         click.echo(f"warning: {warning}", err=True)
-    if shown:
-        _print_table(shown, min(top_k, classifier.classes or top_k))
-    if evaluate:
-        _print_evaluation(evaluation, confusion)
+    if collector.shown:
+        _print_table(collector.shown, min(top_k, classifier.classes or top_k))
+    if collector.evaluate:
+        _print_evaluation(collector.evaluation, confusion)
     click.echo(timings.summary(f"{session.device} ({session.provider})"), err=True)
     if output is not None and timings.images:
         click.echo(f"wrote {timings.images} results to {output}", err=True)
-    elif not show_table and not evaluate and timings.images:
+    elif not collector.show_table and not collector.evaluate and timings.images:
         click.echo(f"({timings.images} results not shown; use --output results.csv to save them)", err=True)
-    if timings.images == 0 and not failures:
-        raise UsageError("no images were classified")
-    report_failures(failures, len(scan.files))
 
 
 class _NoResults(Exception):
@@ -242,7 +297,7 @@ def _print_table(rows: list[tuple[str, list[str], list[float]]], top_k: int) -> 
     if top_k > 1:
         table.add_column("top-2" if top_k == 2 else f"top-2..{top_k}")
     for file, labels, probs in rows:
-        rest = ", ".join(f"{label} {prob:.3f}" for label, prob in zip(labels[1:], probs[1:]))
+        rest = ", ".join(f"{label} {prob:.3f}" for label, prob in zip(labels[1:], probs[1:], strict=False))
         cells = [file, labels[0], f"{probs[0]:.3f}"] + ([rest] if top_k > 1 else [])
         table.add_row(*cells)
     console().print(table)

@@ -10,6 +10,7 @@ import click
 from convtool.cli.classify import (
     DEVICE_CHOICE,
     TABLE_LIMIT,
+    decoding_options,
     open_model,
     preprocess_options,
     progress_bar,
@@ -26,15 +27,16 @@ from convtool.cli.classify import (
 @click.option("--labels", type=click.Path(path_type=Path), help="Class names, one per line, or a bundled set: imagenet, coco, voc, cifar10, mnist (default: from the model).")
 @click.option("--batch", default=8, show_default=True, type=click.IntRange(min=1), help="Images per model run.")
 @click.option("--device", default="auto", show_default=True, type=DEVICE_CHOICE, help="auto uses CUDA only if it really starts.")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16), help="Image-decoding threads.")
 @click.option("--output-layout", default="auto", show_default=True, type=click.Choice(["auto", "nchw", "nhwc"]),
               help="Where the class axis of the model's output is (auto: from its shape).")
 @click.option("--overlay/--no-overlay", default=True, show_default=True, help="Also write the input with the mask blended in.")
 @click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="Overlay opacity.")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option("--recursive", "-r", is_flag=True, help="Look into subfolders.")
+@decoding_options(draft=False)
 @preprocess_options
-def command(paths, model, out_dir, labels, batch, device, workers, output_layout, overlay, alpha, overwrite, recursive, **prep) -> None:
+def command(paths, model, out_dir, labels, batch, device, output_layout, overlay, alpha, overwrite, recursive,
+            workers, decoding, verbose, **prep) -> None:
     """Segment images: a palette PNG mask per image at its original size, an overlay, and class areas.
 
     \b
@@ -67,7 +69,8 @@ def command(paths, model, out_dir, labels, batch, device, workers, output_layout
     progress, advance = progress_bar(len(scan.files))
     written = 0
     with progress:
-        for chunk in segmenter.run(scan.files, batch=batch, workers=workers, timings=timings, on_progress=advance):
+        for chunk in segmenter.run(scan.files, batch=batch, workers=workers, timings=timings, on_progress=advance,
+                                    decoding=decoding):
             failures.extend(chunk.failures)
             for result in chunk.results:
                 classes = segmenter.classes
@@ -86,6 +89,9 @@ def command(paths, model, out_dir, labels, batch, device, workers, output_layout
                     rows.append((str(result.path), f"{result.mask.shape[0]}x{result.mask.shape[1]}",
                                  [(segmenter.label(i), float(areas[i])) for i in order]))
 
+    if verbose:
+        for note in timings.notes:
+            click.echo(note, err=True)
     for warning in segmenter.warnings:
         click.echo(f"warning: {warning}", err=True)
     if rows:

@@ -11,7 +11,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from convtool.errors import InputError, ModelError
-from convtool.infer.pipeline import Chunk, Failure, Timings, decoded_chunks, timed_results
+from convtool.infer.pipeline import Chunk, Failure, Timings, decoded_chunks, plan_decoding, timed_results
 from convtool.infer.preprocess import Preparer, Preprocess
 from convtool.infer.session import ModelSession
 
@@ -82,16 +82,26 @@ class Classifier:
         files: Sequence[str | Path],
         *,
         batch: int = 64,
-        workers: int = 1,
+        workers: int | None = None,
         depth: int = 3,
         timings: Timings | None = None,
         on_progress: Callable[[int], None] | None = None,
+        decoding: str = "auto",
+        exact: bool = False,
     ) -> Iterator[ChunkResult]:
-        """Classify ``files`` chunk by chunk while the next chunks decode in the background."""
+        """Classify ``files`` chunk by chunk while the next chunks decode in the background.
+
+        ``decoding``: auto, inline, threads or processes (:func:`plan_decoding`; the choice and its reason
+        are added to ``timings.notes``); ``exact`` turns off reduced JPEG decoding.
+        """
         timings = timings if timings is not None else Timings()
         if self.fixed_batch is not None and self.fixed_batch > 1:
             batch = max(self.fixed_batch, batch - batch % self.fixed_batch)
-        chunks = decoded_chunks(files, self.preparer, chunk_size=batch, depth=depth, workers=workers, timings=timings)
+        plan = plan_decoding(files, workers=workers, mode=decoding, fixed_size=bool(self.recipe.height and self.recipe.width),
+                             overlap=self.fixed_batch != 1)
+        timings.notes.append(plan.describe())
+        chunks = decoded_chunks(files, self.preparer, chunk_size=batch, depth=depth, plan=plan, draft=not exact,
+                                timings=timings)
         yield from timed_results(chunks, lambda chunk: self._classify_chunk(chunk, timings), timings, on_progress)
 
     def _classify_chunk(self, chunk: Chunk, timings: Timings) -> ChunkResult:

@@ -1,8 +1,8 @@
 """Decode images in the background while the model runs, through a bounded queue.
 
-Chunks of ``chunk_size`` files are decoded by a small pool of threads (one by default: decoding tiny
-PNGs in several Python threads is slower because of the GIL) while the calling thread runs
-onnxruntime, which releases the GIL. At most ``depth`` chunks wait decoded in bounded queues, so
+Chunks of ``chunk_size`` files are decoded by :mod:`convtool.infer.decode`'s stage, inline, in threads
+or in worker processes (:func:`~convtool.infer.decode.plan_decoding` picks from the work), while the
+calling thread runs onnxruntime, which releases the GIL. At most ``depth`` chunks wait decoded, so
 memory stays flat however large the folder.
 """
 
@@ -16,35 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
-import numpy as np
-from PIL import Image
-
-from convtool.errors import ConvtoolError, InputError
-from convtool.images import open_image
+from convtool.errors import InputError
+from convtool.infer.decode import Chunk, DecodePlan, Failure, decode_group, plan_decoding
 from convtool.infer.preprocess import Preparer
 
-
-@dataclass
-class Failure:
-    """A file that could not be used, and why (one line)."""
-
-    path: str | Path
-    message: str
-
-    def __post_init__(self) -> None:
-        self.path = Path(self.path)
-
-
-@dataclass
-class Chunk:
-    """Decoded images of one size, ready for the model, with what the post-processing needs."""
-
-    paths: list[str | Path]  # as given to decoded_chunks
-    batch: np.ndarray  # N, item_shape
-    sizes: list[tuple[int, int]]  # original (width, height) of each image
-    images: list[Image.Image] | None  # the decoded originals, when asked for (segment overlays)
-    failures: list[Failure]
-    decode_seconds: float
+__all__ = ["Chunk", "DecodePlan", "Failure", "Scan", "Timings", "decoded_chunks", "find_images", "plan_decoding",
+           "timed_results"]
 
 
 @dataclass
@@ -57,6 +34,7 @@ class Timings:
     post: float = 0.0
     wall: float = 0.0
     max_in_flight: int = 0  # the most decoded chunks seen waiting at once (bounded by the queue depth)
+    notes: list[str] = field(default_factory=list)  # how the run was set up and why (shown by -v)
 
     def summary(self, device: str) -> str:
         n = max(self.images, 1)
@@ -126,21 +104,44 @@ def decoded_chunks(
     workers: int = 1,
     keep_images: bool = False,
     timings: Timings | None = None,
+    plan: DecodePlan | None = None,
+    draft: bool = False,
 ) -> Iterator[Chunk]:
-    """Yield prepared chunks in file order while ``workers`` threads decode up to ``depth`` chunks ahead.
+    """Yield prepared chunks in file order, decoded up to ``depth`` chunks ahead as ``plan`` says.
 
-    Worker ``w`` decodes chunks ``w, w + workers, ...`` into its own bounded queue, so reading the queues
-    in turn keeps the file order.
+    Without a plan, ``workers`` threads decode (the behaviour before plans existed). ``draft`` turns
+    on reduced JPEG decoding (see decode.DRAFT_TOLERANCE); chunk sizes stay the originals'.
     """
+    plan = plan or DecodePlan("threads", workers, "one thread per worker asked for")
     groups = [files[i : i + chunk_size] for i in range(0, len(files), chunk_size)]
+    recipe = preparer.recipe
+    if plan.mode == "processes" and not keep_images and recipe.height and recipe.width:
+        from convtool.infer.decode import process_chunks
+
+        for chunk, waiting in process_chunks(groups, preparer, workers=plan.workers, depth=depth, draft=draft):
+            if timings is not None:
+                timings.max_in_flight = max(timings.max_in_flight, waiting)
+            yield chunk
+    elif plan.mode == "inline":
+        for group in groups:
+            yield from decode_group(group, preparer, keep_images=keep_images, draft=draft)
+    else:
+        yield from _threaded(groups, preparer, depth, max(1, plan.workers), keep_images, draft, timings)
+
+
+def _threaded(groups: list, preparer: Preparer, depth: int, workers: int, keep_images: bool, draft: bool,
+              timings: Timings | None) -> Iterator[Chunk]:
+    """Worker ``w`` decodes groups ``w, w + workers, ...`` into its own bounded queue; reading the queues
+    in turn keeps the file order."""
     queues: list[queue.Queue] = [queue.Queue(maxsize=max(1, depth // workers)) for _ in range(workers)]
     stop = threading.Event()
 
     def work(worker: int) -> None:
         for index in range(worker, len(groups), workers):
             try:
-                item: list[Chunk] | BaseException = _decode_group(groups[index], preparer, keep_images)
-            except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread, raised there
+                item: list[Chunk] | BaseException = decode_group(groups[index], preparer, keep_images=keep_images,
+                                                                 draft=draft)
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
                 item = exc
             while not stop.is_set():
                 try:
@@ -187,51 +188,3 @@ def timed_results(chunks: Iterable[Chunk], process: Callable[[Chunk], Result], t
         if on_progress is not None:
             on_progress(len(chunk.paths) + len(chunk.failures))
     timings.wall += time.perf_counter() - started
-
-
-def _decode_group(paths: Sequence[str | Path], preparer: Preparer, keep_images: bool) -> list[Chunk]:
-    """Decode a group of files into one chunk per run of equal input sizes (usually exactly one)."""
-    start = time.perf_counter()
-    chunks: list[Chunk] = []
-    failures: list[Failure] = []
-    _decode_into(paths, preparer, keep_images, chunks, failures)  # open_image refuses decompression bombs
-    for chunk in chunks:
-        chunk.batch = preparer.scale(chunk.batch[: len(chunk.paths)])
-    if not chunks:
-        chunks.append(Chunk([], np.empty((0,)), [], None, [], 0.0))
-    chunks[-1].failures = failures
-    chunks[-1].decode_seconds = time.perf_counter() - start
-    return chunks
-
-
-def _decode_into(paths: Sequence[str | Path], preparer: Preparer, keep_images: bool, chunks: list[Chunk],
-                 failures: list[Failure]) -> None:
-    """Append decoded images to ``chunks`` (a new chunk whenever the input size changes), bad files to ``failures``."""
-    current: Chunk | None = None
-    for path in paths:
-        try:
-            image = open_image(path)
-            pixels = preparer.pixels(image)
-        except ConvtoolError as exc:
-            failures.append(Failure(path, str(exc)))
-            continue
-        except Exception as exc:  # noqa: BLE001 - a decoder bug or odd mode in Pillow: report the file, go on
-            failures.append(Failure(path, f"{path}: could not be decoded ({type(exc).__name__}: {exc})"))
-            continue
-        if current is None or current.batch.shape[1:] != _item_shape(preparer, pixels):
-            current = _new_chunk(preparer, pixels, len(paths), keep_images)
-            chunks.append(current)
-        preparer.place(pixels, current.batch[len(current.paths)])
-        current.paths.append(path)
-        current.sizes.append(image.size)
-        if current.images is not None:
-            current.images.append(image)
-
-
-def _item_shape(preparer: Preparer, pixels: np.ndarray) -> tuple[int, ...]:
-    return preparer.recipe.item_shape(pixels.shape[0], pixels.shape[1])
-
-
-def _new_chunk(preparer: Preparer, pixels: np.ndarray, capacity: int, keep_images: bool) -> Chunk:
-    batch = np.empty((capacity, *_item_shape(preparer, pixels)), dtype=np.uint8)  # scaled once per chunk
-    return Chunk([], batch, [], [] if keep_images else None, [], 0.0)

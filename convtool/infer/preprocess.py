@@ -181,13 +181,26 @@ class Preparer:
         else:
             out[...] = pixels[..., None] if pixels.ndim == 2 else pixels
 
-    def scale(self, raw: np.ndarray) -> np.ndarray:
-        """uint8 images N, item_shape -> the model's input type: x = (pixel*scale - mean) / std."""
+    def scale(self, raw: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """uint8 images N, item_shape -> the model's input type: x = (pixel*scale - mean) / std.
+
+        ``out`` (the model's dtype, raw's shape) receives the result instead of a new array.
+        """
         if self.dtype == np.uint8:
-            return raw
-        out = np.multiply(raw, self.a, dtype=np.float32)
-        out += self.b
-        return out.astype(self.dtype, copy=False)
+            if out is None:
+                return raw
+            out[...] = raw
+            return out
+        if out is not None and out.dtype == np.float32:
+            np.multiply(raw, self.a, out=out)
+            out += self.b
+            return out
+        values = np.multiply(raw, self.a, dtype=np.float32)
+        values += self.b
+        if out is None:
+            return values.astype(self.dtype, copy=False)
+        out[...] = values
+        return out
 
     def prepare(self, image: Image.Image) -> np.ndarray:
         """One prepared image (no batch axis) as a new array."""

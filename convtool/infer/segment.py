@@ -17,7 +17,7 @@ from PIL import Image
 
 from convtool.errors import ModelError, UsageError
 from convtool.infer.overlay import overlay, overlay_palette, with_legend
-from convtool.infer.pipeline import Chunk, Failure, Timings, decoded_chunks, timed_results
+from convtool.infer.pipeline import Chunk, Failure, Timings, decoded_chunks, plan_decoding, timed_results
 from convtool.infer.preprocess import Preparer, Preprocess
 from convtool.infer.session import ModelSession
 from convtool.infer.upsample import argmax_resized
@@ -85,20 +85,24 @@ class Segmenter:
         if raw.ndim == 3:
             labels = np.rint(raw).astype(np.int64)
             self._set_classes(max(self.classes or 0, int(labels.max(initial=0)) + 1))
-            return [_resize_labels(m, size) for m, size in zip(labels, sizes)]
+            return [_resize_labels(m, size) for m, size in zip(labels, sizes, strict=False)]
         scores = self.class_scores(raw, input_hw)
         self._set_classes(scores.shape[1])
-        return [argmax_resized(s, size) for s, size in zip(scores, sizes)]
+        return [argmax_resized(s, size) for s, size in zip(scores, sizes, strict=False)]
 
     def _input_hw(self, batch: np.ndarray) -> tuple[int, int]:
         return tuple(batch.shape[2:4] if self.recipe.layout == "nchw" else batch.shape[1:3])
 
-    def run(self, files: Sequence[str | Path], *, batch: int = 8, workers: int = 1, depth: int = 2,
-            timings: Timings | None = None, on_progress: Callable[[int], None] | None = None) -> Iterator[SegmentChunk]:
-        """Segment ``files`` chunk by chunk while the next chunks decode in the background."""
+    def run(self, files: Sequence[str | Path], *, batch: int = 8, workers: int | None = None, depth: int = 2,
+            timings: Timings | None = None, on_progress: Callable[[int], None] | None = None,
+            decoding: str = "auto") -> Iterator[SegmentChunk]:
+        """Segment ``files`` chunk by chunk while the next chunks decode in the background (see Classifier.run)."""
         timings = timings if timings is not None else Timings()
-        chunks = decoded_chunks(files, self.preparer, chunk_size=batch, depth=depth, workers=workers,
-                                keep_images=True, timings=timings)
+        plan = plan_decoding(files, workers=workers, mode=decoding, keep_images=True,
+                             fixed_size=bool(self.recipe.height and self.recipe.width))
+        timings.notes.append(plan.describe())
+        chunks = decoded_chunks(files, self.preparer, chunk_size=batch, depth=depth, keep_images=True, plan=plan,
+                                timings=timings)
         yield from timed_results(chunks, lambda chunk: self._segment_chunk(chunk, timings), timings, on_progress)
 
     def _segment_chunk(self, chunk: Chunk, timings: Timings) -> SegmentChunk:

@@ -1,0 +1,302 @@
+"""Filter many image files: one plain job per file (decode -> filter -> encode), inline or in worker processes.
+
+:func:`run_job` is the whole work of one file and writes its output to a temporary name; it runs the
+same in the calling process and in a worker (or a Ray actor), so outputs are identical either way.
+:func:`plan_filtering` chooses where jobs run and whether Numba is worth loading for the batch;
+:func:`filter_files` runs the jobs and publishes each output under its real name in input order, so a
+stop (Ctrl-C, SIGTERM, a dead worker) leaves complete outputs and no temporary files.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from convtool.errors import ConvtoolError, OutputError, UsageError
+from convtool.filtering import FilterSettings, default_out_scale, filter_pixels, scale_for_output
+
+QUALITY = 90  # JPEG and WebP quality unless asked otherwise
+PROCESS_MIN_SECONDS = 0.4  # estimated work below which worker processes cost more than they save
+PIXEL_SECONDS = 25e-9  # decode + scale + encode per pixel and channel, measured on 640x480 photos (2 threads)
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How outputs are encoded: PNG compression level 0-9, JPEG/WebP quality 1-100, PNG bit depth (None: input's)."""
+
+    png_compression: int = 1
+    quality: int = QUALITY
+    depth: int | None = None
+    out_scale: str | None = None  # None: the kernels' default (normalize for derivatives)
+
+
+@dataclass(frozen=True)
+class FileJob:
+    """One input file, its output name and the temporary file its output is written to first."""
+
+    path: Path
+    target: Path
+    temp: Path
+    settings: FilterSettings
+    encoding: Encoding
+    gray: bool = False
+    threads: int = 1  # threads for encoding one large image (the filter's threads are the core's)
+
+
+@dataclass
+class FileResult:
+    """What became of one job: seconds per stage, the back-ends that ran, or the error message."""
+
+    job: FileJob
+    seconds: dict[str, float] = field(default_factory=dict)  # decode, filter, encode
+    steps: list[tuple[str, str, str, str]] = field(default_factory=list)  # (step, back-end, device, reason)
+    error: str | None = None
+    exit_code: int = 1  # of the error: 2 for a usage problem (a kernel larger than the padded image, ...)
+
+
+@dataclass(frozen=True)
+class FilterPlan:
+    """Where jobs run (``inline`` or ``processes``), whether Numba is loaded for them, and why."""
+
+    mode: str
+    workers: int
+    numba: bool
+    reason: str
+
+    def describe(self) -> list[str]:
+        where = "in this process" if self.mode == "inline" else f"in {self.workers} worker processes"
+        return [f"files: filtered {where}: {self.reason}"]
+
+
+def plan_filtering(files: Sequence[Path], settings: FilterSettings, *, workers: int | None = None) -> FilterPlan:
+    """Inline or processes from the number and size of the images; Numba when the batch's work pays for loading it."""
+    from convtool import conv
+    from convtool.workers import default_workers
+
+    width, height, channels = _first_image_shape(files)
+    taps = sum(int(np.count_nonzero(m)) for k in settings.kernels for m in k.matrices)
+    per_image = width * height * channels * max(taps, 1)
+    total_work = per_image * len(files)
+    numba = conv.numba_loaded() or total_work >= conv.NUMPY_WORK
+    why_numba = (f"Numba loaded for {len(files)} image(s) of about {per_image / 1e6:.0f} M multiply-adds "
+                 f"({total_work / 1e6:,.0f} M in all, more than NumPy does in the ~1 s Numba takes to load)" if numba
+                 else f"NumPy: {total_work / 1e6:.1f} M multiply-adds in all finish before Numba would load")
+    cores = default_workers()
+    seconds = len(files) * width * height * channels * PIXEL_SECONDS
+    if len(files) > 1 and cores > 1 and sys.platform.startswith("linux") and seconds >= PROCESS_MIN_SECONDS:
+        n = min(workers or cores, len(files))
+        return FilterPlan("processes", n, True if numba else False,
+                          f"{len(files)} images of {width}x{height}, about {seconds:.1f} s of work: one per core; "
+                          + why_numba)
+    why = "one image" if len(files) == 1 else ("one core" if cores == 1 else f"about {seconds:.2f} s of work")
+    return FilterPlan("inline", 1, numba, f"{why}; {why_numba}")
+
+
+def _first_image_shape(files: Sequence[Path]) -> tuple[int, int, int]:
+    """(width, height, channels) of the first readable image header, (1, 1, 1) if none."""
+    from PIL import Image
+
+    for file in files[:8]:
+        try:
+            with Image.open(file) as image:
+                return image.width, image.height, len(image.getbands())
+        except Exception:  # noqa: BLE001 - a bad file is reported by its job; try the next one
+            continue
+    return 1, 1, 1
+
+
+def run_job(job: FileJob) -> FileResult:
+    """Read, filter, scale, encode and write one file to ``job.temp``; errors become ``result.error``."""
+    from convtool.images import read_image
+
+    result = FileResult(job)
+    try:
+        started = time.perf_counter()
+        image = read_image(job.path, gray=job.gray)
+        decoded = time.perf_counter()
+        steps: list = []
+        values = filter_pixels(image.pixels, job.settings, steps)
+        result.steps = [(step, c.backend, c.device, c.reason) for step, c in steps]
+        output = _output_values(values, image, job)
+        filtered = time.perf_counter()
+        _encode_to(job.temp, output, job)
+        result.seconds = {"decode": decoded - started, "filter": filtered - decoded,
+                          "encode": time.perf_counter() - filtered}
+    except ConvtoolError as exc:
+        result.error, result.exit_code = str(exc), exc.exit_code
+    except MemoryError:
+        result.error = f"{job.path}: out of memory while filtering; try a smaller image"
+    return result
+
+
+def _output_values(values: np.ndarray, image, job: FileJob) -> np.ndarray:
+    """float32 values for .npy/.tif; otherwise integer pixels (uint8/uint16) with alpha stacked on."""
+    suffix = job.target.suffix.lower()
+    if suffix in (".npy", ".tif", ".tiff"):
+        return values
+    enc = job.encoding
+    bits = enc.depth or (16 if image.bit_depth == 16 and values.ndim == 2 and suffix == ".png" else 8)
+    if bits == 16 and (values.ndim == 3 or suffix != ".png"):
+        raise OutputError("16-bit output is for gray PNG images; use --gray, 8-bit PNG, .tif or .npy for colour")
+    scaled = scale_for_output(values, enc.out_scale or default_out_scale(job.settings.kernels), image.max_value,
+                              2.0**bits - 1)
+    data = np.rint(scaled).astype(np.uint16 if bits == 16 else np.uint8)
+    alpha = _resize_alpha(image.alpha, data.shape[:2])
+    if alpha is not None and bits == 8 and suffix not in (".jpg", ".jpeg"):
+        data = np.dstack([data, np.rint(alpha).astype(np.uint8)])
+    return data
+
+
+def _encode_to(temp: Path, output: np.ndarray, job: FileJob) -> None:
+    suffix = job.target.suffix.lower()
+    if suffix == ".npy":
+        with open(temp, "wb") as handle:
+            np.save(handle, np.asarray(output, dtype=np.float32), allow_pickle=False)
+    elif suffix in (".tif", ".tiff"):
+        from convtool.tiff import write_float_tiff
+
+        write_float_tiff(temp, np.asarray(output, dtype=np.float32))
+    elif suffix == ".png":
+        from convtool.png import encode_png
+
+        temp.write_bytes(encode_png(output, level=job.encoding.png_compression, threads=job.threads))
+    elif suffix in (".jpg", ".jpeg", ".webp", ".bmp"):
+        from PIL import Image
+
+        fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP"}[suffix]
+        options = {"quality": job.encoding.quality} if fmt in ("JPEG", "WEBP") else {}
+        Image.fromarray(output).save(temp, format=fmt, **options)
+    else:
+        raise OutputError(f"{job.target}: unknown output type {suffix!r}; use .png, .tif, .npy, .jpg, .webp or .bmp")
+
+
+def _resize_alpha(alpha: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | None:
+    if alpha is None or alpha.shape == shape:
+        return alpha
+    from PIL import Image
+
+    resized = Image.fromarray(alpha.astype(np.uint8)).resize((shape[1], shape[0]), Image.Resampling.BOX)
+    return np.asarray(resized, dtype=np.float32)
+
+
+def make_jobs(files: Sequence[Path], targets: Sequence[Path], settings: FilterSettings, encoding: Encoding, *,
+              gray: bool = False, threads: int = 1) -> list[FileJob]:
+    """One job per file, each with a fresh temporary file beside its target (removed by filter_files)."""
+    jobs = []
+    try:
+        for path, target in zip(files, targets, strict=False):
+            folder = target.parent if str(target.parent) else Path(".")
+            try:
+                fd, temp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix + ".part", dir=folder)
+            except OSError as exc:
+                raise OutputError(f"{folder}: cannot write there ({exc.strerror}); choose another output folder") from None
+            os.close(fd)
+            jobs.append(FileJob(Path(path), Path(target), Path(temp), settings, encoding, gray, threads))
+    except BaseException:
+        remove_temps(jobs)
+        raise
+    return jobs
+
+
+def remove_temps(jobs: Sequence[FileJob]) -> None:
+    for job in jobs:
+        job.temp.unlink(missing_ok=True)
+
+
+def publish(job: FileJob, *, overwrite: bool) -> None:
+    """Give the finished temporary file its real name; without ``overwrite`` an existing file is never replaced."""
+    try:
+        if overwrite:
+            os.replace(job.temp, job.target)
+            return
+        os.link(job.temp, job.target)  # fails if the target appeared since the run started
+    except FileExistsError:
+        raise OutputError(f"{job.target} exists; pass --overwrite to replace it") from None
+    except OSError as exc:
+        raise OutputError(f"{job.target}: cannot write it ({exc.strerror})") from None
+    finally:
+        job.temp.unlink(missing_ok=True)
+
+
+def filter_files(jobs: Sequence[FileJob], plan: FilterPlan, *, overwrite: bool = False) -> Iterator[FileResult]:
+    """Run every job as ``plan`` says and publish its output, yielding results in input order.
+
+    Temporary files of jobs that did not finish are removed however the run ends.
+    """
+    try:
+        if plan.mode == "processes":
+            yield from _in_processes(jobs, plan, overwrite)
+        else:
+            if plan.numba:
+                _load_numba()
+            for job in jobs:
+                yield _finish(run_job(job), overwrite)
+    finally:
+        remove_temps(jobs)
+
+
+def _finish(result: FileResult, overwrite: bool) -> FileResult:
+    if result.error is None:
+        try:
+            publish(result.job, overwrite=overwrite)
+        except ConvtoolError as exc:
+            result.error = str(exc)
+    return result
+
+
+def _in_processes(jobs: Sequence[FileJob], plan: FilterPlan, overwrite: bool) -> Iterator[FileResult]:
+    from convtool.workers import Lost, WorkerPool, ordered
+
+    with WorkerPool(plan.workers, initializer=_numba_worker if plan.numba else _numpy_worker) as pool:
+        for job, (ok, value) in zip(jobs, ordered(pool, run_job, jobs, in_flight=2 * plan.workers), strict=False):
+            if ok:
+                yield _finish(value, overwrite)
+            elif isinstance(value, Lost):
+                yield FileResult(job, error=f"{job.path}: {value.reason}")
+            else:
+                yield FileResult(job, error=f"{job.path}: could not be filtered ({value.kind}: {value.message})")
+
+
+def _numba_worker() -> None:
+    """Worker set-up: one Numba thread per worker (the workers already fill the cores), core loaded."""
+    _single_threaded()
+    _load_numba()
+
+
+def _numpy_worker() -> None:
+    _single_threaded()
+
+
+def _single_threaded() -> None:
+    os.environ["NUMBA_NUM_THREADS"] = "1"
+    if "convtool.conv.cpu" in sys.modules:
+        sys.modules["convtool.conv.cpu"].set_threads(1)
+
+
+def _load_numba() -> None:
+    """Import the Numba core now, so the cost model picks its back-ends for every image of the batch."""
+    from convtool.conv import cpu  # noqa: F401 - importing loads Numba; kernels load from its cache on first use
+
+
+def check_settings(encoding: Encoding) -> None:
+    if not 0 <= encoding.png_compression <= 9:
+        raise UsageError(f"PNG compression {encoding.png_compression}: use 0 (fastest) to 9 (smallest)")
+    if not 1 <= encoding.quality <= 100:
+        raise UsageError(f"quality {encoding.quality}: use 1 to 100")
+
+
+def per_image_split(results: Sequence[FileResult]) -> str:
+    """'decode X ms, filter Y ms, encode Z ms per image' over the finished results."""
+    done = [r.seconds for r in results if r.seconds]
+    if not done:
+        return "no image finished"
+    mean = {k: math.fsum(s[k] for s in done) / len(done) * 1e3 for k in ("decode", "filter", "encode")}
+    return f"decode {mean['decode']:.1f} ms, filter {mean['filter']:.1f} ms, encode {mean['encode']:.1f} ms per image"

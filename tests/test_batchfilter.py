@@ -1,0 +1,155 @@
+"""Filtering many files: worker processes give the one-process outputs, in order, and stop cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import convtool.images as images
+from convtool import batchfilter as bf
+from convtool.filtering import FilterSettings
+from convtool.kernels import load_kernel
+
+DATA = Path(__file__).parent / "data"
+SETTINGS = FilterSettings([load_kernel("sobel")])
+
+
+@pytest.fixture
+def photos(tmp_path) -> list[Path]:
+    """Eight different small photos (crops of the test photos), PNG and JPEG."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    camera = Image.open(DATA / "camera-64.png")
+    astronaut = Image.open(DATA / "astronaut-48x40.png").convert("RGB")
+    paths = []
+    for i in range(8):
+        source = camera if i % 2 else astronaut
+        crop = source.crop((i, i, source.width - 8 + i, source.height - 8 + i))
+        path = folder / f"p{i}.{'png' if i % 3 else 'jpg'}"
+        crop.save(path)
+        paths.append(path)
+    return paths
+
+
+def run(paths: list[Path], out: Path, plan: bf.FilterPlan, encoding: bf.Encoding | None = None,
+        **options) -> list[bf.FileResult]:
+    out.mkdir(exist_ok=True)
+    encoding = encoding or bf.Encoding()
+    targets = [out / f"{p.stem}.png" for p in paths]
+    return list(bf.filter_files(bf.make_jobs(paths, targets, SETTINGS, encoding), plan, **options))
+
+
+INLINE = bf.FilterPlan("inline", 1, False, "test")
+PROCESSES = bf.FilterPlan("processes", 2, False, "test")
+
+
+def test_processes_write_the_same_pixels_as_one_process(photos, tmp_path):
+    inline = run(photos, tmp_path / "inline", INLINE)
+    spread = run(photos, tmp_path / "spread", PROCESSES)
+    assert [r.job.path for r in spread] == photos and all(r.error is None for r in inline + spread)
+    for a, b in zip(inline, spread, strict=False):
+        np.testing.assert_array_equal(np.asarray(Image.open(a.job.target)), np.asarray(Image.open(b.job.target)))
+        assert set(b.seconds) == {"decode", "filter", "encode"}
+    assert not list((tmp_path / "spread").glob(".*"))  # no temporary left
+
+
+def test_outputs_equal_pillows_png_of_the_same_pixels(photos, tmp_path):
+    (result,) = run(photos[:1], tmp_path / "out", INLINE)
+    image = images.read_image(photos[0])
+    from convtool.filtering import filter_pixels, scale_for_output
+
+    values = filter_pixels(image.pixels, SETTINGS)
+    expected = np.rint(scale_for_output(values, "normalize", 255, 255)).astype(np.uint8)
+    np.testing.assert_array_equal(np.asarray(Image.open(result.job.target)), expected)
+
+
+def test_every_png_compression_level_gives_the_same_pixels(photos, tmp_path):
+    fast = run(photos[:2], tmp_path / "fast", INLINE)
+    for level in (0, 9):
+        other = run(photos[:2], tmp_path / f"level{level}", INLINE, bf.Encoding(png_compression=level))
+        for a, b in zip(fast, other, strict=False):
+            np.testing.assert_array_equal(np.asarray(Image.open(a.job.target)), np.asarray(Image.open(b.job.target)))
+            if level == 0:
+                assert b.job.target.stat().st_size > a.job.target.stat().st_size
+
+
+def _kill_on(poison: Path, flag: Path | None):
+    real = images.read_image
+
+    def reader(path, **options):
+        if Path(path) == poison and (flag is None or not flag.exists()):
+            if flag is not None:
+                flag.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(path, **options)
+
+    return reader
+
+
+def test_a_worker_killed_once_costs_nothing(photos, tmp_path, monkeypatch):
+    monkeypatch.setattr(images, "read_image", _kill_on(photos[3], tmp_path / "killed"))  # forked workers inherit it
+    results = run(photos, tmp_path / "out", PROCESSES)
+    assert (tmp_path / "killed").exists() and all(r.error is None for r in results)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(f"{p.stem}.png" for p in photos)
+
+
+def test_a_file_that_kills_its_worker_twice_is_reported_and_the_rest_published(photos, tmp_path, monkeypatch):
+    monkeypatch.setattr(images, "read_image", _kill_on(photos[3], None))
+    results = run(photos, tmp_path / "out", PROCESSES)
+    assert [r.error is None for r in results] == [True, True, True, False, True, True, True, True]
+    assert results[3].error == f"{photos[3]}: its worker process died (killed by SIGKILL), also on retry"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(f"{p.stem}.png" for p in photos if p != photos[3])
+
+
+def test_an_output_that_appears_during_the_run_is_not_replaced(photos, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    jobs = bf.make_jobs(photos[:2], [out / "a.png", out / "b.png"], SETTINGS, bf.Encoding())
+    (out / "b.png").write_bytes(b"someone else's")
+    results = list(bf.filter_files(jobs, INLINE))
+    assert results[0].error is None and "b.png exists; pass --overwrite" in results[1].error
+    assert (out / "b.png").read_bytes() == b"someone else's"
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+
+
+SLOW_FILTER = """
+import sys, time
+import convtool.images as images
+real = images.read_image
+def slow(*args, **options):
+    time.sleep(0.3)
+    return real(*args, **options)
+images.read_image = slow  # forked workers inherit it
+from convtool.cli.main import main
+sys.argv = ["convtool", "filter", *sys.argv[1:]]
+main()
+"""
+
+
+def test_ctrl_c_mid_batch_leaves_complete_outputs_and_no_temporaries(photos, tmp_path):
+    folder, out = photos[0].parent, tmp_path / "out"
+    for i in range(8, 24):  # enough files that the run is still going when interrupted
+        Image.open(photos[i % 8]).save(folder / f"q{i}.png")
+    child = subprocess.Popen([sys.executable, "-c", SLOW_FILTER, str(folder), "-k", "sobel", "-o", str(out),
+                              "--workers", "2"], start_new_session=True, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out.exists() and any(p.suffix == ".png" for p in out.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the first output is published
+    os.killpg(child.pid, signal.SIGINT)
+    _, err = child.communicate(timeout=30)
+    assert child.returncode != 0 and "Traceback" not in err
+    with pytest.raises(ProcessLookupError):
+        os.killpg(child.pid, 0)  # no worker left behind
+    written = sorted(out.iterdir())
+    assert written and all(p.suffix == ".png" and not p.name.startswith(".") for p in written)
+    for path in written:
+        Image.open(path).load()  # each one complete
+    assert len(written) < 24
