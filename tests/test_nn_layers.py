@@ -69,8 +69,37 @@ def check_gradients(layer: L.Layer, *shapes: tuple[int, ...], train: bool = True
     dict(kernel_size=(2, 3), padding=(1, 0), dilation=2),
     dict(kernel_size=1, bias=False),
 ])
-def test_conv2d_gradients(kwargs):
-    check_gradients(L.Conv2d(3, 4, **kwargs), (2, 3, 7, 8))
+@pytest.mark.parametrize("fast", [True, False], ids=["kernels", "numpy"])
+def test_conv2d_gradients(kwargs, fast):
+    conv = L.Conv2d(3, 4, **kwargs)
+    conv.fast = fast
+    check_gradients(conv, (2, 3, 7, 8))
+
+
+@pytest.mark.parametrize("kwargs, shape", [
+    (dict(in_channels=1, out_channels=6, kernel_size=5, padding=2), (5, 1, 28, 28)),  # LeNet-5's two
+    (dict(in_channels=6, out_channels=16, kernel_size=5), (5, 6, 14, 14)),
+    (dict(in_channels=2, out_channels=3, kernel_size=3, padding=2, dilation=2), (3, 2, 8, 9)),  # U-Net's middle
+    (dict(in_channels=3, out_channels=5, kernel_size=(3, 1), padding=(1, 0), dilation=(1, 2), bias=False), (4, 3, 6, 7)),
+    (dict(in_channels=4, out_channels=2, kernel_size=1), (1, 4, 3, 5)),
+])
+def test_conv2d_kernels_match_the_numpy_reference(kwargs, shape):
+    """float32 forward, weight, bias and input gradients of the Numba kernels against im2col + GEMM."""
+    rng = np.random.default_rng(4)
+    conv = L.Conv2d(**kwargs, rng=rng)
+    if "bias" in conv.params:
+        conv.params["bias"][:] = rng.standard_normal(conv.out_channels)
+    x = rng.standard_normal(shape).astype(np.float32)
+    y, cache = conv.forward(x)
+    y_ref, cache_ref = conv.forward_reference(x)
+    assert y.dtype == np.float32 and y.shape == y_ref.shape
+    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx, grads = conv.backward(dy, cache)
+    dx_ref, grads_ref = conv.backward_reference(dy, cache_ref)
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-5, atol=1e-5)
+    for name in grads_ref:
+        np.testing.assert_allclose(grads[name], grads_ref[name], rtol=1e-5, atol=1e-4, err_msg=name)
 
 
 def test_conv2d_forward_is_scipy_correlation():

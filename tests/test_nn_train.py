@@ -122,7 +122,7 @@ def test_class_folder_errors(tmp_path):
     mixed = tmp_path / "mixed"
     mixed.mkdir()
     _folder(mixed, {"a": [(6, 5), (7, 5)], "b": [(6, 5)]})
-    with pytest.raises(InputError, match="different sizes .*--size"):
+    with pytest.raises(InputError, match="different sizes .*give a size"):
         D.load(mixed)
     assert D.load(mixed, size=(8, 8)).images.shape == (3, 1, 8, 8)
 
@@ -222,19 +222,62 @@ def test_unknown_architecture_lists_the_known_ones():
         models.build("vgg", (1, 28, 28), 10)
 
 
-def test_batch_split_over_threads_gives_the_full_batch_gradient():
-    from concurrent.futures import ThreadPoolExecutor
-
+def test_an_epoch_on_the_kernels_matches_the_numpy_reference():
+    """Same seed, same data: one epoch on the Numba kernels (2 threads) and on the NumPy path agree."""
     p = _tiny()
-    net = models.build("lenet5", p.input_shape, 10, seed=0)
-    x, y = p.train_x[:37], p.train_y[:37]
-    loss, logits, grads = train._step(net, x, y)
-    with ThreadPoolExecutor(2) as pool:
-        loss2, logits2, grads2 = train._parallel_step(net, pool, 2, x, y)
-    assert loss2 == pytest.approx(loss, rel=1e-5)
-    np.testing.assert_allclose(logits2, logits, rtol=1e-5, atol=1e-6)
-    for k in grads:
-        np.testing.assert_allclose(grads2[k], grads[k], rtol=1e-4, atol=1e-6, err_msg=k)
+    states, records = [], []
+    for kernels in (True, False):
+        net = models.build("lenet5", p.input_shape, 10, seed=3).use_kernels(kernels)
+        result = train.fit(net, p.train_x, p.train_y, p.val_x, p.val_y,
+                           train.TrainConfig(epochs=1, batch=16, shift=1, threads=min(2, train.max_threads())))
+        states.append(net.state())
+        records.append(result.records[0])
+    for k in states[0]:
+        np.testing.assert_allclose(states[0][k], states[1][k], rtol=1e-3, atol=2e-5, err_msg=k)
+    assert records[0].train_loss == pytest.approx(records[1].train_loss, rel=1e-4)
+
+
+def _fit_with_checkpoints(p, epochs: int, folder, interrupt_in: int | None = None, resume=None):
+    from convtool.nn import checkpoint
+
+    net = models.build("resnet", p.input_shape, 10, seed=1)
+    path = folder / "run.checkpoint.npz"
+
+    def stop(epoch, step, steps, loss, acc):
+        if epoch == interrupt_in and step == 2:
+            raise KeyboardInterrupt
+
+    config = train.TrainConfig(epochs=epochs, batch=16, optimizer="adam", schedule="cosine", shift=1, patience=5)
+    result = train.fit(net, p.train_x, p.train_y, p.val_x, p.val_y, config, on_batch=stop,
+                       on_checkpoint=lambda *state: checkpoint.save(path, {"arch": "resnet"}, *state), resume=resume)
+    return net, result, path
+
+
+def test_a_resumed_run_ends_with_the_uninterrupted_run_weights(tmp_path):
+    from convtool.nn import checkpoint
+
+    p = _tiny(32)
+    whole, whole_result, _ = _fit_with_checkpoints(p, 3, tmp_path)
+    _, stopped, path = _fit_with_checkpoints(p, 3, tmp_path, interrupt_in=3)
+    assert stopped.stop_reason == "interrupted" and len(stopped.records) == 2
+    saved = checkpoint.load(checkpoint.find(tmp_path))
+    assert saved.epoch == 2 and saved.arch == "resnet"
+    resumed, result, _ = _fit_with_checkpoints(p, 3, tmp_path, resume=saved)
+    assert [r.epoch for r in result.records] == [1, 2, 3] and result.best_epoch == whole_result.best_epoch
+    final, expected = resumed.state(), whole.state()
+    for k in expected:
+        np.testing.assert_allclose(final[k], expected[k], rtol=1e-6, atol=1e-7, err_msg=k)
+    assert result.records[-1].val_loss == pytest.approx(whole_result.records[-1].val_loss, rel=1e-5)
+
+
+def test_checkpoint_errors(tmp_path):
+    from convtool.nn import checkpoint
+
+    with pytest.raises(InputError, match="holds no training checkpoint"):
+        checkpoint.find(tmp_path)
+    (tmp_path / "x.checkpoint.npz").write_bytes(b"not a zip")
+    with pytest.raises(InputError, match="not a convtool training checkpoint"):
+        checkpoint.load(checkpoint.find(tmp_path))
 
 
 def test_segmentation_draws_fresh_deterministic_canvases_each_epoch():

@@ -1,17 +1,17 @@
-"""Private Numba kernels for the layers' hot loops (max-pooling); NumPy paths in layers.py are the oracle."""
+"""Private Numba kernels for max-pooling, parallel over the images; NumPy paths in layers.py are the oracle."""
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, parallel=True)
 def _maxpool_forward(x, kh, kw, sh, sw, y, idx):  # pragma: no cover (jitted)
     n, c, h, w = x.shape
     oh, ow = y.shape[2], y.shape[3]
     if kh == 2 and kw == 2 and sh == 2 and sw == 2:  # the common case, unrolled
-        for b in range(n):
+        for b in prange(n):
             for ch in range(c):
                 for oy in range(oh):
                     top, bottom = x[b, ch, 2 * oy], x[b, ch, 2 * oy + 1]
@@ -26,7 +26,7 @@ def _maxpool_forward(x, kh, kw, sh, sw, y, idx):  # pragma: no cover (jitted)
                         y[b, ch, oy, ox] = best
                         idx[b, ch, oy, ox] = where
         return
-    for b in range(n):
+    for b in prange(n):
         for ch in range(c):
             for oy in range(oh):
                 for ox in range(ow):
@@ -42,11 +42,11 @@ def _maxpool_forward(x, kh, kw, sh, sw, y, idx):  # pragma: no cover (jitted)
                     idx[b, ch, oy, ox] = where
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, parallel=True)
 def _maxpool_backward(dy, idx, dx):  # pragma: no cover (jitted)
     n, c, oh, ow = dy.shape
     w = dx.shape[3]
-    for b in range(n):
+    for b in prange(n):
         for ch in range(c):
             for oy in range(oh):
                 for ox in range(ow):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gzip
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ class Dataset:
     labels: np.ndarray
     classes: list[str]
     description: str
+    skipped: list[str] = field(default_factory=list)  # one line per file that could not be read
 
     def __len__(self) -> int:
         return len(self.images)
@@ -95,39 +96,67 @@ def bundled_mnist() -> Dataset:
 def load_folder(path: Path, size: tuple[int, int] | None = None) -> Dataset:
     """A class-per-folder tree (``path/cat/*.png``): class names are the sorted sub-folder names.
 
-    All images must share one size unless ``size`` (height, width) is given, which resizes them.
-    Grayscale if every image is grayscale, RGB otherwise.
+    Images are opened like everywhere else (``images.open_image``: decompression-bomb guard, EXIF
+    orientation; 16-bit scaled to 8, palettes expanded, alpha dropped). Files that cannot be read are
+    skipped and listed in ``Dataset.skipped``. All images must share one size unless ``size``
+    (height, width) is given, which resizes them. Grayscale if every image is grayscale, RGB otherwise.
     """
-    from PIL import Image, UnidentifiedImageError
-
     classes = sorted(p.name for p in path.iterdir() if p.is_dir())
     files = [(f, i) for i, c in enumerate(classes) for f in sorted((path / c).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
         raise InputError(f"no images in {path}: expected one sub-folder per class with image files (e.g. {path}/cat/1.png)")
-    used = sorted({i for _, i in files})
-    if len(used) < 2:
-        raise InputError(f"{path} has images of only one class ({classes[used[0]]}); a classifier needs at least two class folders")
-    pictures, sizes, gray = [], set(), True
-    for file, _ in files:
+    pictures, labels, skipped = [], [], []
+    for file, label in files:
         try:
-            with Image.open(file) as im:
-                im.load()
-                gray &= im.mode in ("1", "L", "I", "I;16", "F")
-                pictures.append(im.copy())
-        except (OSError, UnidentifiedImageError) as exc:
-            raise InputError(f"cannot read image {file}: {exc}") from None
-        sizes.add((pictures[-1].height, pictures[-1].width))
+            pictures.append(_read_8bit(file))
+        except InputError as exc:
+            skipped.append(str(exc))
+            continue
+        labels.append(label)
+    _check_usable(path, classes, labels, len(files), skipped)
+    sizes = {p.shape[:2] for p in pictures}
     if size is None and len(sizes) > 1:
         listed = ", ".join(f"{h}x{w}" for h, w in sorted(sizes)[:4])
-        raise InputError(f"images in {path} have different sizes ({listed}); pass --size HxW to resize them all")
+        raise InputError(f"images in {path} have different sizes ({listed}); give a size (HxW) to resize them all")
     h, w = size or sizes.pop()
-    mode = "L" if gray else "RGB"
-    arrays = [np.asarray(p.convert(mode).resize((w, h), Image.Resampling.BILINEAR) if (p.height, p.width) != (h, w) else p.convert(mode))
-              for p in pictures]
-    images = np.stack(arrays)
+    gray = all(p.ndim == 2 for p in pictures)
+    images = np.stack([_fit(p, h, w, gray) for p in pictures])
     images = images[:, None] if gray else images.transpose(0, 3, 1, 2)
-    labels = np.array([i for _, i in files], np.int64)
-    return Dataset(np.ascontiguousarray(images), labels, classes, f"folder {path.name} ({len(files)} images, {len(classes)} classes)")
+    description = f"folder {path.name} ({len(labels)} images, {len(classes)} classes)"
+    return Dataset(np.ascontiguousarray(images), np.array(labels, np.int64), classes, description, skipped)
+
+
+def _read_8bit(file: Path) -> np.ndarray:
+    """Pixels of an image file as uint8 (H,W) or (H,W,3), through the shared open function."""
+    from convtool.images import open_image, to_array
+
+    decoded = to_array(open_image(file))
+    pixels = decoded.pixels * (255 / decoded.max_value) if decoded.bit_depth != 8 else decoded.pixels
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+
+
+def _check_usable(path: Path, classes: list[str], labels: list[int], total: int, skipped: list[str]) -> None:
+    """Stop with the reason when the readable images cannot train a classifier."""
+    if not labels:
+        raise InputError(f"none of the {total} image files in {path} could be read (first: {skipped[0]})")
+    if len(labels) < len(classes):
+        raise InputError(f"only {len(labels)} of {total} images in {path} could be read, fewer than its "
+                         f"{len(classes)} classes; fix or remove the unreadable files")
+    used = sorted(set(labels))
+    if len(used) < 2:
+        raise InputError(f"{path} has usable images of only one class ({classes[used[0]]}); "
+                         "a classifier needs at least two class folders")
+
+
+def _fit(pixels: np.ndarray, h: int, w: int, gray: bool) -> np.ndarray:
+    """Resize to h x w (bilinear) and give the run's channel layout (gray, or RGB from gray)."""
+    from PIL import Image
+
+    if not gray and pixels.ndim == 2:
+        pixels = np.repeat(pixels[..., None], 3, axis=2)
+    if pixels.shape[:2] != (h, w):
+        pixels = np.asarray(Image.fromarray(pixels).resize((w, h), Image.BILINEAR))
+    return pixels
 
 
 def load(path: Path | None, size: tuple[int, int] | None = None) -> Dataset:

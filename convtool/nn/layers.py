@@ -16,6 +16,7 @@ import numpy as np
 from convtool.conv.im2col import col2im, conv_output_shape, im2col
 from convtool.errors import ShapeError
 from convtool.geometry import Pair, pair
+from convtool.nn._conv_kernels import conv2d_backward, conv2d_forward
 from convtool.nn._kernels import maxpool_backward, maxpool_forward
 
 Grads = dict[str, np.ndarray]
@@ -63,7 +64,13 @@ class Layer:
 # -- convolutions --------------------------------------------------------------------------------
 
 class Conv2d(Layer):
-    """2-D correlation (PyTorch's Conv2d) by im2col + GEMM; weight ``(out, in, kh, kw)``."""
+    """2-D correlation (PyTorch's Conv2d); weight ``(out, in, kh, kw)``.
+
+    Stride 1 runs on the Numba kernels (parallel over the images); other strides, and every layer
+    with ``fast = False``, on the NumPy im2col + GEMM reference.
+    """
+
+    fast = True
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | Pair, stride: int | Pair = 1,
                  padding: int | Pair = 0, dilation: int | Pair = 1, bias: bool = True, *,
@@ -89,6 +96,24 @@ class Conv2d(Layer):
         return (shape[0], self.out_channels, *conv_output_shape(shape[2], shape[3], *self._geometry()))
 
     def forward(self, x: np.ndarray, train: bool = False) -> tuple[np.ndarray, tuple]:
+        if self.fast and self.stride == (1, 1):
+            self.output_shape(x.shape)  # the channel check
+            y = conv2d_forward(x, self.params["weight"], self.params.get("bias"), self.padding, self.dilation)
+            return y, (x, None)
+        return self.forward_reference(x)
+
+    def backward(self, dy: np.ndarray, cache: tuple) -> tuple[np.ndarray | None, Grads]:
+        x, cols = cache
+        if cols is not None:
+            return self.backward_reference(dy, cache)
+        dx, dw, db = conv2d_backward(x, self.params["weight"], dy, self.padding, self.dilation, self.needs_input_grad)
+        grads = {"weight": dw}
+        if "bias" in self.params:
+            grads["bias"] = db
+        return dx, grads
+
+    def forward_reference(self, x: np.ndarray) -> tuple[np.ndarray, tuple]:
+        """The whole batch as one GEMM over im2col columns (any stride); the oracle of the kernels."""
         n = x.shape[0]
         _, f, oh, ow = self.output_shape(x.shape)
         cols = im2col(x, *self._geometry(), order="cln")  # C*KH*KW, OH*OW, N (batch innermost)
@@ -99,7 +124,7 @@ class Conv2d(Layer):
         y = np.ascontiguousarray(y.reshape(f, oh, ow, n).transpose(3, 0, 1, 2))  # N, F, OH, OW
         return y, (x.shape, cols)
 
-    def backward(self, dy: np.ndarray, cache: tuple) -> tuple[np.ndarray | None, Grads]:
+    def backward_reference(self, dy: np.ndarray, cache: tuple) -> tuple[np.ndarray | None, Grads]:
         x_shape, cols = cache
         f = dy.shape[1]
         dy_t = np.ascontiguousarray(dy.transpose(1, 2, 3, 0)).reshape(f, -1)  # F, OH*OW*N

@@ -56,10 +56,15 @@ class Network:
         return {k: v.copy() for k, v in {**self.parameters(), **self.buffers()}.items()}
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Copy a checkpoint into the live arrays (an optimiser holding them sees the new values)."""
         for node in self.nodes:
             for store in (node.layer.params, node.layer.buffers):
                 for key in store:
-                    store[key] = state[f"{node.name}.{key}"].astype(store[key].dtype, copy=True)
+                    value = state[f"{node.name}.{key}"]
+                    if value.shape == store[key].shape:
+                        store[key][...] = value
+                    else:
+                        store[key] = value.astype(store[key].dtype, copy=True)
 
     def astype(self, dtype: type) -> "Network":
         """Cast parameters and buffers in place (float64 for gradient checks)."""
@@ -114,6 +119,13 @@ class Network:
     def predict(self, x: np.ndarray, batch: int = 256) -> np.ndarray:
         """Evaluation-mode logits, in batches."""
         return np.concatenate([self.forward(x[i : i + batch])[0] for i in range(0, len(x), batch)])
+
+    def use_kernels(self, enabled: bool = True) -> "Network":
+        """Run convolutions on the Numba kernels (the default) or on the NumPy reference path."""
+        for node in self.nodes:
+            if hasattr(node.layer, "fast"):
+                node.layer.fast = enabled
+        return self
 
     def prepare(self) -> None:
         """Skip the input gradient of layers that read the image directly (nothing needs it)."""

@@ -8,7 +8,7 @@ Normalisation statistics come from the training split.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -32,6 +32,7 @@ class Prepared:
     std: list[float]
     trained_on: str
     refresh: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None  # new training data for an epoch
+    skipped: list[str] = field(default_factory=list)  # files of the source that could not be read
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -46,7 +47,8 @@ def prepare(task: str, path: Path | None, *, val_fraction: float = 0.2, size: tu
     """
     data = D.load(path, size)
     if limit is not None:
-        data = D.Dataset(data.images[:limit], data.labels[:limit], data.classes, f"first {limit} of {data.description}")
+        data = D.Dataset(data.images[:limit], data.labels[:limit], data.classes, f"first {limit} of {data.description}",
+                         data.skipped)
     shuffle = seed if path is not None and D.find_idx_pair(path) is None else None
     train, val = D.split(data, val_fraction, shuffle)
     if task == "segment":
@@ -73,4 +75,4 @@ def prepare(task: str, path: Path | None, *, val_fraction: float = 0.2, size: tu
             fresh = D.digit_canvases(digits, len(train), canvas, seed=seed + 7919 * epoch)
             return D.normalize(fresh.images, SCALE, mean, std), fresh.labels
     return Prepared(D.normalize(train.images, SCALE, mean, std), train.labels, D.normalize(val.images, SCALE, mean, std),
-                    val.labels, train.classes, channels, mean, std, trained_on, refresh)
+                    val.labels, train.classes, channels, mean, std, trained_on, refresh, data.skipped)
