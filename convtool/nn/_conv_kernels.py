@@ -193,7 +193,7 @@ def conv2d_backward(x: np.ndarray, weight: np.ndarray, dy: np.ndarray, padding: 
 
 def max_threads() -> int:
     """The most threads the kernels can use in this process (Numba's pool: the CPUs, or NUMBA_NUM_THREADS)."""
-    return int(numba.config.NUMBA_NUM_THREADS)
+    return int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
 
 
 @contextmanager

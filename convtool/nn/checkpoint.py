@@ -77,7 +77,7 @@ def save(path: Path, settings: dict, net: Network, optimizer: Optimizer, rng: np
             "records": [asdict(r) for r in result.records], "best_epoch": result.best_epoch}
     arrays["meta"] = np.array(json.dumps(meta))
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]
     write_atomic(path, buffer.getvalue())
 
 
@@ -91,7 +91,9 @@ def load(path: Path) -> Checkpoint:
         raise InputError(f"{path}: not a convtool training checkpoint (or a damaged one)") from None
     if meta.get("format") != FORMAT:
         raise InputError(f"{path}: not a convtool training checkpoint (format {meta.get('format')!r})")
-    weights, best, optimizer = {}, {}, {}
+    weights: dict[str, np.ndarray] = {}
+    best: dict[str, np.ndarray] = {}
+    optimizer: dict[str, dict[str, np.ndarray]] = {}
     for key, value in arrays.items():
         kind, _, rest = key.partition("/")
         if kind == "weights":

@@ -155,7 +155,7 @@ def _fit(pixels: np.ndarray, h: int, w: int, gray: bool) -> np.ndarray:
     if not gray and pixels.ndim == 2:
         pixels = np.repeat(pixels[..., None], 3, axis=2)
     if pixels.shape[:2] != (h, w):
-        pixels = np.asarray(Image.fromarray(pixels).resize((w, h), Image.BILINEAR))
+        pixels = np.asarray(Image.fromarray(pixels).resize((w, h), Image.Resampling.BILINEAR))
     return pixels
 
 
