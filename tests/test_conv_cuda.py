@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -18,8 +19,9 @@ def test_cuda_kernels_under_the_simulator():
     assert " passed" in result.stdout and "skipped" not in result.stdout
 
 
-def test_kernels_compile_to_ptx_where_nvvm_is_present():
-    from numba import boolean, cuda, float32, int64
+def test_kernels_compile_to_ptx_where_nvvm_is_present(monkeypatch):
+    from numba import boolean, cuda, float32, int64, uint8
+    from numba.cuda import dispatcher
 
     try:
         from numba.cuda.cudadrv.nvvm import NVVM
@@ -29,12 +31,19 @@ def test_kernels_compile_to_ptx_where_nvvm_is_present():
         pytest.skip(f"NVVM is not available ({type(exc).__name__})")
     from convtool.conv import cuda as conv_cuda
 
-    arr3, arr2, arr1 = float32[:, :, ::1], float32[:, ::1], float32[::1]
-    signatures = {
-        conv_cuda._direct_kernel: (arr3, arr2, int64, int64, int64, int64, int64, int64, boolean, arr3),
-        conv_cuda._row_pass: (arr3, arr1, int64, int64, arr3),
-        conv_cuda._column_pass: (arr3, arr1, int64, int64, arr3),
-    }
-    for kernel, signature in signatures.items():
+    # Numba compiles a called device function (the border lookup) for the current device's compute
+    # capability even under compile_ptx(cc=...); without a driver, name the one compile_ptx targets.
+    monkeypatch.setattr(dispatcher, "get_current_device", lambda: SimpleNamespace(compute_capability=(7, 5)))
+
+    arr3, arr2, arr1, bytes3 = float32[:, :, ::1], float32[:, ::1], float32[::1], uint8[:, :, ::1]
+    geometry = (int64,) * 7 + (float32,)  # strides, dilations, top, left, border code; constant value
+    signatures = [
+        (conv_cuda._direct_kernel, (arr3, arr2, *geometry, int64, int64, boolean, arr3)),
+        (conv_cuda._direct_kernel, (bytes3, arr2, *geometry, int64, int64, boolean, arr3)),
+        (conv_cuda._row_pass, (bytes3, arr1, int64, int64, int64, int64, int64, float32, arr3)),
+        (conv_cuda._column_pass, (arr3, arr1, int64, int64, arr3)),
+        (conv_cuda._to_uint8, (arr3, float32, bytes3)),
+    ]
+    for kernel, signature in signatures:
         ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=(7, 5))
         assert ".entry" in ptx

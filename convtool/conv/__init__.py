@@ -20,7 +20,7 @@ import functools
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence, Union
 
 import numpy as np
@@ -59,13 +59,16 @@ class Choice:
     backend: str
     device: str
     reason: str
+    cost: float = field(default=0.0, compare=False)  # the CPU cost model's units per output pixel, when it ran
 
 
 def choose_backend(image_shape: Sequence[int], kernel: np.ndarray, *, backend: str = "auto",
-                   device: str = "auto", stride: Pair = 1) -> Choice:
-    """Pick the back-end and device for correlating an image of ``image_shape`` with ``kernel``.
+                   device: str = "auto", stride: Pair = 1, dtype: np.dtype | type = np.float32) -> Choice:
+    """Pick the back-end and device for correlating an image of ``image_shape`` (and ``dtype``) with ``kernel``.
 
-    A back-end that cannot run the request falls back to one that can; ``reason`` says so.
+    A back-end that cannot run the request falls back to one that can; ``reason`` says so. With
+    ``device="auto"`` and a usable GPU, the device is chosen by the estimate of :mod:`convtool.conv.estimate`
+    (upload, kernels and download on the GPU against the CPU's cost model) and the reason gives both.
     Raises DeviceError when CUDA is asked for and unavailable.
     """
     if backend not in BACKENDS:
@@ -90,10 +93,29 @@ def choose_backend(image_shape: Sequence[int], kernel: np.ndarray, *, backend: s
                                         f"{separable.rank(kernel)}; direct (or fft, im2col) can run it")
     if backend not in ("auto", "cuda"):
         return Choice(backend, ran_on, f"asked for; {why_device}")
+    stride_hw = pair("stride", stride)
+    if ran_on == "cuda" and device == "auto" and backend == "auto":
+        on_cpu = _cost_model(image_shape, kernel, rank1, stride_hw, "compared with CUDA")
+        guess = _device_estimate(image_shape, kernel, stride_hw, on_cpu.cost, np.dtype(dtype))
+        if guess.device == "cpu":
+            return Choice(on_cpu.backend, "cpu", f"{on_cpu.reason}: {guess.reason()}; CUDA device {why_device}",
+                          on_cpu.cost)
+        why_device = f"{guess.reason()}; CUDA device {why_device}"
     if ran_on == "cuda":
         name = "separable" if rank1 else "direct"
         return Choice(name, "cuda", f"{'rank-1 kernel: two 1D passes' if rank1 else 'direct tiles'}; {why_device}")
-    return _cost_model(image_shape, kernel, rank1, pair("stride", stride), why_device)
+    return _cost_model(image_shape, kernel, rank1, stride_hw, why_device)
+
+
+def _device_estimate(image_shape: Sequence[int], kernel: np.ndarray, stride: tuple[int, int], cost: float,
+                     dtype: np.dtype):
+    """The estimate for one call (the stack's images pipelined over streams) on the current CUDA device."""
+    from convtool.conv import estimate
+
+    images, height, width = math.prod(image_shape[:-2]), image_shape[-2], image_shape[-1]
+    out_pixels = -(-height // stride[0]) * -(-width // stride[1])
+    return estimate.estimate(estimate.cuda_figures(), images, height * width, out_pixels, cost,
+                             int(np.count_nonzero(kernel)), in_bytes=1 if dtype == np.uint8 else 4)
 
 
 def set_threads(count: int) -> int:
@@ -146,7 +168,7 @@ def _cost_choice(image_shape: tuple[int, ...], kernel_shape: tuple[int, int], da
     detail = ", ".join(f"{name} {cost:.0f}" for name, cost in sorted(costs.items(), key=lambda item: item[1]))
     shape = "rank-1" if rank1 else "non-separable"
     return Choice(best, "cpu", f"{kernel_shape[0]}x{kernel_shape[1]} {shape} kernel, {taps} non-zero taps; "
-                               f"estimated cost per pixel: {detail}; {why_device}")
+                               f"estimated cost per pixel: {detail}; {why_device}", costs[best])
 
 
 def choose_pool_backend(*, backend: str = "auto", device: str = "auto", work: float = math.inf) -> Choice:
@@ -232,7 +254,7 @@ def correlation_plan(image_shape: tuple[int, ...], dtype: np.dtype, kernel_shape
                                       axis_pairs(pads)[axis], dilation_hw[axis]) for axis in (0, 1))
     if border not in BORDERS:
         raise UsageError(f"unknown border {border!r}; choose one of {', '.join(BORDERS)}")
-    choice = choose_backend(image_shape, kernel, backend=backend, device=device, stride=stride_hw)
+    choice = choose_backend(image_shape, kernel, backend=backend, device=device, stride=stride_hw, dtype=dtype)
     cval = 0.0 if border == "zero" else float(cval)
     run = _runner(choice, kernel, image_shape[-2:], stride_hw, pads, border, cval, dilation_hw)
     if backend == "auto" and choice.backend == "numpy":

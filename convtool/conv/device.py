@@ -52,7 +52,11 @@ def cuda_status() -> tuple[bool, str]:
 
 
 def resolve_device(device: str) -> tuple[str, str]:
-    """The device that will run for ``device`` in auto/cpu/cuda, and why; raises if CUDA is asked and absent."""
+    """The device that can run for ``device`` in auto/cpu/cuda, and why; raises if CUDA is asked and absent.
+
+    For ``auto`` this is CUDA whenever a device initialises; :func:`convtool.conv.choose_backend` then
+    weighs the GPU's estimated time against the CPU's and may still keep the job on the CPU.
+    """
     if device not in DEVICES:
         raise UsageError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
     if device == "cpu":
