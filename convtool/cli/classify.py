@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import click
 
-from convtool.cli.options import DeviceType, parse_size, verbose_opt
+from convtool.cli.options import DeviceType, parse_size, result_format_opt, verbose_opt
 from convtool.infer.presets import PRESETS
 
 DEVICE_CHOICE = DeviceType()
@@ -157,7 +157,8 @@ def decoding_options(*, draft: bool) -> Callable[[Callable], Callable]:
 @click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=1), help="Classes to report per image.")
 @click.option("--batch", default=64, show_default=True, type=click.IntRange(min=1), help="Images per model run (dynamic-batch models).")
 @click.option("--device", default="auto", show_default=True, type=DEVICE_CHOICE, help="auto uses CUDA only if it really starts; cuda:N picks GPU N.")
-@click.option("--output", "-o", type=click.Path(path_type=Path), help="Write every top-k result to .csv, .json or .jsonl.")
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="Write every top-k result to .csv, .json or .jsonl; - for stdout.")
+@result_format_opt
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option("--recursive", "-r", is_flag=True, help="Look into subfolders.")
 @click.option("--eval", "evaluate", is_flag=True, help="Folders are class-per-subfolder: report accuracy and confusion.")
@@ -165,7 +166,7 @@ def decoding_options(*, draft: bool) -> Callable[[Callable], Callable]:
 @click.option("--softmax/--no-softmax", default=None, help="Apply softmax to the outputs (default: unless they already are probabilities).")
 @decoding_options(draft=True)
 @preprocess_options
-def command(paths, model, labels, top_k, batch, device, output, overwrite, recursive, evaluate, confusion, softmax,
+def command(paths, model, labels, top_k, batch, device, output, fmt, overwrite, recursive, evaluate, confusion, softmax,
             workers, decoding, exact, verbose, **prep) -> None:
     """Classify images with an ONNX model, in batches, decoding while the model runs.
 
@@ -185,7 +186,7 @@ def command(paths, model, labels, top_k, batch, device, output, overwrite, recur
     scan = find_images(paths, recursive=recursive or evaluate)
     if evaluate and not scan.folders:
         raise UsageError("--eval needs a folder with one subfolder of images per class (folder/<class>/image.png)")
-    _check_outputs(output, confusion, overwrite, scan.files)
+    _check_outputs(output, fmt, confusion, overwrite, scan.files)
     session, recipe = open_model(model, device, **recipe_overrides(**prep))
     names = cls.read_labels(labels) if labels else cls.labels_from_metadata(session.metadata)
     classifier = cls.Classifier(session, recipe, labels=names, top_k=top_k, softmax=softmax)
@@ -206,7 +207,7 @@ def command(paths, model, labels, top_k, batch, device, output, overwrite, recur
     if output is not None:
         columns = top_k if classifier.classes is None else min(top_k, classifier.classes)
         try:
-            write_streaming(output, format_of(output), columns, consume)
+            write_streaming(output, format_of(output, fmt), columns, consume)
         except _NoResults:
             pass
     else:
@@ -217,12 +218,13 @@ def command(paths, model, labels, top_k, batch, device, output, overwrite, recur
     report_failures(collector.failures, len(scan.files))
 
 
-def _check_outputs(output: Path | None, confusion: Path | None, overwrite: bool, inputs: list[str]) -> None:
+def _check_outputs(output: Path | None, fmt: str | None, confusion: Path | None, overwrite: bool,
+                   inputs: list[str]) -> None:
     """Refuse result and confusion files that exist (without --overwrite) or are inputs, before any work."""
     from convtool.infer.results import check_output, format_of
 
     if output is not None:
-        format_of(output)
+        format_of(output, fmt)
         check_output(output, overwrite=overwrite, inputs=inputs)
     if confusion is not None:
         check_output(confusion, overwrite=overwrite, inputs=inputs)
@@ -276,7 +278,7 @@ def _report(collector: _Collector, timings, session, output: Path | None, confus
         _print_evaluation(collector.evaluation, confusion)
     click.echo(timings.summary(f"{session.device} ({session.provider})"), err=True)
     if output is not None and timings.images:
-        click.echo(f"wrote {timings.images} results to {output}", err=True)
+        click.echo(f"wrote {timings.images} results to {'stdout' if str(output) == '-' else output}", err=True)
     elif not collector.show_table and not collector.evaluate and timings.images:
         click.echo(f"({timings.images} results not shown; use --output results.csv to save them)", err=True)
 

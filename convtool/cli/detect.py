@@ -15,6 +15,7 @@ from convtool.cli.classify import (
     recipe_overrides,
     report_failures,
 )
+from convtool.cli.options import result_format_opt
 
 DECODER_CHOICE = click.Choice(["auto", "yolov8", "yolov5", "yolox", "ssd", "nms"])
 
@@ -46,14 +47,15 @@ def parse_classes(ctx, param, value: str | None) -> tuple[str, ...] | None:
 @click.option("--batch", default=8, show_default=True, type=click.IntRange(min=1), help="Images per model run (dynamic-batch models).")
 @click.option("--device", default="auto", show_default=True, type=DEVICE_CHOICE, help="auto uses CUDA only if it really starts.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16), help="Image-decoding threads.")
-@click.option("--output", "-o", type=click.Path(path_type=Path), help="Write every box to .csv, .json or .jsonl.")
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="Write every box to .csv, .json or .jsonl; - for stdout.")
+@result_format_opt
 @click.option("--save", "save_dir", type=click.Path(path_type=Path, file_okay=False), help="Folder for the images with their boxes drawn.")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option("--recursive", "-r", is_flag=True, help="Look into subfolders.")
 @click.option("--eval", "evaluate", is_flag=True, help="Score against YOLO labels in a parallel labels/ folder: P, R, mAP.")
 @preprocess_options
 def command(paths, model, labels, decoder, conf, iou, max_det, classes, agnostic, resize, pad, batch, device, workers,
-            output, save_dir, overwrite, recursive, evaluate, **prep) -> None:
+            output, fmt, save_dir, overwrite, recursive, evaluate, **prep) -> None:
     """Detect objects: a box, class and score per object, in the original image's pixels.
 
     \b
@@ -73,7 +75,7 @@ def command(paths, model, labels, decoder, conf, iou, max_det, classes, agnostic
     from convtool.infer.results import check_output, format_of
 
     scan = find_images(paths, recursive=recursive)
-    fmt = format_of(output) if output is not None else "csv"
+    fmt = format_of(output, fmt) if output is not None else "csv"
     if output is not None:
         check_output(output, overwrite=overwrite, inputs=scan.files)
     targets = _save_targets(scan.files, save_dir, overwrite) if save_dir is not None else {}
@@ -134,7 +136,7 @@ def command(paths, model, labels, decoder, conf, iou, max_det, classes, agnostic
         _print_evaluation(evaluation, detector.label, conf)
     click.echo(timings.summary(f"{session.device} ({session.provider})"), err=True)
     if output is not None and timings.images:
-        click.echo(f"wrote the boxes of {timings.images} images to {output}", err=True)
+        click.echo(f"wrote the boxes of {timings.images} images to {'stdout' if str(output) == '-' else output}", err=True)
     if targets and timings.images:
         click.echo(f"wrote {timings.images} annotated images to {save_dir}", err=True)
     if timings.images == 0 and not failures:

@@ -58,6 +58,9 @@ class LazyGroup(click.Group):
             raise
         except MemoryError:
             raise click.ClickException("out of memory; try smaller images or batches") from None
+        except BrokenPipeError:  # the reader of stdout went away (`convtool classify ... -o - | head`)
+            _silence_stdout()
+            raise click.exceptions.Exit(141) from None  # 128 + SIGPIPE, as a shell reports it
         except Exception as exc:  # a bug: still one line, with the way to see the traceback
             if os.environ.get("CONVTOOL_DEBUG"):
                 raise
@@ -68,6 +71,17 @@ class LazyGroup(click.Group):
     @staticmethod
     def _available(name: str) -> bool:
         return importlib.util.find_spec(f"convtool.cli.{COMMANDS[name][0]}") is not None
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's final flush does not fail a second time."""
+    import sys
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (tests): nothing to flush
+        pass
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -51,3 +51,6 @@ class DeviceType(click.ParamType):
 overwrite_opt = click.option("--overwrite", is_flag=True, help="Replace output files that already exist.")
 verbose_opt = click.option("-v", "--verbose", is_flag=True, help="Say which back-end and device ran, and why.")
 recursive_opt = click.option("-r", "--recursive", is_flag=True, help="Look for images in sub-folders too.")
+result_format_opt = click.option(
+    "--format", "fmt", type=click.Choice(["csv", "json", "jsonl"]),
+    help="Result format (default: from the --output suffix; JSON lines for -o -, which writes to stdout).")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 from typing import Callable, Sequence, TextIO
 
@@ -13,10 +14,18 @@ from convtool.errors import OutputError, UsageError
 from convtool.images import atomic_write
 
 FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl"}
+STDOUT = "-"  # the output name that means standard output, as in most command-line tools
+
+
+def is_stdout(path: Path | str | None) -> bool:
+    """True for the output ``-`` (standard output)."""
+    return path is not None and str(path) == STDOUT
 
 
 def check_output(path: Path, *, overwrite: bool, inputs: Sequence[str | Path] = ()) -> None:
     """Refuse an output that exists (without ``overwrite``), is an input, or sits in a missing folder."""
+    if is_stdout(path):
+        return
     if path.exists() and any(_same(path, p) for p in inputs):
         raise OutputError(f"{path}: is one of the input files; choose another output name")
     if path.is_dir():
@@ -34,8 +43,12 @@ def _same(a: Path, b: str | Path) -> bool:
         return False
 
 
-def format_of(path: Path) -> str:
-    """csv, json or jsonl from the output's suffix."""
+def format_of(path: Path, given: str | None = None) -> str:
+    """csv, json or jsonl: ``given`` if set, else from the output's suffix (JSON lines for standard output)."""
+    if given is not None:
+        return given
+    if is_stdout(path):
+        return "jsonl"
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise UsageError(f"--output {path}: unknown result format {path.suffix!r}; use .csv, .json or .jsonl")
@@ -102,7 +115,16 @@ def write_streaming(path: Path, fmt: str, top_k: int, produce: Callable[[ResultW
 
 
 def write_records(path: Path, make: Callable[[TextIO], RecordWriter], produce: Callable) -> None:
-    """Run ``produce(make(stream))`` writing into a temporary file that replaces ``path`` only on success."""
+    """Run ``produce(make(stream))`` writing into a temporary file that replaces ``path`` only on success.
+
+    ``path`` ``-`` streams the records to standard output as they come.
+    """
+    if is_stdout(path):
+        writer = make(sys.stdout)
+        produce(writer)
+        writer.close()
+        sys.stdout.flush()
+        return
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="", encoding="utf-8") as stream:

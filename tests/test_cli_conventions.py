@@ -1,0 +1,37 @@
+"""The conventions of the tools users know: -o - for standard output, --format, H x W everywhere."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from click.testing import CliRunner
+
+from convtool.cli.main import cli
+from infer_helpers import write_mnist_pngs
+
+
+def test_results_to_stdout_as_json_lines_or_csv(tmp_path):
+    files, labels = write_mnist_pngs(tmp_path / "digits", 6)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["classify", str(tmp_path / "digits"), "-m", "lenet5-mnist", "-o", "-", "--top-k", "2"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]  # nothing but JSON lines on stdout
+    assert [r["file"] for r in records] == [str(f) for f in sorted(files)]
+    assert all(len(r["top_k"]) == 2 for r in records)
+    assert "wrote 6 results to stdout" in result.stderr
+    assert not (tmp_path / "-").exists()
+    as_csv = runner.invoke(cli, ["classify", str(tmp_path / "digits"), "-m", "lenet5-mnist", "-o", "-", "--format", "csv"])
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert [row["file"] for row in rows] == [r["file"] for r in records]
+    assert [row["label_1"] for row in rows] == [r["top_k"][0]["label"] for r in records]
+
+
+def test_format_overrides_the_suffix(tmp_path):
+    write_mnist_pngs(tmp_path / "digits", 2)
+    out = tmp_path / "results.txt"
+    result = CliRunner().invoke(cli, ["classify", str(tmp_path / "digits"), "-m", "lenet5-mnist", "-o", str(out),
+                                      "--format", "jsonl"])
+    assert result.exit_code == 0, result.output
+    assert len([json.loads(line) for line in out.read_text().splitlines()]) == 2
