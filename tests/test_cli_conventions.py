@@ -7,9 +7,9 @@ import io
 import json
 
 from click.testing import CliRunner
+from infer_helpers import write_mnist_pngs
 
 from convtool.cli.main import cli
-from infer_helpers import write_mnist_pngs
 
 
 def test_results_to_stdout_as_json_lines_or_csv(tmp_path):
