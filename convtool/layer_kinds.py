@@ -23,6 +23,8 @@ from convtool.errors import ShapeError, UsageError
 
 KINDS = ("conv", "tiled", "local", "dense")
 KIND_FORMS = "conv, tiled:T (e.g. tiled:2 or tiled:2x3), local or dense"
+ONNX_PART = "convtool.layer.part"  # ONNX doc_string of a node inside a local/tiled layer (several nodes)
+ONNX_LAYER = "convtool.layer "  # doc_string of the layer's last node, followed by the layer as JSON
 
 
 @dataclass(frozen=True)

@@ -109,3 +109,27 @@ def test_animate_the_lecture_edge_example(tmp_path):
     assert again.exit_code == 2 and "already exists" in again.output
     ok("--n", "5", "--k", "3", "--s", "2", "--p", "1", "--transpose", "--animate", str(tmp_path / "t.svg"))
     assert ok("--n", "7x7", "--pool", "3:2", "--animate", str(tmp_path / "p.png")).startswith("wrote 9 frames")
+
+
+def test_net_tables_count_local_and_tiled_layers(tmp_path):
+    """Spec lines and an exported lenet5-local give the same row; tiled weights are sets x cout x cin x k."""
+    from convtool.nn import export, models
+
+    spec = tmp_path / "l.net"
+    spec.write_text("input 1x28x28\nlocal1: local 6 5x5 p=2\nrelu\npool max 2\ntiled 4 3x3 t=2\nconv 2 3\n")
+    rows = {r["name"]: r for r in json.loads(ok("--net", str(spec), "--bias", "--json"))["layers"]}
+    assert (rows["local1"]["weights"], rows["local1"]["biases"], rows["local1"]["macs"]) == (784 * 150, 784 * 6,
+                                                                                           784 * 150)
+    assert (rows["tiled1"]["weights"], rows["tiled1"]["biases"]) == (4 * 4 * 6 * 9, 4 * 4)
+    assert rows["conv1"]["weights"] == 2 * 4 * 9  # counters: the local and tiled rows are not convolutions
+    net = models.build("lenet5-local", (1, 28, 28), 10)
+    model = tmp_path / "m.onnx"
+    export.save(export.to_onnx(net, {}), model)
+    onnx_rows = json.loads(ok("--net", str(model), "--bias", "--json"))["layers"]
+    assert onnx_rows[0]["name"] == "local1" and onnx_rows[0]["op"] == "local"
+    for key in ("weights", "biases", "macs", "connections", "receptive_field", "shape"):
+        assert onnx_rows[0][key] == rows["local1"][key], key
+    bad = tmp_path / "bad.net"
+    bad.write_text("input 1x6x5\ntiled 1 3x3 t=3\n")
+    result = run("--net", str(bad))
+    assert result.exit_code == 2 and "line 2: a tiling period of 3 does not divide" in result.output

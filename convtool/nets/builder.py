@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from convtool import geometry, shapes
 from convtool.errors import ShapeError, UsageError
@@ -87,6 +87,29 @@ class Builder:
                         units if bias else 0, rf, detail))
         self.state = State(shape, rf, jump)
         return self.state
+
+    def local(self, cout: int, k: int | tuple[int, ...], *, period: int | tuple[int, ...] | None = None,
+              s: int | tuple[int, ...] = 1, padding="valid", d: int | tuple[int, ...] = 1, bias: bool = True,
+              name: str | None = None) -> State:
+        """A locally connected layer (a kernel set per output location) or, with ``period``, a tiled
+        convolution (``period`` kernel sets per axis): a convolution's geometry, MACs and connections,
+        with weights and biases for every kernel set."""
+        from convtool.layer_kinds import check_period
+
+        op = "local" if period is None else "tiled"
+        label = self._name(name, op)
+        state = self.conv(cout, k, s=s, padding=padding, d=d, bias=bias, name=label)
+        self._counts["conv"] -= 1  # the row is re-counted below, not a convolution
+        row = self.network.layers.pop()
+        spatial = state.shape[1:]
+        if period is None:
+            sets, detail = math.prod(spatial), row.detail
+        else:
+            per_axis = self._spatial_args(period, "tiling period")
+            check_period(per_axis, spatial)
+            sets, detail = math.prod(per_axis), f"{row.detail} t{compact(per_axis)}"
+        self._add(replace(row, op=op, weights=row.weights * sets, biases=row.biases * sets, detail=detail))
+        return state
 
     def pool(self, kind: str, size: int | tuple[int, ...], *, s: int | tuple[int, ...] | None = None,
              padding="valid", name: str | None = None) -> State:

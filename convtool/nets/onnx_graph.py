@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 from convtool import geometry
 from convtool.errors import ModelError
+from convtool.layer_kinds import ONNX_LAYER, ONNX_PART
 from convtool.nets.builder import compact
 from convtool.nets.table import Layer, Network
 
@@ -81,24 +83,35 @@ def _onnx_network(model, path: Path) -> Network:
     for index, node in enumerate(graph.node):
         if node.op_type == "Constant":
             continue
-        data = [i for i in node.input if i and i not in inits]
+        tag = json.loads(node.doc_string[len(ONNX_LAYER):]) if node.doc_string.startswith(ONNX_LAYER) else None
+        data = [tag["input"]] if tag else [i for i in node.input if i and i not in inits]
         on_data_path = any(i in batched for i in data) or not batched
         if on_data_path:
             batched.update(node.output)
+        if node.doc_string == ONNX_PART:  # inside a layer exported as several nodes: its last node has the row
+            continue
         out_shape = per_image(node.output[0]) if node.output else ()
         in_shape = per_image(data[0]) if data else ()
         units = _units(out_shape) if on_data_path else 0  # reshaping a weight makes no units
         attrs = {a.name: onnx_attribute(a) for a in node.attribute}
-        macs, connections, detail, window = _onnx_cost(node, attrs, in_shape, out_shape, units, shapes_by_name)
+        if tag:  # a locally connected or tiled layer: a convolution's cost, weights per kernel set
+            window = ("Conv", tuple(tag["kernel"]), tuple(tag["strides"]), tuple(tag["dilations"]))
+            macs = connections = units * (in_shape[0] if in_shape else 0) * math.prod(window[1])
+            detail, sizes = tag["detail"], [math.prod(inits[p].dims) for p in tag["params"] if p in inits]
+            weights, biases = sizes[0], sum(sizes[1:])
+            bias_connections = units if biases else 0
+        else:
+            macs, connections, detail, window = _onnx_cost(node, attrs, in_shape, out_shape, units, shapes_by_name)
+            weights, biases, bias_connections = _onnx_parameters(node, inits, counted, units)
         field = _onnx_field(node.op_type, _merge_fields([fields[i] for i in data if i in fields]), window, in_shape)
-        weights, biases, bias_connections = _onnx_parameters(node, inits, counted, units)
         if node.op_type == "BatchNormalization":
             connections = bias_connections = units  # one scale and one shift per unit, like Builder.batchnorm
         if node.op_type not in ONNX_KNOWN and node.op_type not in network.unknown_ops:
             network.unknown_ops.append(node.op_type)
         if field is not None:
             fields.update((out, field) for out in node.output)
-        network.layers.append(Layer(node.name or f"{node.op_type}_{index}", node.op_type, out_shape, units, weights,
+        name = node.name.split("/")[0] if tag else node.name or f"{node.op_type}_{index}"
+        network.layers.append(Layer(name, tag["op"] if tag else node.op_type, out_shape, units, weights,
                                     biases, macs, connections, bias_connections, field[0] if field else None,
                                     detail))
     return network

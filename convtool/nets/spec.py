@@ -15,6 +15,8 @@ SPEC_FORMS = {
     "input": "input CxHxW (e.g. input 1x32x32)",
     "conv": "conv OUT KxK [s=S] [p=P|same|valid|full] [d=D] [g=G] [bias=no] (e.g. conv 6 5x5)",
     "convT": "convT OUT KxK [s=S] [p=P|same|valid] [d=D] [g=G] [bias=no] (e.g. convT 16 3 s=2 p=1)",
+    "local": "local OUT KxK [s=S] [p=P|same|valid] [d=D] [bias=no] (locally connected, e.g. local 6 5x5)",
+    "tiled": "tiled OUT KxK t=T [s=S] [p=P|same|valid] [d=D] [bias=no] (T kernel sets per axis, e.g. tiled 6 5x5 t=2)",
     "pool": "pool max|avg K[:S] [s=S] [p=P|same|valid] (e.g. pool max 2 or pool max:3:2), or pool avg global",
     "fc": "fc OUT [bias=no] (e.g. fc 120)",
     "bn": "bn",
@@ -23,7 +25,7 @@ SPEC_FORMS = {
 SPEC_POOL_KINDS = ("max", "avg")
 ELEMENTWISE = ("relu", "tanh", "sigmoid", "softmax", "dropout", "lrn", "identity", "leakyrelu", "gelu", "elu")
 OPTION_NAMES = {"s": "s", "stride": "s", "p": "p", "padding": "p", "d": "d", "dilation": "d", "g": "g",
-                "groups": "g", "bias": "bias", "name": "name"}
+                "groups": "g", "bias": "bias", "name": "name", "t": "t", "period": "t"}
 SPEC_HELP = ("one layer a line, '#' starts a comment, an optional 'NAME:' prefix names the layer; forms: "
              + "; ".join(SPEC_FORMS.values()) + "; " + "|".join(ELEMENTWISE))
 
@@ -71,7 +73,7 @@ def parse_spec(text: str, name: str = "network", where: str = "spec") -> Network
             expected = SPEC_FORMS.get("input" if builder is None else form_key)
             hint = f"; expected '{expected}'" if expected else ""
             if op and op not in SPEC_FORMS and form_key not in SPEC_FORMS and op not in ELEMENTWISE:
-                hint = f"; unknown layer {op!r}, use one of input, conv, convT, pool, fc, bn, flatten, {', '.join(ELEMENTWISE)}"
+                hint = f"; unknown layer {op!r}, use one of input, conv, convT, local, tiled, pool, fc, bn, flatten, {', '.join(ELEMENTWISE)}"
             raise UsageError(f"{where} line {number}: {exc}{hint} (got {raw.strip()!r})") from None
     if builder is None or not builder.network.layers:
         raise UsageError(f"{where} has no layers; {SPEC_HELP}")
@@ -129,6 +131,18 @@ def _conv_line(b: Builder, line: _Line) -> None:
            bias=line.bias, name=line.name, transposed=line.op != "conv")
 
 
+def _local_line(b: Builder, line: _Line) -> None:
+    """``local OUT KxK [s=S] [p=P] [d=D] [bias=no]`` and ``tiled OUT KxK t=T ...``."""
+    if len(line.positional) != 2:
+        raise UsageError("expected the output channels and the kernel size")
+    if (line.op == "tiled") != ("t" in line.options):
+        raise UsageError("tiled needs its tiling period t=T" if line.op == "tiled" else "t= applies to tiled only")
+    b.local(geometry.parse_int(line.positional[0], "output channels"),
+            geometry.parse_size(line.positional[1], "kernel size"), s=_sizes(line, "s", "stride"),
+            padding=_padding(b, line), d=_sizes(line, "d", "dilation"), bias=line.bias, name=line.name,
+            period=_sizes(line, "t", "tiling period") if line.op == "tiled" else None)
+
+
 def _pool_line(b: Builder, line: _Line) -> None:
     """``pool max|avg K[:S] [s=S] [p=P]``, ``pool max:K[:S]`` (the filter's spelling) or ``pool avg global``."""
     words = line.positional
@@ -157,6 +171,8 @@ def _spec_layer(b: Builder, op: str, args: list[str], name: str | None) -> None:
     line = _split_line(op, args, name)
     if op in ("conv", "convt", "deconv"):
         _conv_line(b, line)
+    elif op in ("local", "tiled"):
+        _local_line(b, line)
     elif op == "pool":
         _pool_line(b, line)
     elif op == "fc":
@@ -169,5 +185,6 @@ def _spec_layer(b: Builder, op: str, args: list[str], name: str | None) -> None:
         b.elementwise(op, name=line.name)
     else:
         raise UsageError("cannot parse this line")
-    if line.options.keys() - {"s", "p", "d", "g"} or (op not in ("conv", "convt", "deconv", "pool") and line.options):
+    windowed = ("conv", "convt", "deconv", "pool", "local", "tiled")
+    if line.options.keys() - {"s", "p", "d", "g", "t"} or (op not in windowed and line.options):
         raise UsageError(f"options {', '.join(sorted(line.options))} do not apply to {op}")

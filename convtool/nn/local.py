@@ -19,12 +19,14 @@ operators (Pad, Gather, MatMul, Tile) for :mod:`convtool.nn.export`.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from convtool.conv.im2col import col2im, conv_output_shape, im2col
 from convtool.errors import ShapeError
 from convtool.geometry import Pads, Pair, pads, pair
-from convtool.layer_kinds import check_period
+from convtool.layer_kinds import ONNX_LAYER, ONNX_PART, check_period
 from convtool.nn.layers import Grads, Layer, he_normal
 
 
@@ -196,4 +198,20 @@ def onnx_nodes(helper, layer: TiledConv2d, x: str, output: str, name: str, weigh
         nodes.append(make("Transpose", [weights[1]], [f"{name}.b_t"], perm=[2, 0, 1]))  # F, TH, TW
         nodes.append(make("Tile", [f"{name}.b_t", const("repeats", [1, a, b])], [f"{name}.bias_map"]))
         nodes.append(make("Add", [final, f"{name}.bias_map"], [output]))
+    return _tagged(nodes, layer, x, name, weights)
+
+
+def _tagged(nodes: list, layer: TiledConv2d, x: str, name: str, weights: list[str]) -> list:
+    """Name the nodes ``layer/op`` and tag them, so ``convtool calc --net`` shows the layer as one row."""
+    local = isinstance(layer, LocallyConnected2d)
+    kh, kw = layer.kernel_size
+    detail = f"{layer.out_channels}@{kh}x{kw}" + ("" if local else f" t{layer.period[0]}x{layer.period[1]}")
+    if any(layer.padding):
+        detail += f" p{layer.padding[0]}" if len(set(layer.padding)) == 1 else " p" + ",".join(map(str, layer.padding))
+    tag = {"input": x, "op": "local" if local else "tiled", "kernel": list(layer.kernel_size),
+           "strides": list(layer.stride), "dilations": list(layer.dilation), "detail": detail, "params": weights}
+    for i, node in enumerate(nodes):
+        node.name = f"{name}/{node.op_type}_{i}"
+        node.doc_string = ONNX_PART
+    nodes[-1].doc_string = ONNX_LAYER + json.dumps(tag)
     return nodes
