@@ -35,3 +35,14 @@ def test_format_overrides_the_suffix(tmp_path):
                                       "--format", "jsonl"])
     assert result.exit_code == 0, result.output
     assert len([json.loads(line) for line in out.read_text().splitlines()]) == 2
+
+
+def test_a_warning_when_images_are_enlarged_a_lot_to_fit_the_model(tmp_path):
+    write_mnist_pngs(tmp_path / "digits", 3)
+    runner = CliRunner()
+    stretched = runner.invoke(cli, ["segment", str(tmp_path / "digits"), "-m", "unet-digits", "-o", str(tmp_path / "m")])
+    assert stretched.exit_code == 0, stretched.output
+    assert ("warning: every image was scaled up more than 1.5x to fit the model's 48x48 input "
+            "(the smallest was 28x28)") in stretched.stderr
+    fitting = runner.invoke(cli, ["classify", str(tmp_path / "digits"), "-m", "lenet5-mnist"])
+    assert fitting.exit_code == 0 and "scaled up" not in fitting.stderr

@@ -276,6 +276,8 @@ def _report(collector: _Collector, timings, session, output: Path | None, confus
         _print_table(collector.shown, min(top_k, classifier.classes or top_k))
     if collector.evaluate:
         _print_evaluation(collector.evaluation, confusion)
+    if timings.upscale_warning():
+        click.echo(f"warning: {timings.upscale_warning()}", err=True)
     click.echo(timings.summary(f"{session.device} ({session.provider})"), err=True)
     if output is not None and timings.images:
         click.echo(f"wrote {timings.images} results to {'stdout' if str(output) == '-' else output}", err=True)

@@ -134,6 +134,8 @@ def command(paths, model, labels, decoder, conf, iou, max_det, classes, agnostic
         _print_table(shown, detector.label)
     if evaluate:
         _print_evaluation(evaluation, detector.label, conf)
+    if timings.upscale_warning():
+        click.echo(f"warning: {timings.upscale_warning()}", err=True)
     click.echo(timings.summary(f"{session.device} ({session.provider})"), err=True)
     if output is not None and timings.images:
         click.echo(f"wrote the boxes of {timings.images} images to {'stdout' if str(output) == '-' else output}", err=True)

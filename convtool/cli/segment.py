@@ -96,6 +96,8 @@ def command(paths, model, out_dir, labels, batch, device, output_layout, overlay
         click.echo(f"warning: {warning}", err=True)
     if rows:
         _print_areas(rows)
+    if timings.upscale_warning():
+        click.echo(f"warning: {timings.upscale_warning()}", err=True)
     click.echo(timings.summary(f"{session.device} ({session.provider})"), err=True)
     click.echo(f"wrote {written} masks{' and overlays' if overlay else ''} to {out_dir}", err=True)
     report_failures(failures, len(scan.files))

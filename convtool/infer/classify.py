@@ -102,7 +102,8 @@ class Classifier:
         timings.notes.append(plan.describe())
         chunks = decoded_chunks(files, self.preparer, chunk_size=batch, depth=depth, plan=plan, draft=not exact,
                                 timings=timings)
-        yield from timed_results(chunks, lambda chunk: self._classify_chunk(chunk, timings), timings, on_progress)
+        yield from timed_results(chunks, lambda chunk: self._classify_chunk(chunk, timings), timings, on_progress,
+                                 input_hw=(self.recipe.height, self.recipe.width))
 
     def _classify_chunk(self, chunk: Chunk, timings: Timings) -> ChunkResult:
         if not chunk.paths:

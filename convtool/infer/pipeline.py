@@ -24,6 +24,9 @@ __all__ = ["Chunk", "DecodePlan", "Failure", "Scan", "Timings", "decoded_chunks"
            "timed_results"]
 
 
+UPSCALE_WARNING = 1.5  # enlarging an image more than this to fit a model invents its detail
+
+
 @dataclass
 class Timings:
     """Where the time went, summed over a run."""
@@ -35,6 +38,30 @@ class Timings:
     wall: float = 0.0
     max_in_flight: int = 0  # the most decoded chunks seen waiting at once (bounded by the queue depth)
     notes: list[str] = field(default_factory=list)  # how the run was set up and why (shown by -v)
+    upscaled: int = 0  # images enlarged more than UPSCALE_WARNING times to fit the model's input
+    smallest: tuple[int, int] | None = None  # (height, width) of the most enlarged of them
+    input_hw: tuple[int, int] | None = None  # the model's fixed input size, when it has one
+
+    def count_upscaled(self, sizes: Sequence[tuple[int, int]], input_hw: tuple[int, int] | None) -> None:
+        """Count the images (original (width, height)) that a fixed ``input_hw`` enlarges by more than 1.5x."""
+        if input_hw is None:
+            return
+        self.input_hw = input_hw
+        for width, height in sizes:
+            factor = max(input_hw[0] / max(height, 1), input_hw[1] / max(width, 1))
+            if factor > UPSCALE_WARNING:
+                self.upscaled += 1
+                if self.smallest is None or height * width < self.smallest[0] * self.smallest[1]:
+                    self.smallest = (height, width)
+
+    def upscale_warning(self) -> str | None:
+        """One line when images were enlarged a lot to fit the model (their detail is invented), else None."""
+        if not self.upscaled or self.input_hw is None or self.smallest is None:
+            return None
+        (h, w), (sh, sw) = self.input_hw, self.smallest
+        some = "every image was" if self.upscaled == self.images else f"{self.upscaled} of {self.images} images were"
+        return (f"{some} scaled up more than {UPSCALE_WARNING:g}x to fit the model's {h}x{w} input (the smallest "
+                f"was {sh}x{sw}); a model made for that size, or larger images, would see real detail")
 
     def summary(self, device: str) -> str:
         n = max(self.images, 1)
@@ -173,14 +200,20 @@ Result = TypeVar("Result")
 
 
 def timed_results(chunks: Iterable[Chunk], process: Callable[[Chunk], Result], timings: Timings,
-                  on_progress: Callable[[int], None] | None = None) -> Iterator[Result]:
+                  on_progress: Callable[[int], None] | None = None, *,
+                  input_hw: tuple[int | None, int | None] | None = None) -> Iterator[Result]:
     """Yield ``process(chunk)`` for each chunk, adding decode, post-processing and wall time to ``timings``.
 
-    The caller's time with each result (writing files, tables) counts as post-processing.
+    The caller's time with each result (writing files, tables) counts as post-processing. With the
+    model's fixed ``input_hw``, images enlarged a lot to fit it are counted (``Timings.upscale_warning``).
     """
     started = time.perf_counter()
+    fixed: tuple[int, int] | None = None
+    if input_hw is not None and input_hw[0] and input_hw[1]:
+        fixed = (int(input_hw[0]), int(input_hw[1]))
     for chunk in chunks:
         timings.decode += chunk.decode_seconds
+        timings.count_upscaled(chunk.sizes, fixed)
         result = process(chunk)
         handed_over = time.perf_counter()
         yield result

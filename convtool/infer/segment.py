@@ -103,7 +103,8 @@ class Segmenter:
         timings.notes.append(plan.describe())
         chunks = decoded_chunks(files, self.preparer, chunk_size=batch, depth=depth, keep_images=True, plan=plan,
                                 timings=timings)
-        yield from timed_results(chunks, lambda chunk: self._segment_chunk(chunk, timings), timings, on_progress)
+        yield from timed_results(chunks, lambda chunk: self._segment_chunk(chunk, timings), timings, on_progress,
+                                 input_hw=(self.recipe.height, self.recipe.width))
 
     def _segment_chunk(self, chunk: Chunk, timings: Timings) -> SegmentChunk:
         if not chunk.paths:

@@ -109,7 +109,8 @@ class Detector:
             batch = max(fixed, batch - batch % fixed)
         chunks = decoded_chunks(files, self.preparer, chunk_size=batch, depth=depth, workers=workers,
                                 keep_images=keep_images, timings=timings)
-        yield from timed_results(chunks, lambda chunk: self._detect_chunk(chunk, timings), timings, on_progress)
+        yield from timed_results(chunks, lambda chunk: self._detect_chunk(chunk, timings), timings, on_progress,
+                                 input_hw=(self.recipe.height, self.recipe.width))
 
     def _detect_chunk(self, chunk: Chunk, timings: Timings) -> DetectChunk:
         if not chunk.paths:
