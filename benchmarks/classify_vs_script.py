@@ -7,14 +7,20 @@
 2. The per-image overhead convtool adds on top of onnxruntime for mnist-12, on pre-decoded arrays:
    convtool's Classifier (batching, fixed-batch slicing, softmax, top-k) minus a raw loop of
    ``session.run`` over the same arrays. Target: <= 20 us.
+3. Photos (issue 9): --photos 640x480 JPEGs made from samples/ by benchmarks/photos.py, models exported
+   from convtool's nn, batch 64, against benchmarks/plain_classify_photos.py: a 32x32 LeNet (images/s
+   ratio >= 4), a 224x224 strided-stem net (>= 3); a 224x224 net whose inference dominates: convtool's
+   images/s within 10% of onnxruntime's own rate on pre-decoded arrays.
+4. Peak memory (the whole process tree, sampled) on 10x --count MNIST PNGs against --count: within 10%.
 
-Usage: python benchmarks/classify_vs_script.py [--count 2000] [--repeat 7]
+Usage: python benchmarks/classify_vs_script.py [--count 2000] [--repeat 7] [--photos 1000]
 The machine is shared and noisy: compare the ratios printed here, measured in one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -24,8 +30,36 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from infer_helpers import MNIST_12, lenet, mnist, write_mnist_pngs  # noqa: E402
+
+
+def peak_rss(cmd: list[str]) -> float:
+    """Peak resident memory (MB) of a command and its children, sampled every 10 ms from /proc."""
+    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak = 0
+    while child.poll() is None:
+        peak = max(peak, _tree_rss(child.pid))
+        time.sleep(0.01)
+    return peak / 1e6
+
+
+def _tree_rss(root: int) -> int:
+    parents, rss = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(stat.parent.name)
+        parents[pid], rss[pid] = int(fields[1]), int(fields[21]) * 4096
+    tree, total = {root}, 0
+    for pid in sorted(parents):  # children have larger pids than their parents here
+        if pid in tree or parents[pid] in tree:
+            tree.add(pid)
+            total += rss[pid]
+    return total
 
 
 def wall(cmd: list[str]) -> tuple[float, str]:
@@ -95,11 +129,70 @@ def overhead_batch1(count: int, repeat: int) -> None:
     print(f"  overhead = {o - r:+.1f} us/image (median of paired differences {statistics.median(diffs):+.1f}; target <= 20)")
 
 
+def photos(count: int, repeat: int, tmp: Path) -> None:
+    import numpy as np
+    from photos import export_classifier, write_photos
+
+    from convtool.infer.session import open_session
+
+    folder = tmp / "photos"
+    write_photos(folder, count)
+    convtool = str(Path(sys.executable).with_name("convtool"))
+    for arch, target in (("tiny32", 4.0), ("stem224", 3.0), ("heavy224", None)):
+        model = export_classifier(tmp / f"{arch}.onnx", arch)
+        script = [sys.executable, str(ROOT / "benchmarks" / "plain_classify_photos.py"), str(folder), str(model),
+                  str(tmp / "plain.csv")]
+        ours = [convtool, "classify", str(folder), "-m", str(model), "-o", str(tmp / "ours.csv"), "--overwrite",
+                "--top-k", "1", "--batch", "64", "--device", "cpu", "-v"]
+        wall(script), wall(ours)
+        plain_t, our_t, log = [], [], ""
+        for _ in range(repeat):
+            plain_t.append(wall(script)[0])
+            elapsed, log = wall(ours)
+            our_t.append(elapsed)
+        p, o = statistics.median(plain_t), statistics.median(our_t)
+        lines = log.strip().splitlines()
+        print(f"  {arch}: plain script {count / p:,.0f} img/s, convtool {count / o:,.0f} img/s (process wall, medians "
+              f"of {repeat}): ratio {p / o:.2f}" + (f" (target >= {target})" if target else ""))
+        print(f"    {next((x for x in lines if x.startswith('decoding:')), '')}")
+        print(f"    {next((x for x in lines if ' images in ' in x), '')}")
+        if target is None:
+            session = open_session(model, "cpu")
+            x = np.random.default_rng(0).random((64, 3, 224, 224), dtype=np.float32)
+            run = session.session.run
+            run(None, {session.input.name: x})
+            start = time.perf_counter()
+            for _ in range(max(1, count // 64)):
+                run(None, {session.input.name: x})
+            rate = max(1, count // 64) * 64 / (time.perf_counter() - start)
+            loop = float(next(x for x in lines if " images in " in x).split(" img/s")[0].split(", ")[-1].replace(",", ""))
+            print(f"    onnxruntime alone on pre-decoded arrays: {rate:,.0f} img/s; convtool's loop {loop:,.0f} img/s: "
+                  f"{loop / rate:.2f} of it (target >= 0.9)")
+
+
+def memory(count: int, tmp: Path) -> None:
+    small, large = tmp / "mem-small", tmp / "mem-large"
+    write_mnist_pngs(small, count)
+    for copy in range(10):
+        folder = large / f"part{copy}"
+        folder.mkdir(parents=True)
+        for png in small.iterdir():
+            os.link(png, folder / png.name)
+    model = lenet(tmp / "lenet-mem.onnx")
+    convtool = str(Path(sys.executable).with_name("convtool"))
+    peaks = [peak_rss([convtool, "classify", str(folder), "-r", "-m", str(model), "-o", str(tmp / "m.csv"),
+                       "--overwrite", "--top-k", "1", "--batch", "256", "--device", "cpu"]) for folder in (small, large)]
+    print(f"  peak RSS of the process tree: {count:,} images {peaks[0]:.0f} MB, {10 * count:,} images {peaks[1]:.0f} MB: "
+          f"ratio {peaks[1] / peaks[0]:.2f} (target <= 1.10)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--photos", type=int, default=1000)
     args = parser.parse_args()
+    print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "convtool"), str(ROOT / "benchmarks")], check=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -110,8 +203,13 @@ def main() -> None:
         compare_processes(folder, lenet_path, tmp, args.repeat, 256)
         print(f"{args.count} MNIST PNG files, model zoo mnist-12 (fixed batch 1), process wall time:")
         compare_processes(folder, MNIST_12, tmp, args.repeat, 64)
+        print(f"{args.photos} photos 640x480 JPEG, batch 64, against a plain single-threaded script:")
+        photos(args.photos, max(1, args.repeat // 2), tmp)
+        print("memory:")
+        memory(args.count, tmp)
     print(f"per-image overhead over onnxruntime, mnist-12 on {args.count} pre-decoded images:")
     overhead_batch1(args.count, args.repeat)
+    print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
 
 
 if __name__ == "__main__":

@@ -13,14 +13,15 @@ before opening onnxruntime sessions or Numba's thread pool, so no threads are fo
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
 
 RETRIES = 1  # a task whose worker died is given to a fresh worker this many times, then reported
 STOP_SECONDS = 1.0  # close() waits this long for workers to end after SIGTERM, then kills them
@@ -47,16 +48,18 @@ class TaskError:
 @dataclass
 class _Worker:
     process: Any
-    conn: Connection
+    conn: "Connection"
     tasks: dict[Any, tuple[Callable, Any]] = field(default_factory=dict)  # key -> (fn, arg), in order given
 
 
 def _context():
+    import multiprocessing  # only when a pool starts: about 15 ms of imports
+
     method = "fork" if sys.platform.startswith("linux") else "spawn"
     return multiprocessing.get_context(method)
 
 
-def _serve(conn: Connection, initializer: Callable[[], None] | None) -> None:
+def _serve(conn: "Connection", initializer: Callable[[], None] | None) -> None:
     """A worker's loop: run (key, fn, arg) messages until None or until the parent goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent stops us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -136,6 +139,8 @@ class WorkerPool:
 
     def collect(self, timeout: float | None = None) -> list[tuple[Any, bool, Any]]:
         """Wait for finished tasks: ``(key, True, result)``, ``(key, False, TaskError | Lost)``."""
+        from multiprocessing.connection import wait
+
         busy = [w for w in self._workers if w.tasks]
         if not busy:
             return []

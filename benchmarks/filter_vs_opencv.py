@@ -1,0 +1,104 @@
+"""`convtool filter` against the plain OpenCV script a user would write instead (issue 18), one run.
+
+Workloads (photos made from samples/ by benchmarks/photos.py):
+1. 200 photos of 640x480 (JPEG), PNG out, for Sobel magnitude, a 5x5 Gaussian and the 9x9 blob:
+   process wall time of convtool / of benchmarks/plain_filter_opencv.py (target <= 0.6) and the total
+   PNG size of convtool's outputs / OpenCV's (target within 10%).
+2. One 4000x3000 JPEG, Gaussian sigma 3, PNG out: warm JIT cache convtool / OpenCV (target <= 2.0),
+   and the first run (empty Numba cache) minus the warm one (target <= 2 s).
+3. One 512x512 image, Sobel: whole process, cold (empty Numba cache) and warm (target <= 0.5 s).
+Also convtool's own split per image (decode / filter / encode) from its summary line.
+
+Usage: python benchmarks/filter_vs_opencv.py [--count 200] [--repeat 3]
+The machine is shared and noisy: the ratios are measured in one run; `uptime` is printed with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from photos import write_photos  # noqa: E402
+
+CONVTOOL = str(Path(sys.executable).with_name("convtool"))
+PHOTO_KERNELS = (("sobel", "sobel"), ("gaussian:size=5", "gaussian5"), ("blob", "blob"))
+
+
+def timed(cmd: list[str], env: dict | None = None) -> tuple[float, str]:
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{done.stderr}")
+    return elapsed, done.stderr
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.iterdir() if p.suffix == ".png")
+
+
+def compare(label: str, ours: list[str], plain: list[str], repeat: int, out_ours: Path, out_plain: Path,
+            env: dict) -> tuple[float, float, str]:
+    timed(plain, env), timed(ours, env)  # page cache, bytecode, JIT cache
+    ours_t, plain_t, log = [], [], ""
+    for _ in range(repeat):
+        plain_t.append(timed(plain, env)[0])
+        elapsed, log = timed(ours, env)
+        ours_t.append(elapsed)
+    o, p = statistics.median(ours_t), statistics.median(plain_t)
+    sizes = folder_bytes(out_ours) / max(folder_bytes(out_plain), 1)
+    split = next((line for line in log.splitlines() if line.startswith("Filtered")), log.strip()[-200:])
+    print(f"  {label}: convtool {o:.2f} s, OpenCV script {p:.2f} s (medians of {repeat}): ratio {o / p:.2f}; "
+          f"PNG bytes convtool/OpenCV {sizes:.3f}")
+    print(f"    {split}")
+    return o, p, split
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp / "numba-cache"))
+        photos = tmp / "photos"
+        write_photos(photos, args.count)
+        print(f"{args.count} photos 640x480 JPEG -> PNG (target: ratio <= 0.6, PNG bytes within 10%):")
+        for spec, name in PHOTO_KERNELS:
+            ours, plain = tmp / f"ours-{name}", tmp / f"plain-{name}"
+            compare(name, [CONVTOOL, "filter", str(photos), "-k", spec, "-o", str(ours), "--overwrite"],
+                    [sys.executable, str(HERE / "plain_filter_opencv.py"), str(photos), str(plain), name],
+                    args.repeat, ours, plain, env)
+        big = write_photos(tmp / "big", 1, size=(4000, 3000))[0]
+        ours_cmd = [CONVTOOL, "filter", str(big), "-k", "gaussian:sigma=3", "-o", str(tmp / "big-ours" / "g.png"),
+                    "--overwrite"]
+        plain_cmd = [sys.executable, str(HERE / "plain_filter_opencv.py"), str(big), str(tmp / "big-plain"),
+                     "gaussian-sigma3"]
+        cold_env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp / "cold-cache"))
+        first, _ = timed(ours_cmd, cold_env)
+        print("one 4000x3000 JPEG, Gaussian sigma 3 -> PNG (target: warm ratio <= 2.0, first run <= warm + 2 s):")
+        warm, _, _ = compare("gaussian-sigma3", ours_cmd, plain_cmd, args.repeat, tmp / "big-ours",
+                             tmp / "big-plain", cold_env)
+        print(f"  first run (empty Numba cache) {first:.2f} s: {first - warm:+.2f} s over warm")
+        small = tmp / "astronaut.png"
+        small.write_bytes((HERE.parent / "samples" / "astronaut.png").read_bytes())
+        small_cmd = [CONVTOOL, "filter", str(small), "-k", "sobel", "-o", str(tmp / "small.png"), "--overwrite"]
+        cold = timed(small_cmd, dict(os.environ, NUMBA_CACHE_DIR=str(tmp / "small-cache")))[0]
+        warm_small = statistics.median(timed(small_cmd, env)[0] for _ in range(args.repeat))
+        print(f"one 512x512 image, Sobel, whole process (target <= 0.5 s): cold {cold:.2f} s, warm {warm_small:.2f} s")
+    print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+
+
+if __name__ == "__main__":
+    main()
