@@ -116,13 +116,13 @@ def counts(kind: Kind, cin: int, cout: int, n: tuple[int, ...], k: tuple[int, ..
 
 def compare(cin: int, cout: int, n: tuple[int, ...], k: tuple[int, ...], out: tuple[int, ...], *, groups: int = 1,
             bias: bool = True, kinds: list[Kind] | None = None) -> list[Counts]:
-    """Counts of every kind in ``kinds`` (default conv, local and dense; tiled with period 2 where 2
-    divides every output size)."""
+    """Counts of every kind in ``kinds`` (default conv, tiled with period 2 on the axes 2 divides, local and
+    dense; tiled is left out when it would equal conv or local)."""
     if kinds is None:
-        kinds = [Kind("conv")]
-        if all(o % 2 == 0 for o in out) and math.prod(out) > 2 ** len(out):
-            kinds.append(Kind("tiled", (2,) * len(out)))
-        kinds += [Kind("local"), Kind("dense")]
+        period = tuple(2 if o % 2 == 0 else 1 for o in out)
+        kinds = [Kind("conv"), Kind("tiled", period), Kind("local"), Kind("dense")]
+        if not 1 < math.prod(period) < math.prod(out):
+            kinds.remove(Kind("tiled", period))
     return [counts(kind, cin, cout, n, k, out, groups=groups, bias=bias) for kind in kinds]
 
 

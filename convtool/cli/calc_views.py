@@ -118,17 +118,19 @@ def render_kinds(kinds: dict, console) -> None:
     from rich.table import Table
 
     rows = kinds["kinds"]
-    title = "Same input, same output units: convolution and the layers it is compared with" if len(rows) > 1 else \
-        f"A {rows[0]['kind']} layer of this geometry"
+    title = "Same input, same output units: four kinds of layer" if len(rows) > 1 else f"A {rows[0]['kind']} layer"
     table = Table(title=title, title_justify="left", title_style="bold")
-    for i, column in enumerate(["kind", "kernel sets", "weights", "biases", "parameters", "connections = MACs",
-                                "weights per unit", "units per weight"]):
+    for i, column in enumerate(["kind", "kernel sets", "weights", "biases", "params", "MACs", "weights/unit",
+                                "units/weight"]):
         table.add_column(column, justify="left" if i == 0 else "right")
     for r in rows:
         sets = "-" if r["kind"] == "dense" else f"{r['kernel_sets']:,}"
-        table.add_row(_kind_name(r["kind"]), sets, f"{r['weights']:,}", f"{r['biases']:,}", f"{r['params']:,}",
-                      f"{r['connections']:,}", f"{r['weights_per_unit']:,}", f"{r['units_per_weight']:,}")
+        table.add_row(r["kind"].replace(":", " "), sets, f"{r['weights']:,}", f"{r['biases']:,}", f"{r['params']:,}",
+                      f"{r['macs']:,}", f"{r['weights_per_unit']:,}", f"{r['units_per_weight']:,}")
     console.print(table)
+    console.print("conv: one kernel set shared by every output location; tiled T: T kernel sets taking turns "
+                  "(location mod T); local: locally connected, a set per location; dense: fully connected. "
+                  "connections = MACs; weights/unit = distinct weights one output unit uses.")
 
 
 def _kind_name(kind: str) -> str:
@@ -156,7 +158,7 @@ def render_matrix(result: dict, console) -> None:
             click.echo(f"{label:>{max(map(len, labels))}}  " + " ".join(c.rjust(width) for c in row))
     if result.get("picture"):
         console.print(f"wrote the picture of W to {result['picture']}")
-    source = "given" if result["input_given"] else "generated (random integers)"
+    source = "given" if result["input_given"] else "random integers"
     x = np.asarray(result["input"])
     if x.size <= 64:
         console.print(f"x ({source}, {_shape(in_shape)}): {_grid(x)}")
