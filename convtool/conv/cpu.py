@@ -345,26 +345,34 @@ def _separable(image, v_taps, col_w, h_taps, row_w, sh, sw, top, left, mode, cva
                         done = upto
                         _taps(line, x, h_offsets, row_w, horizontal, k * ow + x, n)
                     continue
-                # interior columns read the image row itself; only the edges go through padded ``line``
-                image_row = image[b, source]
-                for c in range(min(x_lo + span_w - 1, pitch)):
-                    s = _source_index(c - left, width, mode)
-                    line[c] = cval if s < 0 else image_row[s]
-                for c in range(x_hi, pitch):
-                    s = _source_index(c - left, width, mode)
-                    line[c] = cval if s < 0 else image_row[s]
-                if x_lo > 0:
-                    _taps(line, 0, h_offsets, row_w, horizontal, k * ow, x_lo)
-                for x in range(x_lo, x_hi, TILE):
-                    _taps(image_row, x - left, h_offsets, row_w, horizontal, k * ow + x, min(TILE, x_hi - x))
-                if x_hi < ow:
-                    _taps(line, x_hi, h_offsets, row_w, horizontal, k * ow + x_hi, ow - x_hi)
+                _row_in_place(image[b, source], left, mode, cval, pitch, span_w, x_lo, x_hi, h_offsets, row_w, line,
+                              horizontal[k * ow: (k + 1) * ow])
             filled = need
             for i in range(kh):
                 v_offsets[i] = ((y * sh + v_taps[i]) % ring) * ow
             row = out[b, y]
             for x in range(0, ow, TILE):
                 _taps(horizontal, x, v_offsets, col_w, row, x, min(TILE, ow - x))
+
+
+@njit(cache=True, nogil=True)
+def _row_in_place(image_row, left, mode, cval, pitch, span_w, x_lo, x_hi, offsets, weights, line,
+                  dst):  # pragma: no cover - jitted
+    """One horizontal pass at stride 1: interior outputs x_lo..x_hi-1 read ``image_row`` itself; only the
+    outputs near the edges read ``line``, where just the padded edge columns are filled."""
+    width, ow = image_row.shape[0], dst.shape[0]
+    for c in range(min(x_lo + span_w - 1, pitch)):
+        s = _source_index(c - left, width, mode)
+        line[c] = cval if s < 0 else image_row[s]
+    for c in range(x_hi, pitch):
+        s = _source_index(c - left, width, mode)
+        line[c] = cval if s < 0 else image_row[s]
+    if x_lo > 0:
+        _taps(line, 0, offsets, weights, dst, 0, x_lo)
+    for x in range(x_lo, x_hi, TILE):
+        _taps(image_row, x - left, offsets, weights, dst, x, min(TILE, x_hi - x))
+    if x_hi < ow:
+        _taps(line, x_hi, offsets, weights, dst, x_hi, ow - x_hi)
 
 
 @njit(cache=True, nogil=True)
