@@ -120,12 +120,16 @@ def matrix_report(report: dict, kind_text: str | None, x: np.ndarray | None, ker
     rows, cols = spec.shape
     nonzero = int(np.count_nonzero(matrix.weight_ids(kind, spec)))
     scale = max(1.0, float(np.max(np.abs(checks.y))))
+    def shaped(shape: tuple[int, ...]) -> list[int]:  # a 1-D layer keeps its one axis in the report
+        return [shape[0], shape[-1]] if len(report["input"]) == 1 else list(shape)
+
     result = {
-        "kind": kind.label, "rows": rows, "columns": cols, "output_shape": [spec.cout, *spec.out],
-        "input_shape": [spec.cin, *spec.n], "nonzero": nonzero, "density": nonzero / (rows * cols),
+        "kind": kind.label, "rows": rows, "columns": cols, "output_shape": shaped((spec.cout, *spec.out)),
+        "input_shape": shaped((spec.cin, *spec.n)), "nonzero": nonzero, "density": nonzero / (rows * cols),
         "distinct_weights": math.prod(shape), "entries": "weight numbers" if symbolic else "weight values",
         "matrix": None if picture and (rows > matrix.PRINT_ROWS or cols > matrix.PRINT_COLUMNS) else shown.tolist(),
-        "input": x.tolist(), "input_given": given, "output": checks.y.tolist(),
+        "input": x.reshape(shaped(x.shape)).tolist(), "input_given": given,
+        "output": checks.y.reshape(shaped(checks.y.shape)).tolist(),
         "forward": {"oracle": checks.forward_oracle, "max_difference": checks.forward_error,
                     "equal": checks.forward_error <= 1e-4 * scale},
         "transpose": {"oracle": checks.transpose_oracle, "max_difference": checks.transpose_error,

@@ -133,3 +133,11 @@ def test_net_tables_count_local_and_tiled_layers(tmp_path):
     bad.write_text("input 1x6x5\ntiled 1 3x3 t=3\n")
     result = run("--net", str(bad))
     assert result.exit_code == 2 and "line 2: a tiling period of 3 does not divide" in result.output
+
+
+def test_matrix_of_a_1d_strided_layer_by_hand():
+    output = ok("--n", "7", "--k", "3", "--s", "2", "--matrix", "--input", "[1,2,3,4,5,6,7]", "--kernel", "[[1,2,1]]")
+    rows = [line.split() for line in output.splitlines() if line.startswith("y[")]
+    assert rows == [["y[0]", "1", "2", "1", ".", ".", ".", "."], ["y[1]", ".", ".", "1", "2", "1", ".", "."],
+                    ["y[2]", ".", ".", ".", ".", "1", "2", "1"]]
+    assert "y = W x (1x3): 8 16 24" in output  # 1+4+3, 3+8+5, 5+12+7

@@ -150,7 +150,7 @@ def render_matrix(result: dict, console) -> None:
                   f"({result['density']:.1%}), {result['distinct_weights']:,} distinct weights")
     if result["matrix"] is not None:
         legend = "each entry is the number of the weight it holds" if symbolic else "entries are the kernel's values"
-        console.print(f"({legend}; '.' = no connection; row = output (channel, row, column), column = input pixel)")
+        console.print(f"({legend}; '.' = no connection; one row per output unit, one column per input pixel)")
         cells = [[_entry(v) for v in row] for row in result["matrix"]]
         width = max(len(c) for row in cells for c in row)
         labels = _unit_labels(out_shape)
