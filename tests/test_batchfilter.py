@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from process_helpers import start_slowed
 
 import convtool.images as images
 from convtool import batchfilter as bf
@@ -120,26 +119,12 @@ def test_an_output_that_appears_during_the_run_is_not_replaced(photos, tmp_path)
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
 
 
-SLOW_FILTER = """
-import sys, time
-import convtool.images as images
-real = images.read_image
-def slow(*args, **options):
-    time.sleep(0.3)
-    return real(*args, **options)
-images.read_image = slow  # forked workers inherit it
-from convtool.cli.main import main
-sys.argv = ["convtool", "filter", *sys.argv[1:]]
-main()
-"""
-
-
 def test_ctrl_c_mid_batch_leaves_complete_outputs_and_no_temporaries(photos, tmp_path):
     folder, out = photos[0].parent, tmp_path / "out"
     for i in range(8, 24):  # enough files that the run is still going when interrupted
         Image.open(photos[i % 8]).save(folder / f"q{i}.png")
-    child = subprocess.Popen([sys.executable, "-c", SLOW_FILTER, str(folder), "-k", "sobel", "-o", str(out),
-                              "--workers", "2"], start_new_session=True, stderr=subprocess.PIPE, text=True)
+    child = start_slowed("convtool.images", "read_image", 0.3, ["filter", str(folder), "-k", "sobel", "-o", str(out),
+                                                                "--workers", "2"])
     deadline = time.monotonic() + 60
     while not (out.exists() and any(p.suffix == ".png" for p in out.iterdir())) and time.monotonic() < deadline:
         time.sleep(0.05)  # until the first output is published

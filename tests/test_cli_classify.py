@@ -255,36 +255,22 @@ def test_a_failing_run_prints_convtools_line_only(tmp_path, capfd):
     assert "[E:onnxruntime" not in capfd.readouterr().err
 
 
-SLOW_CLASSIFY = """
-import sys, time
-import convtool.infer.decode as decode
-real = decode.open_for_model
-def slow(*args, **options):
-    time.sleep(0.05)
-    return real(*args, **options)
-decode.open_for_model = slow  # forked workers inherit it
-from convtool.cli.main import main
-sys.argv = ["convtool", "classify", *sys.argv[1:]]
-main()
-"""
-
-
 def test_ctrl_c_stops_every_worker_and_leaves_no_output(digits, tmp_path):
     import os
     import signal
-    import subprocess
-    import sys
     import time
+
+    from process_helpers import children, start_slowed
 
     folder, _, _ = digits
     out = tmp_path / "results.csv"
-    child = subprocess.Popen([sys.executable, "-c", SLOW_CLASSIFY, str(folder), "-m", str(MNIST_12), "-o", str(out),
-                              "--decoding", "processes", "--workers", "2", "--batch", "4", "--device", "cpu"],
-                             start_new_session=True, stderr=subprocess.PIPE, text=True)
+    child = start_slowed("convtool.infer.decode", "open_for_model", 0.05,
+                         ["classify", str(folder), "-m", str(MNIST_12), "-o", str(out), "--decoding", "processes",
+                          "--workers", "2", "--batch", "4", "--device", "cpu"])
     deadline = time.monotonic() + 60
-    while len(_children(child.pid)) < 2 and time.monotonic() < deadline:  # both workers started
+    while len(children(child.pid)) < 2 and time.monotonic() < deadline:  # both workers started
         time.sleep(0.05)
-    workers = _children(child.pid)
+    workers = children(child.pid)
     assert len(workers) == 2
     os.killpg(child.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
     _, err = child.communicate(timeout=30)
@@ -295,17 +281,3 @@ def test_ctrl_c_stops_every_worker_and_leaves_no_output(digits, tmp_path):
     with pytest.raises(ProcessLookupError):
         os.killpg(child.pid, 0)  # nothing left in the group
     assert list(tmp_path.iterdir()) == []  # no results file, no temporary
-
-
-def _children(pid: int) -> list[int]:
-    from pathlib import Path
-
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from process_helpers import write_numbered
 
 import convtool.infer.decode as decode
 from convtool.infer.decode import draft_request, open_for_model, plan_decoding
@@ -23,8 +24,7 @@ GRAY_4x4 = Preparer(Preprocess(channels="gray", scale=1.0, height=4, width=4))
 def numbered(tmp_path_factory):
     """30 gray 4x4 PNGs whose pixels all equal their index."""
     folder = tmp_path_factory.mktemp("numbered")
-    for i in range(30):
-        Image.fromarray(np.full((4, 4), i, np.uint8)).save(folder / f"{i:03d}.png")
+    write_numbered(folder, 30)
     return find_images([folder]).files
 
 

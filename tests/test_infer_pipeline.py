@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from PIL import Image
+from process_helpers import write_numbered
 
 import convtool.infer.pipeline as pipeline
 from convtool.errors import InputError
@@ -19,8 +19,7 @@ from convtool.infer.preprocess import Preparer, Preprocess
 def numbered(tmp_path_factory):
     """40 gray 4x4 PNGs whose pixels all equal their index."""
     folder = tmp_path_factory.mktemp("numbered")
-    for i in range(40):
-        Image.fromarray(np.full((4, 4), i, np.uint8)).save(folder / f"{i:03d}.png")
+    write_numbered(folder, 40)
     return find_images([folder]).files
 
 
