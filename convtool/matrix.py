@@ -144,10 +144,15 @@ def verify(kind: Kind, spec: Spec, weight: np.ndarray, x: np.ndarray, rng: np.ra
     ours, cache = layer.forward(x[None].astype(np.float64))
     back = layer.backward(g.reshape(1, spec.cout, *spec.out), cache)[0]
     transpose_oracle = "col2im (the input gradient of the backward pass = transposed convolution)"
-    if kind.name == "conv":
-        return Checks(x, y, _err(y, _core(x, weight[0, 0], spec)), "convtool.conv.correlate2d",
-                      _err(dx, back), transpose_oracle)
-    return Checks(x, y, _err(y, ours), "TiledConv2d forward (im2col + GEMM per kernel)", _err(dx, back),
+    transpose_error = _err(dx, back)
+    if kind.name != "conv":
+        return Checks(x, y, _err(y, ours), "TiledConv2d forward (im2col + GEMM per kernel)", transpose_error,
+                      transpose_oracle)
+    transposed = _conv_transpose(weight[0, 0], g.reshape(spec.cout, *spec.out), spec)
+    if transposed is not None:  # ConvTranspose2d covers symmetric padding, no dilation, no dropped inputs
+        transpose_oracle = "ConvTranspose2d forward and col2im (the input gradient of the backward pass)"
+        transpose_error = max(transpose_error, _err(dx, transposed))
+    return Checks(x, y, _err(y, _core(x, weight[0, 0], spec)), "convtool.conv.correlate2d", transpose_error,
                   transpose_oracle)
 
 
@@ -159,6 +164,20 @@ def _tiled_layer(spec: Spec, weight: np.ndarray):
     layer.params["weight"] = weight.astype(np.float64)
     layer.needs_input_grad = True
     return layer
+
+
+def _conv_transpose(kernels: np.ndarray, g: np.ndarray, spec: Spec) -> np.ndarray | None:
+    """The transposed convolution of ``g`` by nn's ConvTranspose2d, when it can give the input's size."""
+    from convtool.nn.layers import ConvTranspose2d
+
+    top, bottom, left, right = spec.pads
+    if top != bottom or left != right or spec.d != (1, 1):
+        return None
+    layer = ConvTranspose2d(spec.cout, spec.cin, spec.k, spec.s, (top, left), bias=False)
+    if layer.output_shape((1, *g.shape))[2:] != spec.n:
+        return None
+    layer.params["weight"] = kernels.astype(np.float64)  # (out=F, in=C) of the conv is (in=F, out=C) here
+    return layer.forward(g[None])[0][0]
 
 
 def _core(x: np.ndarray, kernels: np.ndarray, spec: Spec) -> np.ndarray:

@@ -77,7 +77,7 @@ def test_matrix_prints_w_and_checks_it():
     assert rows[0] == ["1", ".", "-1", ".", "1", ".", "-1", ".", "1", ".", "-1", ".", ".", ".", ".", "."]
     assert rows[3][-1] == "-1" and len(rows) == 4
     assert "y = W x (1x2x2): -4 -4 / -2 -2" in output  # by hand: (1-3)+(5-7)+(1-1) = -4, ...
-    assert "y = W x equals convtool.conv.correlate2d" in output and "W^T g equals col2im" in output
+    assert "y = W x equals convtool.conv.correlate2d" in output and "W^T g equals ConvTranspose2d forward and col2im" in output
     report = json.loads(ok("--n", "6x5", "--k", "3", "--matrix", "--kind", "local", "--json"))
     assert (report["rows"], report["columns"], report["nonzero"], report["distinct_weights"]) == (12, 30, 108, 108)
     assert report["forward"]["equal"] and report["transpose"]["equal"]

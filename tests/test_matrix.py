@@ -89,3 +89,14 @@ def test_too_large_to_print_says_how_big():
         check_size(Spec(1, 1, (40, 40), (3, 3)), picture=False)
     check_size(Spec(1, 1, (8, 8), (3, 3), pads=(1, 1, 1, 1)), picture=False)  # 64 x 64 prints
     check_size(Spec(1, 1, (40, 40), (3, 3)), picture=True)
+
+
+def test_w_transpose_is_conv_transpose2d_where_it_gives_the_input_size():
+    rng = np.random.default_rng(3)
+    spec = Spec(2, 3, (5, 5), (3, 3), (2, 2), (1, 1, 1, 1))  # 5 -> 3 -> back to 5: ConvTranspose2d applies
+    checks = verify(parse_kind("conv"), spec, rng.standard_normal(weight_shape(parse_kind("conv"), spec)),
+                    rng.standard_normal((2, 5, 5)), rng)
+    assert checks.transpose_oracle.startswith("ConvTranspose2d") and checks.transpose_error < 1e-12
+    dropped = Spec(1, 1, (6, 6), (3, 3), (2, 2))  # 6 -> 2 -> 5: one input row dropped, col2im only
+    checks = verify(parse_kind("conv"), dropped, np.ones((1, 1, 1, 1, 3, 3)), np.ones((1, 6, 6)), rng)
+    assert checks.transpose_oracle.startswith("col2im") and checks.transpose_error < 1e-12
