@@ -29,8 +29,9 @@ from typing import Callable
 import numpy as np
 from numba import njit, uint64
 
-# border code for each convtool border name (numpy.pad semantics)
-BORDER_CODES = {"zero": 0, "constant": 0, "reflect": 1, "symmetric": 2, "replicate": 3, "wrap": 4}
+from convtool.conv import borders
+
+BORDER_CODES = borders.CODES  # border code for each convtool border name (numpy.pad semantics)
 _POOL_MAX, _POOL_AVG, _POOL_L2 = 0, 1, 2
 POOL_KINDS = {"max": _POOL_MAX, "avg": _POOL_AVG, "l2": _POOL_L2}
 JOBS_PER_THREAD = 4  # ranges handed out per thread, so a busy core does not hold the others up
@@ -81,26 +82,7 @@ def _run(function: Callable[..., None], jobs: int, work: float, *args: object) -
         future.result()
 
 
-@njit(cache=True, nogil=True)
-def _source_index(t, n, mode):  # pragma: no cover - jitted
-    """Index into an axis of length ``n`` for padded position ``t`` (may be outside), -1 = constant."""
-    if 0 <= t < n:
-        return t
-    if mode == 0:
-        return -1
-    if mode == 3:
-        return 0 if t < 0 else n - 1
-    if mode == 4:
-        return t % n
-    if mode == 1:  # reflect without repeating the edge: period 2n - 2
-        if n == 1:
-            return 0
-        period = 2 * n - 2
-        t = t % period
-        return t if t < n else period - t
-    period = 2 * n  # symmetric: the edge pixel repeats
-    t = t % period
-    return t if t < n else period - 1 - t
+_source_index = njit(cache=True, nogil=True)(borders.source_index)
 
 
 @njit(cache=True, nogil=True)

@@ -20,35 +20,18 @@ from typing import Callable, Sequence
 import numpy as np
 from numba import cuda, float32, uint8
 
+from convtool.conv import borders
+
 THREADS = (16, 16)  # threads per block: (rows, columns)
 SHARED_FLOATS = 6144  # 24 KiB tile of input per block; larger tiles read global memory
 MAX_GRID_Z = 65535  # images per launch
 STREAMS = 3  # chunks in flight: upload i + 1, kernels i, download i - 1
 CHUNKS_PER_STREAM = 2  # a stack is cut into about STREAMS * this many chunks so the pipeline fills
-BORDER_CODES = {"zero": 0, "constant": 0, "reflect": 1, "symmetric": 2, "replicate": 3, "wrap": 4}
+BORDER_CODES = borders.CODES
 POOL_CODES = {"max": 0, "avg": 1, "l2": 2}
 
 
-@cuda.jit(device=True)
-def _source_index(t, n, mode):  # pragma: no cover - CUDA
-    """Index into an axis of length ``n`` for padded position ``t`` (may be outside), -1 = constant."""
-    if 0 <= t < n:
-        return t
-    if mode == 0:
-        return -1
-    if mode == 3:
-        return 0 if t < 0 else n - 1
-    if mode == 4:
-        return t % n
-    if mode == 1:  # reflect without repeating the edge: period 2n - 2
-        if n == 1:
-            return 0
-        period = 2 * n - 2
-        t = t % period
-        return t if t < n else period - t
-    period = 2 * n  # symmetric: the edge pixel repeats
-    t = t % period
-    return t if t < n else period - 1 - t
+_source_index = cuda.jit(device=True)(borders.source_index)
 
 
 @cuda.jit(device=True)
