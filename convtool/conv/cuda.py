@@ -127,23 +127,15 @@ def _pool_kernel(image, ph, pw, sh, sw, top, left, kind, out):  # pragma: no cov
 
 
 @cuda.jit
-def _add_square(values, total, first):  # pragma: no cover - CUDA
-    """total += values * values (total = values * values when ``first``), element-wise over (B, H, W)."""
+def _add_square(values, total, first, last):  # pragma: no cover - CUDA
+    """total += values * values (starting from zero when ``first``; square root taken when ``last``)."""
     b = cuda.blockIdx.z
     y = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
     x = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
     if y < total.shape[1] and x < total.shape[2]:
         square = values[b, y, x] * values[b, y, x]
-        total[b, y, x] = square if first else total[b, y, x] + square
-
-
-@cuda.jit
-def _square_root(values):  # pragma: no cover - CUDA
-    b = cuda.blockIdx.z
-    y = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
-    x = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-    if y < values.shape[1] and x < values.shape[2]:
-        values[b, y, x] = math.sqrt(values[b, y, x])
+        square = square if first else total[b, y, x] + square
+        total[b, y, x] = math.sqrt(square) if last else square
 
 
 @cuda.jit
@@ -293,8 +285,8 @@ def run_steps(stack: np.ndarray, steps: Sequence[Step], out: np.ndarray, scale: 
                 target, response = (cuda.device_array(shape, dtype=np.float32, stream=stream) for _ in range(2))
                 for index, respond in enumerate(launches):
                     respond(current, response, stream)
-                    _launch(_add_square, shape, threads, stream, response, target, index == 0)
-                _launch(_square_root, shape, threads, stream, target)
+                    _launch(_add_square, shape, threads, stream, response, target, index == 0,
+                            index == len(launches) - 1)
             current = target
         if out.dtype == np.uint8:
             _launch(_to_uint8, device_out.shape, threads, stream, current, np.float32(scale or 1.0), device_out)
