@@ -57,6 +57,13 @@ def test_auto_sends_large_batches_and_chains_to_cuda_where_the_estimate_says_so(
     assert choose_chain_device((64, 64), np.uint8, chain).device == "cpu"
 
 
+def test_a_pool_alone_stays_on_the_cpu_with_the_estimate_as_reason(fake_t4):
+    from convtool.conv import choose_pool_backend
+
+    choice = choose_pool_backend(work=4096 * 4096)
+    assert choice.device == "cpu" and "pooling alone: estimated CUDA" in choice.reason
+
+
 def test_a_chain_on_the_cpu_equals_its_steps_one_by_one():
     image = np.random.default_rng(1).integers(0, 256, (9, 10)).astype(np.uint8)
     steps = [Correlate((SOBEL, SOBEL.T), padding="same", border="reflect"), Pool(2, kind="avg", padding="same")]

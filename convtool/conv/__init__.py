@@ -188,6 +188,13 @@ def choose_pool_backend(*, backend: str = "auto", device: str = "auto", work: fl
     if backend in ("separable", "fft", "im2col"):
         return Choice("direct", ran_on, f"pooling has no {backend} form; direct (or numpy, reference) can pool; "
                                         f"{why_device}")
+    if backend == "auto" and device == "auto" and ran_on == "cuda" and math.isfinite(work):
+        from convtool.conv import estimate  # a pool alone: its input must cross PCIe for one pass over it
+
+        cells = int(work)
+        guess = estimate.estimate(estimate.cuda_figures(), 1, cells, cells, 1.0, 1)
+        if guess.device == "cpu":
+            ran_on, why_device = "cpu", f"pooling alone: {guess.reason()}; CUDA device {why_device}"
     if backend == "auto" and ran_on == "cpu" and not numba_loaded() and work < NUMPY_WORK / 4:
         return Choice("numpy", "cpu", f"small pool and Numba not loaded yet: NumPy finishes first; {why_device}")
     return Choice("direct", ran_on, why_device)
