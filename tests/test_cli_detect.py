@@ -175,3 +175,16 @@ def test_dynamic_input_without_imgsz_needs_size(image, tmp_path):
     path = save(model, tmp_path / "dyn.onnx")
     result = run(image, "-m", str(path))
     assert result.exit_code == 2 and "input size is dynamic and its metadata gives no imgsz; pass --size HxW" in result.output
+
+
+@pytest.mark.parametrize("decoding", ["inline", "processes"])
+def test_decoding_modes_give_the_same_boxes(model, tmp_path, decoding):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a", "b", "c"):
+        detection_image(folder / f"{name}.png")
+    result = run(str(folder), "-m", model, "--decoding", decoding, "--workers", "2", "-v", "-o", str(tmp_path / "b.csv"))
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader((tmp_path / "b.csv").read_text().splitlines()))[1:]
+    assert [r[2:] for r in rows] == ROWS * 3
+    assert {"inline": "decoding: inline", "processes": "2 worker process(es)"}[decoding] in result.stderr  # -v

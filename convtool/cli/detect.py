@@ -9,6 +9,7 @@ import click
 from convtool.cli.classify import (
     DEVICE_CHOICE,
     TABLE_LIMIT,
+    decoding_options,
     open_model,
     preprocess_options,
     progress_bar,
@@ -46,16 +47,16 @@ def parse_classes(ctx, param, value: str | None) -> tuple[str, ...] | None:
 @click.option("--pad", default=114, show_default=True, type=click.IntRange(0, 255), help="Letterbox padding grey level.")
 @click.option("--batch", default=8, show_default=True, type=click.IntRange(min=1), help="Images per model run (dynamic-batch models).")
 @click.option("--device", default="auto", show_default=True, type=DEVICE_CHOICE, help="auto uses CUDA only if it really starts.")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16), help="Image-decoding threads.")
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write every box to .csv, .json or .jsonl; - for stdout.")
 @result_format_opt
 @click.option("--save", "save_dir", type=click.Path(path_type=Path, file_okay=False), help="Folder for the images with their boxes drawn.")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option("--recursive", "-r", is_flag=True, help="Look into subfolders.")
 @click.option("--eval", "evaluate", is_flag=True, help="Score against YOLO labels in a parallel labels/ folder: P, R, mAP.")
+@decoding_options(draft=False)
 @preprocess_options
-def command(paths, model, labels, decoder, conf, iou, max_det, classes, agnostic, resize, pad, batch, device, workers,
-            output, fmt, save_dir, overwrite, recursive, evaluate, **prep) -> None:
+def command(paths, model, labels, decoder, conf, iou, max_det, classes, agnostic, resize, pad, batch, device,
+            output, fmt, save_dir, overwrite, recursive, evaluate, workers, decoding, verbose, **prep) -> None:
     """Detect objects: a box, class and score per object, in the original image's pixels.
 
     \b
@@ -98,7 +99,7 @@ def command(paths, model, labels, decoder, conf, iou, max_det, classes, agnostic
         nonlocal evaluation
         with progress:
             for chunk in detector.run(scan.files, batch=batch, workers=workers, keep_images=bool(targets),
-                                      timings=timings, on_progress=advance):
+                                      decoding=decoding, timings=timings, on_progress=advance):
                 failures.extend(chunk.failures)
                 for found in chunk.results:
                     if writer is not None:
@@ -128,6 +129,9 @@ def command(paths, model, labels, decoder, conf, iou, max_det, classes, agnostic
     except LayoutError as exc:
         raise UsageError(f"{exc} (--decoder {'|'.join(DECODER_CHOICE.choices[1:])})") from None
 
+    if verbose:
+        for note in timings.notes:
+            click.echo(note, err=True)
     for warning in detector.warnings:
         click.echo(f"warning: {warning}", err=True)
     if shown:

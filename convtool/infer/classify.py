@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -11,7 +10,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from convtool.errors import InputError, ModelError
-from convtool.infer.pipeline import Chunk, Failure, Timings, decoded_chunks, plan_decoding, timed_results
+from convtool.infer.pipeline import Chunk, Failure, Timings, model_step, run_job
 from convtool.infer.preprocess import Preparer, Preprocess
 from convtool.infer.session import ModelSession
 
@@ -95,27 +94,15 @@ class Classifier:
         are added to ``timings.notes``); ``exact`` turns off reduced JPEG decoding.
         """
         timings = timings if timings is not None else Timings()
-        if self.fixed_batch is not None and self.fixed_batch > 1:
-            batch = max(self.fixed_batch, batch - batch % self.fixed_batch)
-        plan = plan_decoding(files, workers=workers, mode=decoding, fixed_size=bool(self.recipe.height and self.recipe.width),
-                             overlap=self.fixed_batch != 1)
-        timings.notes.append(plan.describe())
-        chunks = decoded_chunks(files, self.preparer, chunk_size=batch, depth=depth, plan=plan, draft=not exact,
-                                timings=timings)
-        yield from timed_results(chunks, lambda chunk: self._classify_chunk(chunk, timings), timings, on_progress,
-                                 input_hw=(self.recipe.height, self.recipe.width))
+        yield from run_job(files, self.preparer, lambda chunk: self._classify_chunk(chunk, timings), timings,
+                           batch=batch, depth=depth, workers=workers, decoding=decoding, fixed_batch=self.fixed_batch,
+                           overlap=self.fixed_batch != 1, draft=not exact, on_progress=on_progress)
 
     def _classify_chunk(self, chunk: Chunk, timings: Timings) -> ChunkResult:
         if not chunk.paths:
             empty = np.empty((0, self.top_k))
             return ChunkResult([], empty.astype(np.int64), empty, chunk.failures)
-        t0 = time.perf_counter()
-        logits = self.logits(chunk.batch)
-        t1 = time.perf_counter()
-        indices, top = self.top(self._probabilities(logits))
-        timings.infer += t1 - t0
-        timings.post += time.perf_counter() - t1
-        timings.images += len(chunk.paths)
+        indices, top = model_step(chunk, self.logits, lambda logits: self.top(self._probabilities(logits)), timings)
         return ChunkResult(chunk.paths, indices, top, chunk.failures)
 
     def _probabilities(self, logits: np.ndarray) -> np.ndarray:

@@ -14,14 +14,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 from convtool.errors import InputError
 from convtool.infer.decode import Chunk, DecodePlan, Failure, decode_group, plan_decoding
 from convtool.infer.preprocess import Preparer
 
-__all__ = ["Chunk", "DecodePlan", "Failure", "Scan", "Timings", "decoded_chunks", "find_images", "plan_decoding",
-           "timed_results"]
+__all__ = ["Chunk", "DecodePlan", "Failure", "Scan", "Timings", "decoded_chunks", "find_images", "model_step",
+           "plan_decoding", "run_job", "timed_results"]
 
 
 UPSCALE_WARNING = 1.5  # enlarging an image more than this to fit a model invents its detail
@@ -221,3 +221,39 @@ def timed_results(chunks: Iterable[Chunk], process: Callable[[Chunk], Result], t
         if on_progress is not None:
             on_progress(len(chunk.paths) + len(chunk.failures))
     timings.wall += time.perf_counter() - started
+
+
+def run_job(files: Sequence[str | Path], preparer: Preparer, process: Callable[[Chunk], Result], timings: Timings, *,
+            batch: int, depth: int, workers: int | None, decoding: str, fixed_batch: int | None = None,
+            keep_images: bool = False, overlap: bool = True, draft: bool = False,
+            on_progress: Callable[[int], None] | None = None) -> Iterator[Result]:
+    """The job of every model command: plan the decoding (its reason goes to ``timings.notes``), decode
+    chunks of ``batch`` files ahead (a multiple of a ``fixed_batch`` above 1) and yield ``process(chunk)``, timed.
+
+    ``decoding``, ``workers``, ``keep_images`` and ``overlap`` are :func:`plan_decoding`'s; ``draft`` is
+    :func:`decoded_chunks`'.
+    """
+    if fixed_batch is not None and fixed_batch > 1:
+        batch = max(fixed_batch, batch - batch % fixed_batch)
+    recipe = preparer.recipe
+    plan = plan_decoding(files, workers=workers, mode=decoding, keep_images=keep_images,
+                         fixed_size=bool(recipe.height and recipe.width), overlap=overlap)
+    timings.notes.append(plan.describe())
+    chunks = decoded_chunks(files, preparer, chunk_size=batch, depth=depth, keep_images=keep_images, plan=plan,
+                            draft=draft, timings=timings)
+    yield from timed_results(chunks, process, timings, on_progress, input_hw=(recipe.height, recipe.width))
+
+
+Output = TypeVar("Output")
+
+
+def model_step(chunk: Chunk, infer: Callable[[Any], Output], post: Callable[[Output], Result], timings: Timings) -> Result:
+    """``post(infer(chunk.batch))`` with the model's time counted as inference and the rest as post-processing."""
+    t0 = time.perf_counter()
+    raw = infer(chunk.batch)
+    t1 = time.perf_counter()
+    result = post(raw)
+    timings.infer += t1 - t0
+    timings.post += time.perf_counter() - t1
+    timings.images += len(chunk.paths)
+    return result

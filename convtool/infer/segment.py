@@ -7,7 +7,6 @@ smaller than its input: scores are resized bilinearly to each image's original s
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -17,7 +16,7 @@ from PIL import Image
 
 from convtool.errors import ModelError, UsageError
 from convtool.infer.overlay import overlay, overlay_palette, with_legend
-from convtool.infer.pipeline import Chunk, Failure, Timings, decoded_chunks, plan_decoding, timed_results
+from convtool.infer.pipeline import Chunk, Failure, Timings, model_step, run_job
 from convtool.infer.preprocess import Preparer, Preprocess
 from convtool.infer.session import ModelSession
 from convtool.infer.upsample import argmax_resized
@@ -98,27 +97,19 @@ class Segmenter:
             decoding: str = "auto") -> Iterator[SegmentChunk]:
         """Segment ``files`` chunk by chunk while the next chunks decode in the background (see Classifier.run)."""
         timings = timings if timings is not None else Timings()
-        plan = plan_decoding(files, workers=workers, mode=decoding, keep_images=True,
-                             fixed_size=bool(self.recipe.height and self.recipe.width))
-        timings.notes.append(plan.describe())
-        chunks = decoded_chunks(files, self.preparer, chunk_size=batch, depth=depth, keep_images=True, plan=plan,
-                                timings=timings)
-        yield from timed_results(chunks, lambda chunk: self._segment_chunk(chunk, timings), timings, on_progress,
-                                 input_hw=(self.recipe.height, self.recipe.width))
+        yield from run_job(files, self.preparer, lambda chunk: self._segment_chunk(chunk, timings), timings,
+                           batch=batch, depth=depth, workers=workers, decoding=decoding, keep_images=True,
+                           on_progress=on_progress)
 
     def _segment_chunk(self, chunk: Chunk, timings: Timings) -> SegmentChunk:
         if not chunk.paths:
             return SegmentChunk([], chunk.failures)
-        t0 = time.perf_counter()
-        raw = self.model.run(chunk.batch, [self.output.name])[0]
-        t1 = time.perf_counter()
-        masks = self._masks(raw, self._input_hw(chunk.batch), chunk.sizes)
-        timings.infer += t1 - t0
-        timings.post += time.perf_counter() - t1
-        timings.images += len(chunk.paths)
+        masks = model_step(chunk, lambda batch: self.model.run(batch, [self.output.name])[0],
+                           lambda raw: self._masks(raw, self._input_hw(chunk.batch), chunk.sizes), timings)
         assert chunk.images is not None  # decoded with keep_images=True: the overlays need them
         results = [Segmentation(p, m, im) for p, m, im in zip(chunk.paths, masks, chunk.images)]
         return SegmentChunk(results, chunk.failures)
+
 
     def label(self, index: int) -> str:
         return self.labels[index] if self.labels else str(index)

@@ -7,7 +7,6 @@ through class-wise NMS and mapped back to the original pixels through the same p
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -19,7 +18,7 @@ from convtool.errors import ModelError
 from convtool.infer.detect import decoders
 from convtool.infer.detect.boxes import Thresholds, select
 from convtool.infer.detect.letterbox import LetterboxPreparer
-from convtool.infer.pipeline import Chunk, Failure, Timings, decoded_chunks, timed_results
+from convtool.infer.pipeline import Chunk, Failure, Timings, model_step, run_job
 from convtool.infer.preprocess import Preprocess
 from convtool.infer.session import ModelSession
 
@@ -99,29 +98,25 @@ class Detector:
             ))
         return results
 
-    def run(self, files: Sequence[str | Path], *, batch: int = 8, workers: int = 1, depth: int = 2,
-            keep_images: bool = False, timings: Timings | None = None,
+    def run(self, files: Sequence[str | Path], *, batch: int = 8, workers: int | None = None, depth: int = 2,
+            keep_images: bool = False, decoding: str = "auto", timings: Timings | None = None,
             on_progress: Callable[[int], None] | None = None) -> Iterator[DetectChunk]:
-        """Detect objects in ``files`` chunk by chunk while the next chunks decode in the background."""
+        """Detect objects in ``files`` chunk by chunk while the next chunks decode in the background.
+
+        ``decoding``: auto, inline, threads or processes (see :func:`~convtool.infer.decode.plan_decoding`).
+        JPEGs are always decoded at full size, so the letterbox and its inverse see the true pixels.
+        """
         timings = timings if timings is not None else Timings()
         fixed = self.model.input.shape[0]
-        if fixed is not None and fixed > 1:
-            batch = max(fixed, batch - batch % fixed)
-        chunks = decoded_chunks(files, self.preparer, chunk_size=batch, depth=depth, workers=workers,
-                                keep_images=keep_images, timings=timings)
-        yield from timed_results(chunks, lambda chunk: self._detect_chunk(chunk, timings), timings, on_progress,
-                                 input_hw=(self.recipe.height, self.recipe.width))
+        yield from run_job(files, self.preparer, lambda chunk: self._detect_chunk(chunk, timings), timings,
+                           batch=batch, depth=depth, workers=workers, decoding=decoding, fixed_batch=fixed,
+                           keep_images=keep_images, overlap=fixed != 1, on_progress=on_progress)
 
     def _detect_chunk(self, chunk: Chunk, timings: Timings) -> DetectChunk:
         if not chunk.paths:
             return DetectChunk([], chunk.failures)
-        t0 = time.perf_counter()
-        outputs = self.model.run(chunk.batch)
-        t1 = time.perf_counter()
-        results = self.detect(outputs, chunk.sizes, chunk.paths, chunk.images)
-        timings.infer += t1 - t0
-        timings.post += time.perf_counter() - t1
-        timings.images += len(chunk.paths)
+        results = model_step(chunk, self.model.run,
+                             lambda outputs: self.detect(outputs, chunk.sizes, chunk.paths, chunk.images), timings)
         return DetectChunk(results, chunk.failures)
 
     def _settle(self, shapes: list[tuple[int, ...]]) -> None:
