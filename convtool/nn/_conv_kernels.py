@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 
 import numba
 import numpy as np
@@ -51,6 +52,57 @@ def _taps(src, s0, offsets, weights, w0, dst, n):  # pragma: no cover (jitted)
 
 
 @njit(cache=True, nogil=True, fastmath=True)
+def _taps4(src, s0, offsets, weights, w0, wstep, dst, d0, dstep, n):  # pragma: no cover (jitted)
+    """``_taps`` for four outputs at once (weights rows ``w0 + k * wstep``, planes ``d0 + k * dstep``):
+    each input value loaded serves four outputs, so a pass does 16 multiply-adds per 4 loads of input."""
+    count, span = offsets.shape[0], uint64(n)
+    p0, p1, p2, p3 = uint64(d0), uint64(d0 + dstep), uint64(d0 + 2 * dstep), uint64(d0 + 3 * dstep)
+    for j in range(span):
+        dst[p0 + j] = 0
+        dst[p1 + j] = 0
+        dst[p2 + j] = 0
+        dst[p3 + j] = 0
+    t = 0
+    while t < count:
+        if count - t >= 2:
+            a, b = uint64(s0 + offsets[t]), uint64(s0 + offsets[t + 1])
+            r0, r1, r2, r3 = w0 + t, w0 + wstep + t, w0 + 2 * wstep + t, w0 + 3 * wstep + t
+            a0, a1, a2, a3 = weights[r0], weights[r1], weights[r2], weights[r3]
+            b0, b1, b2, b3 = weights[r0 + 1], weights[r1 + 1], weights[r2 + 1], weights[r3 + 1]
+            for j in range(span):
+                u, v = src[a + j], src[b + j]
+                dst[p0 + j] += a0 * u + b0 * v
+                dst[p1 + j] += a1 * u + b1 * v
+                dst[p2 + j] += a2 * u + b2 * v
+                dst[p3 + j] += a3 * u + b3 * v
+            t += 2
+        else:
+            a = uint64(s0 + offsets[t])
+            a0, a1 = weights[w0 + t], weights[w0 + wstep + t]
+            a2, a3 = weights[w0 + 2 * wstep + t], weights[w0 + 3 * wstep + t]
+            for j in range(span):
+                u = src[a + j]
+                dst[p0 + j] += a0 * u
+                dst[p1 + j] += a1 * u
+                dst[p2 + j] += a2 * u
+                dst[p3 + j] += a3 * u
+            t += 1
+
+
+@njit(cache=True, nogil=True)
+def _correlate(src, s0, offsets, weights, outputs, dst, n):  # pragma: no cover (jitted)
+    """``dst[k * n + j] = sum_t weights[k * T + t] * src[s0 + offsets[t] + j]`` for every output ``k``."""
+    taps = offsets.shape[0]
+    k = 0
+    while outputs - k >= 4:
+        _taps4(src, s0, offsets, weights, k * taps, taps, dst, k * n, n, n)
+        k += 4
+    while k < outputs:
+        _taps(src, s0, offsets, weights, k * taps, dst[k * n : (k + 1) * n], n)
+        k += 1
+
+
+@njit(cache=True, nogil=True, fastmath=True)
 def _dots(g, g0, src, offsets, out, o0, n):  # pragma: no cover (jitted)
     """``out[o0 + t] += sum_j g[g0 + j] * src[offsets[t] + j]`` over ``j < n``, four taps per pass."""
     count, span, base = offsets.shape[0], uint64(n), uint64(g0)
@@ -79,6 +131,48 @@ def _dots(g, g0, src, offsets, out, o0, n):  # pragma: no cover (jitted)
             t += 1
 
 
+@njit(cache=True, nogil=True, fastmath=True)
+def _dots2(g, g0, gstep, src, offsets, out, o0, ostep, n):  # pragma: no cover (jitted)
+    """``_dots`` for two gradient planes at once (``g0`` and ``g0 + gstep``, into ``o0`` and ``o0 + ostep``):
+    each input value loaded serves both, eight multiply-adds per five loads."""
+    count, span = offsets.shape[0], uint64(n)
+    e, f = uint64(g0), uint64(g0 + gstep)
+    t = 0
+    while t + 4 <= count:
+        a, b, c, d = uint64(offsets[t]), uint64(offsets[t + 1]), uint64(offsets[t + 2]), uint64(offsets[t + 3])
+        ea = eb = ec = ed = fa = fb = fc = fd = out.dtype.type(0)
+        for j in range(span):
+            u, v = g[e + j], g[f + j]
+            xa, xb, xc, xd = src[a + j], src[b + j], src[c + j], src[d + j]
+            ea += u * xa
+            eb += u * xb
+            ec += u * xc
+            ed += u * xd
+            fa += v * xa
+            fb += v * xb
+            fc += v * xc
+            fd += v * xd
+        out[o0 + t] += ea
+        out[o0 + t + 1] += eb
+        out[o0 + t + 2] += ec
+        out[o0 + t + 3] += ed
+        out[o0 + ostep + t] += fa
+        out[o0 + ostep + t + 1] += fb
+        out[o0 + ostep + t + 2] += fc
+        out[o0 + ostep + t + 3] += fd
+        t += 4
+    while t < count:
+        a = uint64(offsets[t])
+        se = sf = out.dtype.type(0)
+        for j in range(span):
+            x = src[a + j]
+            se += g[e + j] * x
+            sf += g[f + j] * x
+        out[o0 + t] += se
+        out[o0 + ostep + t] += sf
+        t += 1
+
+
 @njit(cache=True, nogil=True)
 def _pad_image(x, i, ph, pw, buf):  # pragma: no cover (jitted)
     """Copy image ``i`` of ``x`` (N,C,H,W) into the interior of the zero-bordered flat ``buf`` (C,HP,WP)."""
@@ -100,14 +194,14 @@ def _conv_forward(x, weights, bias, offsets, ph, pw, y):  # pragma: no cover (ji
     taps, length = offsets.shape[0], (oh - 1) * wp + ow
     for i in prange(n):  # N,C,H,W -> N,F,OH,OW
         xp = np.zeros(c * (h + 2 * ph) * wp, x.dtype)
-        plane = np.empty(length, x.dtype)
+        planes = np.empty(f * length, x.dtype)
         _pad_image(x, i, ph, pw, xp)
+        _correlate(xp, 0, offsets, weights, f, planes, length)
         for fo in range(f):
-            _taps(xp, 0, offsets, weights, fo * taps, plane, length)
             for oy in range(oh):
-                row = uint64(oy * wp)
+                row = uint64(fo * length + oy * wp)
                 for ox in range(ow):
-                    y[i, fo, oy, ox] = plane[row + ox] + bias[fo]
+                    y[i, fo, oy, ox] = planes[row + ox] + bias[fo]
 
 
 @njit(cache=True, parallel=True)
@@ -120,13 +214,12 @@ def _conv_backward(x, weights_t, dy, offsets, mirrored, margin, ph, pw, dx, gw, 
     hp, wp = h + 2 * ph, w + 2 * pw
     taps, length = offsets.shape[0], (oh - 1) * wp + ow
     dy_plane = margin + hp * wp
-    back_taps = mirrored.shape[0]
     chunks = gw.shape[0]
     need_dx = dx.shape[0] > 0
     for t in prange(chunks):
         xp = np.zeros(c * hp * wp, x.dtype)
         dyp = np.zeros(f * dy_plane, x.dtype)  # per channel: margin zeros, then dy at the padded width
-        dxp = np.empty(h * wp, x.dtype)
+        dxp = np.empty(c * h * wp, x.dtype)
         for i in range(t * n // chunks, (t + 1) * n // chunks):
             _pad_image(x, i, ph, pw, xp)
             for fo in range(f):
@@ -138,21 +231,38 @@ def _conv_backward(x, weights_t, dy, offsets, mirrored, margin, ph, pw, dx, gw, 
                         dyp[row + ox] = v
                         total += v
                 gb[t, fo] += total
+            fo = 0
+            while fo + 2 <= f:
+                _dots2(dyp, fo * dy_plane + margin, dy_plane, xp, offsets, gw[t], fo * taps, taps, length)
+                fo += 2
+            if fo < f:
                 _dots(dyp, fo * dy_plane + margin, xp, offsets, gw[t], fo * taps, length)
-            if need_dx:
-                for ci in range(c):  # rows ph..ph+h of the padded input gradient, then the padding dropped
-                    _taps(dyp, margin + ph * wp, mirrored, weights_t, ci * back_taps, dxp, h * wp)
+            if need_dx:  # rows ph..ph+h of the padded input gradient, then the padding dropped
+                _correlate(dyp, margin + ph * wp, mirrored, weights_t, c, dxp, h * wp)
+                for ci in range(c):
                     for r in range(h):
-                        row = uint64(r * wp + pw)
+                        row = uint64(ci * h * wp + r * wp + pw)
                         for col in range(w):
                             dx[i, ci, r, col] = dxp[row + col]
 
 
+@lru_cache(maxsize=64)
 def _tap_offsets(channels: int, plane: int, kernel: tuple[int, int], dilation: tuple[int, int], wp: int) -> np.ndarray:
-    """Flat offsets of taps ``(c, ki, kj)`` in a (C, HP, WP) buffer, in weight order."""
+    """Flat offsets of taps ``(c, ki, kj)`` in a (C, HP, WP) buffer, in weight order (cached: read-only)."""
     (kh, kw), (dh, dw) = kernel, dilation
     c, ki, kj = np.meshgrid(np.arange(channels), np.arange(kh), np.arange(kw), indexing="ij")
-    return (c * plane + ki * dh * wp + kj * dw).ravel().astype(np.int64)
+    offsets = (c * plane + ki * dh * wp + kj * dw).ravel().astype(np.int64)
+    offsets.flags.writeable = False
+    return offsets
+
+
+@lru_cache(maxsize=64)
+def _mirrored_offsets(channels: int, plane: int, kernel: tuple[int, int], dilation: tuple[int, int], wp: int) -> np.ndarray:
+    """Offsets ``c * plane - (ki * dh * WP + kj * dw)`` of the input-gradient correlation, in weight order."""
+    spatial = _tap_offsets(1, 0, kernel, dilation, wp)
+    offsets = (np.arange(channels)[:, None] * plane - spatial[None, :]).ravel()
+    offsets.flags.writeable = False
+    return offsets
 
 
 def conv2d_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, padding: tuple[int, int],
@@ -179,8 +289,7 @@ def conv2d_backward(x: np.ndarray, weight: np.ndarray, dy: np.ndarray, padding: 
     hp, wp = h + 2 * ph, w + 2 * pw
     margin = (kh - 1) * dh * wp + (kw - 1) * dw  # the largest tap offset: mirrored reads never go below 0
     offsets = _tap_offsets(c, hp * wp, (kh, kw), dilation, wp)
-    spatial = _tap_offsets(1, 0, (kh, kw), dilation, wp)
-    mirrored = (np.arange(f)[:, None] * (margin + hp * wp) - spatial[None, :]).ravel()  # F*KH*KW, weight order
+    mirrored = _mirrored_offsets(f, margin + hp * wp, (kh, kw), dilation, wp)
     weights_t = np.ascontiguousarray(weight.transpose(1, 0, 2, 3), x.dtype).ravel()  # C, F*KH*KW
     chunks = max(1, min(numba.get_num_threads(), n))
     gw = np.zeros((chunks, weight.size), x.dtype)
