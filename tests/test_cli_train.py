@@ -170,3 +170,95 @@ def test_images_too_small_for_the_architecture(run, tmp_path):
     result = run("lenet5", "--data", "tiny", "--size", "28x28", *QUICK)
     assert result.exit_code == 0 and "3.png: not an image Pillow can read" in result.output
     assert "warning: 1 image files could not be read and were skipped" in result.output
+
+
+def _two_classes(root, count: int = 4, size=(28, 28)):
+    rng = np.random.default_rng(1)
+    for cls, level in (("dark", 40), ("light", 200)):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            pixels = np.clip(rng.normal(level, 20, size), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels, "L").save(root / cls / f"{i}.png")
+
+
+def test_unreadable_files_are_skipped_listed_and_strict_fails(run, tmp_path):
+    _two_classes(tmp_path / "pics")
+    (tmp_path / "pics" / "dark" / "cut.png").write_bytes((tmp_path / "pics" / "dark" / "0.png").read_bytes()[:60])
+    (tmp_path / "pics" / "dark" / "empty.png").write_bytes(b"")
+    (tmp_path / "pics" / "light" / "notes.jpg").write_text("not a picture\n")
+    result = run("lenet5", "--data", "pics", "--epochs", "1", "-q", "-o", "p.onnx")
+    assert result.exit_code == 0, result.output
+    assert "3 image files could not be read:" in result.output
+    for name in ("cut.png: the image is damaged or truncated", "empty.png: the file is empty (0 bytes)",
+                 "notes.jpg: not an image Pillow can read"):
+        assert name in result.output
+    assert result.output.rstrip().endswith("warning: 3 image files could not be read and were skipped (listed above)")
+    strict = run("lenet5", "--data", "pics", "--epochs", "1", "-q", "--strict", "-o", "s.onnx")
+    assert strict.exit_code == 1 and "nothing was trained (--strict)" in strict.output
+    assert not (tmp_path / "s.onnx").exists()
+
+
+def test_too_few_readable_images_stop_with_the_reason(run, tmp_path):
+    for cls in ("a", "b", "c"):
+        (tmp_path / "few" / cls).mkdir(parents=True)
+        (tmp_path / "few" / cls / "x.png").write_bytes(b"")
+    Image.new("L", (28, 28), 9).save(tmp_path / "few" / "a" / "ok.png")
+    Image.new("L", (28, 28), 99).save(tmp_path / "few" / "b" / "ok.png")
+    result = run("lenet5", "--data", "few", *QUICK)
+    assert result.exit_code == 1 and "only 2 of 5 images in few could be read, fewer than its 3 classes" in result.output
+    for cls in ("a", "b"):
+        (tmp_path / "few" / cls / "ok.png").unlink()
+    result = run("lenet5", "--data", "few", *QUICK)
+    assert result.exit_code == 1 and "none of the 3 image files in few could be read" in result.output
+
+
+def test_a_decompression_bomb_is_refused_and_exif_orientation_applied(tmp_path, monkeypatch):
+    from convtool.nn import data as D
+
+    _two_classes(tmp_path / "pics", count=2, size=(4, 6))
+    Image.new("L", (60, 60)).save(tmp_path / "pics" / "light" / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 3,600 pixels: more than twice the limit
+    wide = np.zeros((4, 6), np.uint8)
+    wide[0, 0] = 255  # top-left marker
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    Image.fromarray(wide.T.copy()[::-1].copy(), "L").save(tmp_path / "pics" / "dark" / "turned.png", exif=exif)
+    data = D.load_folder(tmp_path / "pics")
+    assert len(data.skipped) == 1 and "bomb.png: refused as a possible decompression bomb" in data.skipped[0]
+    turned = data.images[2, 0]  # dark/0.png, dark/1.png, dark/turned.png, light/...
+    expected = np.asarray(Image.fromarray(wide.T.copy()[::-1].copy(), "L").transpose(Image.Transpose.ROTATE_270))
+    np.testing.assert_array_equal(turned, expected)
+    assert turned.shape == (4, 6) and turned[0, 0] == 255
+
+
+def test_resume_continues_a_stopped_run_and_refuses_bad_checkpoints(run, tmp_path, monkeypatch):
+    from convtool.nn import train
+
+    real_fit = train.fit
+
+    def fit_then_interrupt(*args, on_batch=None, **kwargs):
+        def stop(epoch, step, steps, loss, acc):
+            if epoch == 2:
+                raise KeyboardInterrupt
+        return real_fit(*args, on_batch=stop, **kwargs)
+
+    monkeypatch.setattr(train, "fit", fit_then_interrupt)
+    stopped = run("lenet5", "--epochs", "2", "--limit", "200", "--shift", "0", "-q", "-o", "r.onnx")
+    assert stopped.exit_code == 130 and "--resume r.checkpoint.npz continues the run" in stopped.output
+    monkeypatch.setattr(train, "fit", real_fit)
+    resumed = run("--resume", ".", "--threads", "1")
+    assert resumed.exit_code == 0, resumed.output
+    assert "resuming after epoch 1 of 2 from the checkpoint" in resumed.output
+    assert "best epoch" in resumed.output and "of 2:" in resumed.output
+    assert [r["epoch"] for r in csv.DictReader(open(tmp_path / "r-metrics.csv"))] == ["1", "2"]
+    done = run("--resume", "r.checkpoint.npz")
+    assert done.exit_code == 2 and "already holds 2 epochs of 2; raise --epochs" in done.output
+    other = run("resnet", "--resume", "r.checkpoint.npz")
+    assert other.exit_code == 2 and "the checkpoint is of a lenet5 run, not resnet" in other.output
+    changed = run("--resume", "r.checkpoint.npz", "--lr", "0.1")
+    assert changed.exit_code == 2 and "--lr cannot change them" in changed.output
+    (tmp_path / "none").mkdir()
+    empty = run("--resume", "none")
+    assert empty.exit_code == 1 and "none holds no training checkpoint" in empty.output
+    for result in (done, other, changed, empty):
+        assert sum(line.startswith("Error:") for line in result.output.splitlines()) == 1
