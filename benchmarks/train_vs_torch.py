@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as `convtool train` does
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `convtool train` does
 
 import numpy as np  # noqa: E402
 

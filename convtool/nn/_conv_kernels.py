@@ -191,7 +191,7 @@ def _conv_forward(x, weights, bias, offsets, ph, pw, y):  # pragma: no cover (ji
     n, c, h, w = x.shape
     f, oh, ow = y.shape[1], y.shape[2], y.shape[3]
     wp = w + 2 * pw
-    taps, length = offsets.shape[0], (oh - 1) * wp + ow
+    length = (oh - 1) * wp + ow
     for i in prange(n):  # N,C,H,W -> N,F,OH,OW
         xp = np.zeros(c * (h + 2 * ph) * wp, x.dtype)
         planes = np.empty(f * length, x.dtype)
