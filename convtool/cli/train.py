@@ -61,7 +61,7 @@ def _recipes_epilog() -> str:
 
     lines = ["\b", "Default recipes (each architecture's best measured; options given replace their part):"]
     lines += [f"  {arch:7} {_recipe_text(r)}" for arch, r in RECIPES.items()]
-    lines += [f"  threads: {DEFAULT_THREADS} (the fastest here; benchmarks/train_vs_torch.py)"]
+    lines += [f"  threads: {DEFAULT_THREADS} (both cores; benchmarks/train_vs_torch.py compares 1 and 2)"]
     return "\n".join(lines)
 
 
@@ -89,7 +89,7 @@ def _recipe_text(r) -> str:
               help="Learning-rate schedule (step: x0.1 every 5 epochs). Default: the recipe's.")
 @click.option("--patience", type=click.IntRange(min=1), help="Stop after this many epochs without a lower validation loss.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same weights.")
-@click.option("--threads", type=click.IntRange(min=1), help="Threads of the training kernels. Default: the fastest here (below).")
+@click.option("--threads", type=click.IntRange(min=1), help="Threads of the training kernels. Default: 2, both cores (below).")
 @click.option("--shift", type=click.IntRange(min=0, max=8), help="Augment with random shifts of up to this many pixels. Default: the recipe's.")
 @click.option("--freeze", type=click.Choice(["features"]), help="Train only the output layer on fixed (random or loaded) features.")
 @click.option("--init-from", type=click.Path(path_type=Path), help="Start from the weights of an ONNX model of the same ARCH.")

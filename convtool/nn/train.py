@@ -35,7 +35,7 @@ RECIPES: dict[str, dict] = {
     "resnet": dict(epochs=15, batch=64, optimizer="adam", lr=2e-3, schedule="cosine", shift=2),
 }
 RECIPE_KEYS = ("epochs", "batch", "optimizer", "lr", "schedule", "shift")
-DEFAULT_THREADS = 2  # benchmarks/train_vs_torch.py: two Numba threads beat one on this 2-core machine
+DEFAULT_THREADS = 2  # both cores; benchmarks/train_vs_torch.py measures 1 against 2 (see notes/issue-11)
 
 
 @dataclass
