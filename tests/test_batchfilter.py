@@ -138,3 +138,13 @@ def test_ctrl_c_mid_batch_leaves_complete_outputs_and_no_temporaries(photos, tmp
     for path in written:
         Image.open(path).load()  # each one complete
     assert len(written) < 24
+
+
+def test_plan_loads_numba_only_when_each_process_has_enough_work(photos, monkeypatch):
+    from convtool import conv
+
+    monkeypatch.setattr(conv, "numba_loaded", lambda: False)
+    small = bf.plan_filtering(photos[:1], SETTINGS)
+    assert small.mode == "inline" and not small.numba and "NumPy" in small.reason
+    monkeypatch.setattr(bf, "NUMBA_WORK_PER_PROCESS", 1000)
+    assert bf.plan_filtering(photos[:1], SETTINGS).numba
