@@ -186,10 +186,9 @@ def ray_info(version: str | None) -> RayInfo:
 
 
 def gpu_cost_figures() -> dict[str, object] | None:
-    """The figures behind convtool's GPU cost estimate, when the convolution core exposes them."""
+    """The figures behind the convolution core's GPU cost estimate (``conv.estimate.figures_report``)."""
     try:
-        from convtool.conv import device
+        from convtool.conv.estimate import figures_report
     except ImportError:
         return None
-    figures = getattr(device, "gpu_cost_figures", None)
-    return dict(figures()) if callable(figures) else None
+    return figures_report()

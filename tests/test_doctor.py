@@ -92,3 +92,4 @@ def test_cli_json_and_screen(no_driver, no_libraries):
     screen = runner.invoke(cli, ["doctor", "--no-try"])
     assert screen.exit_code == 0, screen.output
     assert "NVIDIA driver: not found" in screen.output and "pip install 'convtool[gpu]'" in screen.output
+    assert "GPU cost estimate uses " in screen.output and "GB/s" in screen.output

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import click
 
-from convtool.cli.options import DeviceType, parse_size, result_format_opt, verbose_opt
+from convtool.cli.options import DeviceType, parse_size, ray_opt, result_format_opt, verbose_opt
 from convtool.infer.presets import PRESETS
 
 DEVICE_CHOICE = DeviceType()
@@ -165,9 +165,10 @@ def decoding_options(*, draft: bool) -> Callable[[Callable], Callable]:
 @click.option("--confusion", type=click.Path(path_type=Path), help="With --eval: save the confusion matrix as PNG.")
 @click.option("--softmax/--no-softmax", default=None, help="Apply softmax to the outputs (default: unless they already are probabilities).")
 @decoding_options(draft=True)
+@ray_opt
 @preprocess_options
 def command(paths, model, labels, top_k, batch, device, output, fmt, overwrite, recursive, evaluate, confusion, softmax,
-            workers, decoding, exact, verbose, **prep) -> None:
+            workers, decoding, exact, verbose, ray_address, **prep) -> None:
     """Classify images with an ONNX model, in batches, decoding while the model runs.
 
     \b
@@ -178,9 +179,12 @@ def command(paths, model, labels, top_k, batch, device, output, fmt, overwrite, 
     """
     from convtool.errors import UsageError
     from convtool.infer import classify as cls
-    from convtool.infer.pipeline import Timings, find_images
+    from convtool.infer import engine_ray
+    from convtool.infer.pipeline import Timings, chunk_size, find_images
     from convtool.infer.results import format_of, write_streaming
 
+    if ray_address is not None:
+        engine_ray.import_ray()  # without Ray: the install command, before any work
     if confusion is not None and not evaluate:
         raise UsageError("--confusion needs --eval")
     scan = find_images(paths, recursive=recursive or evaluate)
@@ -195,11 +199,19 @@ def command(paths, model, labels, top_k, batch, device, output, fmt, overwrite, 
     collector = _Collector(classifier, scan.root_of() if evaluate else {}, evaluate,
                            show_table=output is None and not evaluate and len(scan.files) <= TABLE_LIMIT)
     progress, advance = progress_bar(len(scan.files))
+    ray_run = engine_ray.RayRun()
+    if ray_address is None:
+        results = classifier.run(scan.files, batch=batch, workers=workers, timings=timings, on_progress=advance,
+                                 decoding=decoding, exact=exact)
+    else:  # the same stages on Ray Data: decode in tasks, the model in actors; rows back in file order
+        results = engine_ray.model_results(
+            ray_address or None, scan.files, timings, ray_run, job="classify", model_path=session.path,
+            device=device, recipe=recipe, preparer=classifier.preparer, chunk_size=chunk_size(batch, classifier.fixed_batch),
+            draft=not exact, options=dict(labels=names, top_k=top_k, softmax=softmax))
 
     def consume(writer) -> None:
         with progress:
-            for result in classifier.run(scan.files, batch=batch, workers=workers, timings=timings, on_progress=advance,
-                                         decoding=decoding, exact=exact):
+            for result in results:
                 collector.add(result, writer)
         if writer is not None and timings.images == 0:
             raise _NoResults  # leaves no header-only file behind
@@ -212,7 +224,9 @@ def command(paths, model, labels, top_k, batch, device, output, fmt, overwrite, 
             pass
     else:
         consume(None)
-    _report(collector, timings, session, output, confusion, top_k, verbose)
+    ran_on = ray_run.describe() if ray_address is not None else f"{session.device} ({session.provider})"
+    classifier.warnings += [w for w in ray_run.warnings if w not in classifier.warnings]
+    _report(collector, timings, ran_on, output, confusion, top_k, verbose)
     if timings.images == 0 and not collector.failures:
         raise UsageError("no images were classified")
     report_failures(collector.failures, len(scan.files))
@@ -263,7 +277,7 @@ class _Collector:
             self.evaluation.add(truth, predicted)
 
 
-def _report(collector: _Collector, timings, session, output: Path | None, confusion: Path | None, top_k: int,
+def _report(collector: _Collector, timings, ran_on: str, output: Path | None, confusion: Path | None, top_k: int,
             verbose: bool) -> None:
     """Warnings, the table or evaluation, the speed line and where the results went."""
     classifier = collector.classifier
@@ -278,7 +292,7 @@ def _report(collector: _Collector, timings, session, output: Path | None, confus
         _print_evaluation(collector.evaluation, confusion)
     if timings.upscale_warning():
         click.echo(f"warning: {timings.upscale_warning()}", err=True)
-    click.echo(timings.summary(f"{session.device} ({session.provider})"), err=True)
+    click.echo(timings.summary(ran_on), err=True)
     if output is not None and timings.images:
         click.echo(f"wrote {timings.images} results to {'stdout' if str(output) == '-' else output}", err=True)
     elif not collector.show_table and not collector.evaluate and timings.images:

@@ -54,8 +54,7 @@ def _render(report) -> None:
         mark = "[green]runs[/green]" if trial.ok else "[red]does not run[/red]"
         console.print(f"{trial.name}: {mark}: {escape(trial.detail)}")
     if report.gpu_cost:
-        figures = ", ".join(f"{key} {value}" for key, value in report.gpu_cost.items())
-        console.print(escape(f"GPU cost estimate uses: {figures}"))
+        console.print(escape(_gpu_cost(report.gpu_cost)))
     ray = report.ray
     console.print(escape(f"Ray: {ray.version or 'not installed'}; cluster: {ray.cluster}; token: {ray.token}"))
     if report.fixes:
@@ -64,6 +63,15 @@ def _render(report) -> None:
             console.print(escape(f"  {fix}"))
     else:
         console.print("nothing to fix")
+
+
+def _gpu_cost(cost: dict) -> str:
+    device, reason = cost.get("device"), cost.get("reason")
+    figures = device or cost.get("defaults") or {}
+    which = "this GPU's figures" if device else f"defaults (no device: {reason})"
+    sources = f"; from {', '.join(figures['sources'])}" if figures.get("sources") else ""
+    return (f"GPU cost estimate uses {which}: {figures.get('name')}, memory {figures.get('memory_gbps')} GB/s, "
+            f"PCIe {figures.get('pcie_gbps')} GB/s each way, {figures.get('gflops')} GFLOP/s{sources}")
 
 
 def _driver(driver) -> str:

@@ -11,7 +11,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from convtool import conv
-from convtool.cli.options import overwrite_opt, parse_padding, parse_pair, parse_pool, recursive_opt, verbose_opt
+from convtool.cli.options import (
+    overwrite_opt,
+    parse_padding,
+    parse_pair,
+    parse_pool,
+    ray_opt,
+    recursive_opt,
+    verbose_opt,
+)
 from convtool.conv.device import resolve_device
 from convtool.errors import ConvtoolError, OutputError, UsageError
 from convtool.filtering import FilterSettings
@@ -65,9 +73,10 @@ PNG_LEVEL_NOTE = ("about OpenCV's speed and size, twice as fast as Pillow's leve
 @recursive_opt
 @overwrite_opt
 @verbose_opt
+@ray_opt
 def command(inputs, kernel_specs, output, mode, stride, padding, border, cval, dilation, gray, pool,
             out_scale, depth, fmt, png_compression, quality, backend, device, workers, recursive, overwrite,
-            verbose) -> None:
+            verbose, ray_address) -> None:
     """Filter IMAGES (files or folders) with one or more kernels.
 
     Folders are filtered in worker processes (decode, filter and encode of different images side by
@@ -79,7 +88,10 @@ def command(inputs, kernel_specs, output, mode, stride, padding, border, cval, d
       convtool filter photo.png --kernel blob --padding valid --stride 2 --pool max:3:2 -o blobs.npy
     """
     from convtool import batchfilter as bf
+    from convtool.infer import engine_ray
 
+    if ray_address is not None:
+        engine_ray.import_ray()  # without Ray: the install command, before any work
     console = Console(stderr=True, soft_wrap=True, highlight=False)
     kernels = [load_kernel(spec) for spec in kernel_specs]
     settings = FilterSettings(kernels, mode=mode, stride=stride, padding=padding, border=border, cval=cval,
@@ -104,7 +116,15 @@ def command(inputs, kernel_specs, output, mode, stride, padding, border, cval, d
         for line in plan.describe():
             console.print(line)
     started = time.perf_counter()
-    results = _run(console, bf, todo, settings, encoding, gray, plan, overwrite)
+    ray_run = engine_ray.RayRun()
+    if ray_address is None:
+        results = _run(console, bf, todo, settings, encoding, gray, plan, overwrite)
+    else:  # the same jobs in Ray actors, which publish each output into the (shared) folder
+        jobs = bf.make_jobs([f for f, _ in todo], [t for _, t in todo], settings, encoding, gray=gray)
+        try:
+            results = list(engine_ray.filter_results(ray_address or None, jobs, ray_run))
+        finally:
+            bf.remove_temps(jobs)
     elapsed = time.perf_counter() - started
     failures += [(r.job.path, r.error) for r in results if r.error is not None]
     if len(files) == 1 and failures:
@@ -112,7 +132,8 @@ def command(inputs, kernel_specs, output, mode, stride, padding, border, cval, d
         error.exit_code = next((r.exit_code for r in results if r.error is not None), 1)
         raise error
     written = [r.job.target for r in results if r.error is None]
-    _summary(console, results, written, len(files), elapsed, folder, why_device, verbose)
+    where = f" on {ray_run.describe()}" if ray_address is not None else ""
+    _summary(console, results, written, len(files), elapsed, folder, why_device, verbose, where)
     if failures:
         for path, message in failures:
             console.print(f"[red]failed[/red] {message}" if str(path) in message else f"[red]failed[/red] {path}: {message}")
@@ -155,7 +176,7 @@ def conv_threads() -> int:
 
 
 def _summary(console: Console, results: list, written: list[Path], total: int, elapsed: float, folder: Path,
-             why_device: str, verbose: bool) -> None:
+             why_device: str, verbose: bool, where: str = "") -> None:
     """The back-ends that ran (and why, with -v), the count, the time and its split per image."""
     from convtool.batchfilter import per_image_split
 
@@ -167,7 +188,7 @@ def _summary(console: Console, results: list, written: list[Path], total: int, e
         for (step, ran, where), reason in choices.items():
             console.print(f"{step}: {ran} back-end on {where.upper()} ({reason.removesuffix('; ' + why_device)})")
     steps = ", ".join(f"{step} ({ran} on {where.upper()})" for step, ran, where in choices) or "nothing"
-    console.print(f"Filtered {len(written)} of {total} image(s) in {elapsed:.2f} s ({per_image_split(results)}): "
+    console.print(f"Filtered {len(written)} of {total} image(s) in {elapsed:.2f} s{where} ({per_image_split(results)}): "
                   f"{steps} -> {written[0] if len(written) == 1 else folder}")
 
 

@@ -54,3 +54,7 @@ recursive_opt = click.option("-r", "--recursive", is_flag=True, help="Look for i
 result_format_opt = click.option(
     "--format", "fmt", type=click.Choice(["csv", "json", "jsonl"]),
     help="Result format (default: from the --output suffix; JSON lines for -o -, which writes to stdout).")
+ray_opt = click.option(
+    "--ray", "ray_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
+    help="Run on Ray Data: --ray alone joins RAY_ADDRESS if set, else starts a local Ray for the run; "
+         "--ray auto or --ray HOST:PORT joins that cluster. Needs convtool[ray]; outputs on a shared folder.")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import click
@@ -17,6 +16,7 @@ from convtool.cli.classify import (
     recipe_overrides,
     report_failures,
 )
+from convtool.cli.options import ray_opt
 
 
 @click.command(short_help="Segment images with an ONNX model.")
@@ -34,9 +34,10 @@ from convtool.cli.classify import (
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option("--recursive", "-r", is_flag=True, help="Look into subfolders.")
 @decoding_options(draft=False)
+@ray_opt
 @preprocess_options
 def command(paths, model, out_dir, labels, batch, device, output_layout, overlay, alpha, overwrite, recursive,
-            workers, decoding, verbose, **prep) -> None:
+            workers, decoding, verbose, ray_address, **prep) -> None:
     """Segment images: a palette PNG mask per image at its original size, an overlay, and class areas.
 
     \b
@@ -45,11 +46,13 @@ def command(paths, model, out_dir, labels, batch, device, output_layout, overlay
       convtool segment scan.png -m unet.onnx -o out/ --labels classes.txt --no-overlay
     """
     from convtool.errors import OutputError
-    from convtool.images import atomic_write
+    from convtool.infer import engine_ray
     from convtool.infer import segment as seg
     from convtool.infer.classify import labels_from_metadata, read_labels
     from convtool.infer.pipeline import Timings, find_images
 
+    if ray_address is not None:
+        engine_ray.import_ray()  # without Ray: the install command, before any work
     scan = find_images(paths, recursive=recursive)
     targets = _targets(scan.files, out_dir, overlay)
     _check_targets(targets, scan.files, overwrite)
@@ -68,47 +71,49 @@ def command(paths, model, out_dir, labels, batch, device, output_layout, overlay
     show_table = len(scan.files) <= TABLE_LIMIT
     progress, advance = progress_bar(len(scan.files))
     written = 0
+    ray_run = engine_ray.RayRun()
+    if ray_address is None:
+        chunks = segmenter.run(scan.files, batch=batch, workers=workers, timings=timings, on_progress=advance,
+                               decoding=decoding)
+    else:  # the same stages on Ray Data; the actors publish each mask and overlay themselves
+        chunks = engine_ray.model_results(
+            ray_address or None, scan.files, timings, ray_run, job="segment", model_path=session.path, device=device,
+            recipe=recipe, preparer=segmenter.preparer, chunk_size=batch, keep_images=True,
+            options=dict(labels=names, output_layout=output_layout,
+                         publish=engine_ray.SegmentPublisher(out_dir, overlay, alpha)))
     with progress:
-        for chunk in segmenter.run(scan.files, batch=batch, workers=workers, timings=timings, on_progress=advance,
-                                    decoding=decoding):
+        for chunk in chunks:
             failures.extend(chunk.failures)
             for result in chunk.results:
-                classes = segmenter.classes
-                assert classes is not None  # known once a chunk has run
-                mask_path, overlay_path = targets[str(result.path)]
-                mask_png = seg.mask_image(result.mask, classes)
-                atomic_write(mask_path, partial(_save_png, mask_png))
-                if overlay_path is not None:
-                    blended = seg.overlay_image(result.image, result.mask, classes, alpha,
-                                                names=[segmenter.label(i) for i in range(classes)])
-                    atomic_write(overlay_path, partial(_save_png, blended))
+                done = result if ray_address is not None else seg.publish(segmenter, result, *targets[str(result.path)],
+                                                                          alpha)
                 written += 1
                 if show_table:
-                    areas = result.areas(classes)
-                    order = [i for i in areas.argsort()[::-1] if areas[i] > 0]
-                    rows.append((str(result.path), f"{result.mask.shape[0]}x{result.mask.shape[1]}",
-                                 [(segmenter.label(i), float(areas[i])) for i in order]))
+                    rows.append(_row(segmenter, done))
 
     if verbose:
         for note in timings.notes:
             click.echo(note, err=True)
-    for warning in segmenter.warnings:
+    for warning in segmenter.warnings + [w for w in ray_run.warnings if w not in segmenter.warnings]:
         click.echo(f"warning: {warning}", err=True)
     if rows:
         _print_areas(rows)
     if timings.upscale_warning():
         click.echo(f"warning: {timings.upscale_warning()}", err=True)
-    click.echo(timings.summary(f"{session.device} ({session.provider})"), err=True)
+    ran_on = ray_run.describe() if ray_address is not None else f"{session.device} ({session.provider})"
+    click.echo(timings.summary(ran_on), err=True)
     click.echo(f"wrote {written} masks{' and overlays' if overlay else ''} to {out_dir}", err=True)
     report_failures(failures, len(scan.files))
 
 
-def _save_png(image, path: Path) -> None:
-    image.save(path, format="PNG")
+def _row(segmenter, done) -> tuple[str, str, list[tuple[str, float]]]:
+    order = [i for i in done.areas.argsort()[::-1] if done.areas[i] > 0]
+    return str(done.path), f"{done.shape[0]}x{done.shape[1]}", [(segmenter.label(i), float(done.areas[i])) for i in order]
 
 
 def _targets(files: list[str], out_dir: Path, overlay: bool) -> dict[str, tuple[Path, Path | None]]:
     from convtool.errors import UsageError
+    from convtool.infer import segment as seg
 
     targets: dict[str, tuple[Path, Path | None]] = {}
     seen: dict[str, str] = {}
@@ -117,7 +122,7 @@ def _targets(files: list[str], out_dir: Path, overlay: bool) -> dict[str, tuple[
         if stem in seen:
             raise UsageError(f"{seen[stem]} and {file} would write the same mask name; segment them into different folders")
         seen[stem] = file
-        targets[file] = (out_dir / f"{stem}_mask.png", out_dir / f"{stem}_overlay.png" if overlay else None)
+        targets[file] = seg.output_paths(file, out_dir, overlay)
     return targets
 
 

@@ -233,8 +233,7 @@ def run_job(files: Sequence[str | Path], preparer: Preparer, process: Callable[[
     ``decoding``, ``workers``, ``keep_images`` and ``overlap`` are :func:`plan_decoding`'s; ``draft`` is
     :func:`decoded_chunks`'.
     """
-    if fixed_batch is not None and fixed_batch > 1:
-        batch = max(fixed_batch, batch - batch % fixed_batch)
+    batch = chunk_size(batch, fixed_batch)
     recipe = preparer.recipe
     plan = plan_decoding(files, workers=workers, mode=decoding, keep_images=keep_images,
                          fixed_size=bool(recipe.height and recipe.width), overlap=overlap)
@@ -242,6 +241,13 @@ def run_job(files: Sequence[str | Path], preparer: Preparer, process: Callable[[
     chunks = decoded_chunks(files, preparer, chunk_size=batch, depth=depth, keep_images=keep_images, plan=plan,
                             draft=draft, timings=timings)
     yield from timed_results(chunks, process, timings, on_progress, input_hw=(recipe.height, recipe.width))
+
+
+def chunk_size(batch: int, fixed_batch: int | None) -> int:
+    """Files per chunk for ``batch``: a whole number of a model's fixed batch above 1, if it has one."""
+    if fixed_batch is not None and fixed_batch > 1:
+        return max(fixed_batch, batch - batch % fixed_batch)
+    return batch
 
 
 Output = TypeVar("Output")

@@ -38,6 +38,37 @@ class Segmentation:
 
 
 @dataclass
+class Published:
+    """What was written for one image: its path, size (height, width) and the fraction of pixels per class."""
+
+    path: str | Path
+    shape: tuple[int, int]
+    areas: np.ndarray
+
+
+def output_paths(file: str | Path, folder: Path, overlay: bool) -> tuple[Path, Path | None]:
+    """Where an image's mask and overlay go: ``<stem>_mask.png`` and ``<stem>_overlay.png`` in ``folder``."""
+    stem = Path(file).stem
+    return folder / f"{stem}_mask.png", (folder / f"{stem}_overlay.png" if overlay else None)
+
+
+def publish(segmenter: "Segmenter", result: Segmentation, mask_path: Path, overlay_path: Path | None,
+            alpha: float) -> Published:
+    """Write one image's mask (and overlay) atomically; writing it again (a retried task) gives the same files."""
+    from convtool.images import atomic_write
+
+    classes = segmenter.classes
+    assert classes is not None  # known once a chunk has run
+    mask_png = mask_image(result.mask, classes)
+    atomic_write(mask_path, lambda tmp: mask_png.save(tmp, format="PNG"))
+    if overlay_path is not None:
+        blended = overlay_image(result.image, result.mask, classes, alpha,
+                                names=[segmenter.label(i) for i in range(classes)])
+        atomic_write(overlay_path, lambda tmp: blended.save(tmp, format="PNG"))
+    return Published(result.path, result.mask.shape, result.areas(classes))
+
+
+@dataclass
 class SegmentChunk:
     results: list[Segmentation]
     failures: list[Failure]
