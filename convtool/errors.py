@@ -1,4 +1,9 @@
-"""Errors the library raises; the CLI turns them into one-line messages and exit codes."""
+"""Errors the library raises; the CLI turns them into one-line messages and exit codes.
+
+Messages name values and concepts, never command-line flags. A setting the user can change is named as
+the library's parameter in backticks ("pass `overwrite` to replace it"); the CLI shows it as its flag
+("pass --overwrite to replace it", see ``convtool.cli.main.flag_names``).
+"""
 
 
 class ConvtoolError(Exception):

@@ -37,3 +37,11 @@ def test_piped_tables_keep_long_names_whole(tmp_path, runner):
     assert len(lines) == 1 and "…" not in result.stdout
     listing = runner.invoke(cli, ["features", str(MNIST_12), "--list"])
     assert "…" not in listing.stdout and "Convolution28_Output_0" in listing.stdout
+
+
+def test_library_messages_name_parameters_and_the_cli_shows_flags():
+    from convtool.cli.main import flag_names
+
+    assert flag_names("pass `overwrite` to replace it") == "pass --overwrite to replace it"
+    assert flag_names("use `output_layout` nchw; `device` cpu") == "use --output-layout nchw; --device cpu"
+    assert flag_names("a `Backtick` quote and 'x'") == "a `Backtick` quote and 'x'"  # only parameter names

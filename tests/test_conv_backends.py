@@ -158,7 +158,7 @@ def test_cuda_without_a_gpu_is_a_clear_error(monkeypatch):
     from convtool.conv import device
 
     monkeypatch.setattr(device, "cuda_status", lambda: (False, "numba.cuda.is_available() is false: no driver"))
-    with pytest.raises(DeviceError, match="CUDA was asked for but is unavailable: .*is_available.*--device cpu"):
+    with pytest.raises(DeviceError, match="CUDA was asked for but is unavailable: .*is_available.*`device` cpu"):
         correlate2d(_image((8, 8)), SOBEL, device="cuda")
     with pytest.raises(DeviceError, match="CUDA was asked for but is unavailable"):
         correlate2d(_image((8, 8)), SOBEL, backend="cuda")

@@ -79,5 +79,5 @@ def test_find_images(tmp_path):
     assert set(deep.root_of().values()) == {tmp_path}
     (tmp_path / "only-folders").mkdir()
     (tmp_path / "only-folders" / "x").mkdir()
-    with pytest.raises(InputError, match="no image files in this folder \\(use --recursive for subfolders\\)"):
+    with pytest.raises(InputError, match="no image files in this folder \\(use `recursive` for subfolders\\)"):
         find_images([tmp_path / "only-folders"])

@@ -48,11 +48,11 @@ def test_recipe_from_convtool_metadata_and_overrides():
 
 def test_recipe_mismatches_are_one_line_errors():
     gray = TensorInfo("x", (1, 1, 28, 28), "float32")
-    with pytest.raises(UsageError, match=r"rgb images have 3 channel\(s\) but the model's input .* takes 1.*--channels gray"):
+    with pytest.raises(UsageError, match=r"rgb images have 3 channel\(s\) but the model's input .* takes 1.*`channels` gray"):
         preprocess_for(gray, {}, channels="rgb")
-    with pytest.raises(UsageError, match="--size 30x30 does not fit the model's fixed input 28x28"):
+    with pytest.raises(UsageError, match="`size` 30x30 does not fit the model's fixed input 28x28"):
         preprocess_for(gray, {}, height=30, width=30)
-    with pytest.raises(UsageError, match="--mean has 2 values; give 1 or 3 for rgb images"):
+    with pytest.raises(UsageError, match="`mean` has 2 values; give 1 or 3 for rgb images"):
         preprocess_for(TensorInfo("x", (None, 3, 8, 8), "float32"), {}, mean=(0.1, 0.2))
     with pytest.raises(ModelError, match="is not an image tensor"):
         preprocess_for(TensorInfo("x", (None, 784), "float32"), {})

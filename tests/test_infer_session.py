@@ -54,7 +54,7 @@ def test_auto_with_a_driver_that_cannot_run_cuda_falls_back_with_a_reason_and_no
 
 @no_gpu
 def test_cuda_without_a_working_provider_is_an_error(capfd):
-    with pytest.raises(DeviceError, match=r"^--device cuda: CUDA is not usable: .+; use --device cpu"):
+    with pytest.raises(DeviceError, match=r"^`device` cuda: CUDA is not usable: .+; use `device` cpu"):
         open_session(MNIST_12, "cuda")
     assert "[E:" not in capfd.readouterr().err
 
@@ -94,7 +94,7 @@ def test_bad_model_files(tmp_path):
     (tmp_path / "text.onnx").write_text("this is not a model\n" * 20)
     with pytest.raises(ModelError, match=r"text.onnx: not a usable ONNX model \("):
         open_session(tmp_path / "text.onnx", "auto")
-    with pytest.raises(UsageError, match="--device 'gpu'"):
+    with pytest.raises(UsageError, match="`device` 'gpu'"):
         open_session(MNIST_12, "gpu")
 
 
@@ -115,7 +115,7 @@ def test_models_are_found_by_shipped_name(tmp_path, monkeypatch):
 def test_cuda_n_beyond_the_gpus_says_how_many_there_are(monkeypatch):
     monkeypatch.setattr(nvidia, "driver_present", lambda: True)
     monkeypatch.setattr(nvidia, "driver", lambda: nvidia.Driver(True, "test driver", 2, None))
-    with pytest.raises(DeviceError, match=r"^--device cuda:7: this machine has 2 GPUs \(cuda:0 to cuda:1\)$"):
+    with pytest.raises(DeviceError, match=r"^`device` cuda:7: this machine has 2 GPUs \(cuda:0 to cuda:1\)$"):
         open_session(MNIST_12, "cuda:7")
     monkeypatch.setattr(nvidia, "driver", lambda: nvidia.Driver(True, "test driver", 1, None))
     with pytest.raises(DeviceError, match=r"this machine has 1 GPU \(cuda:0\)$"):

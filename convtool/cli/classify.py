@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import click
 
+from convtool.cli.main import flag_names
 from convtool.cli.options import DeviceType, parse_size, ray_opt, result_format_opt, verbose_opt
 from convtool.infer.presets import PRESETS
 
@@ -94,7 +95,7 @@ def report_failures(failures: list, total: int) -> None:
         return
     click.echo(f"{len(failures)} of {total} files could not be used:", err=True)
     for failure in failures:
-        click.echo(f"  {failure.message}", err=True)
+        click.echo(f"  {flag_names(failure.message)}", err=True)
     raise InputError(f"{len(failures)} of {total} files skipped (listed above); the others were processed")
 
 

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from convtool import conv
+from convtool.cli.main import flag_names
 from convtool.cli.options import (
     overwrite_opt,
     parse_padding,
@@ -135,7 +136,8 @@ def command(inputs, kernel_specs, output, mode, stride, padding, border, cval, d
     where = f" on {ray_run.describe()}" if ray_address is not None else ""
     _summary(console, results, written, len(files), elapsed, folder, why_device, verbose, where)
     if failures:
-        for path, message in failures:
+        for path, error in failures:
+            message = flag_names(error)
             console.print(f"[red]failed[/red] {message}" if str(path) in message else f"[red]failed[/red] {path}: {message}")
         raise click.exceptions.Exit(1)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import re
 
 import click
 
@@ -24,6 +25,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("bench", "Time convtool's convolution back-ends against OpenCV and scipy."),
     "doctor": ("doctor", "Say what this machine can run (CPU, GPU, Ray), and how to fix what is missing."),
 }
+
+
+def flag_names(message: str) -> str:
+    """A library message with each backticked parameter shown as its flag: `output_layout` -> --output-layout."""
+    return re.sub(r"`([a-z][a-z0-9_]*)`", lambda m: "--" + m.group(1).replace("_", "-"), message)
 
 
 class LazyGroup(click.Group):
@@ -51,7 +57,7 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ConvtoolError as exc:
-            error = click.ClickException(str(exc))
+            error = click.ClickException(flag_names(str(exc)))
             error.exit_code = exc.exit_code  # type: ignore[misc]  # click reads exit_code per instance
             raise error from None
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):

@@ -78,7 +78,7 @@ def choose_backend(image_shape: Sequence[int], kernel: np.ndarray, *, backend: s
     kernel = np.asarray(kernel, dtype=np.float64)
     if backend == "cuda":
         if device == "cpu":
-            raise UsageError("backend cuda runs on the GPU; drop --device cpu or pick a CPU backend (auto, direct)")
+            raise UsageError("backend cuda runs on the GPU; drop `device` cpu or pick a CPU backend (auto, direct)")
         device = "cuda"
     if backend in CPU_ONLY and device != "cpu":
         if device == "cuda":

@@ -64,7 +64,7 @@ def resolve_device(device: str) -> tuple[str, str]:
     if device == "cuda":
         usable, why = cuda_status()
         if not usable:
-            raise DeviceError(f"CUDA was asked for but is unavailable: {why}; use --device cpu or auto "
+            raise DeviceError(f"CUDA was asked for but is unavailable: {why}; use `device` cpu or auto "
                               f"with a CPU backend")
         return "cuda", f"asked for CUDA ({why})"
     if simulated():

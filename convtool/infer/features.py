@@ -58,7 +58,7 @@ def default_layer(tensors: list[LayerTensor]) -> LayerTensor:
     for tensor in tensors:
         if tensor.shape is not None and len(tensor.shape) == 4:
             return tensor
-    raise ModelError("the model has no 4-axis intermediate tensors to show; list them with --list")
+    raise ModelError("the model has no 4-axis intermediate tensors to show; list them with `list`")
 
 
 def find_layer(tensors: list[LayerTensor], name: str) -> LayerTensor:
@@ -67,8 +67,8 @@ def find_layer(tensors: list[LayerTensor], name: str) -> LayerTensor:
         if name in (tensor.name, tensor.node):
             return tensor
     close = [t.name for t in tensors if name.lower() in t.name.lower() or name.lower() in t.node.lower()][:5]
-    hint = f"; did you mean {', '.join(close)}?" if close else "; see --list for the names"
-    raise UsageError(f"--layer {name!r}: no such tensor or node in the model{hint}")
+    hint = f"; did you mean {', '.join(close)}?" if close else "; see `list` for the names"
+    raise UsageError(f"`layer` {name!r}: no such tensor or node in the model{hint}")
 
 
 def with_outputs(model, names: list[str]) -> bytes:

@@ -97,7 +97,7 @@ def find_images(paths: Iterable[str | os.PathLike], *, recursive: bool = False) 
         if path.is_dir():
             found = sorted(_walk(str(path), recursive))
             if not found:
-                hint = "" if recursive else " (use --recursive for subfolders)"
+                hint = "" if recursive else " (use `recursive` for subfolders)"
                 raise InputError(f"{path}: no image files in this folder{hint}")
             scan.folders.append((path, len(scan.files), len(scan.files) + len(found)))
             scan.files.extend(found)

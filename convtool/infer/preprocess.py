@@ -135,18 +135,18 @@ def _check_against_model(recipe: Preprocess, model_input: TensorInfo) -> None:
         raise UsageError(
             f"{recipe.channels} images have {recipe.n_channels} channel(s) but the model's input "
             f"{model_input.describe()} takes {c} on the {recipe.layout.upper()} channel axis; "
-            f"use --channels {'gray' if c == 1 else 'rgb'}" + (" or --layout" if c not in (1, 3) else "")
+            f"use `channels` {'gray' if c == 1 else 'rgb'}" + (" or `layout`" if c not in (1, 3) else "")
         )
     if c is None and recipe.channels not in CHANNELS:
-        raise UsageError("the model's channel count is dynamic; pass --channels")
+        raise UsageError("the model's channel count is dynamic; pass `channels`")
     if (h is not None and recipe.height not in (None, h)) or (w is not None and recipe.width not in (None, w)):
-        raise UsageError(f"--size {recipe.height}x{recipe.width} does not fit the model's fixed input {h}x{w}")
+        raise UsageError(f"`size` {recipe.height}x{recipe.width} does not fit the model's fixed input {h}x{w}")
     for name, values in (("mean", recipe.mean), ("std", recipe.std)):
         if len(values) not in (1, recipe.n_channels):
             choices = "1" if recipe.n_channels == 1 else f"1 or {recipe.n_channels}"
-            raise UsageError(f"--{name} has {len(values)} values; give {choices} for {recipe.channels} images")
+            raise UsageError(f"`{name}` has {len(values)} values; give {choices} for {recipe.channels} images")
     if any(s == 0 for s in recipe.std):
-        raise UsageError("--std must not contain 0")
+        raise UsageError("`std` must not contain 0")
 
 
 class Preparer:

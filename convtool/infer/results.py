@@ -31,7 +31,7 @@ def check_output(path: Path, *, overwrite: bool, inputs: Sequence[str | Path] = 
     if path.is_dir():
         raise OutputError(f"{path}: is a folder; give a file name for the results")
     if path.exists() and not overwrite:
-        raise OutputError(f"{path}: already exists; pass --overwrite to replace it")
+        raise OutputError(f"{path}: already exists; pass `overwrite` to replace it")
     if not path.parent.is_dir():
         raise OutputError(f"{path.parent}: output folder does not exist; create it first")
 
@@ -51,7 +51,7 @@ def format_of(path: Path, given: str | None = None) -> str:
         return "jsonl"
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise UsageError(f"--output {path}: unknown result format {path.suffix!r}; use .csv, .json or .jsonl")
+        raise UsageError(f"`output` {path}: unknown result format {path.suffix!r}; use .csv, .json or .jsonl")
     return fmt
 
 

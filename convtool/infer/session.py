@@ -166,7 +166,7 @@ def open_session(
             if kind == "auto":  # onnxruntime already fell back: this session runs on the CPU
                 return _wrap(session, path, "CPU", f"running on the CPU because CUDA is not usable: {reason}")
     if kind == "cuda":
-        error = DeviceError(f"--device {device}: CUDA is not usable: {reason}; use --device cpu or --device auto")
+        error = DeviceError(f"`device` {device}: CUDA is not usable: {reason}; use `device` cpu or `device` auto")
         error.reason = reason  # the cause alone, for `convtool doctor`
         raise error
     with _captured_stderr():
@@ -182,7 +182,7 @@ def parse_device(device: str) -> tuple[str, int]:
     try:
         return "cuda", nvidia.gpu_index(device)
     except ValueError:
-        raise UsageError(f"--device {device!r}: choose one of auto, cpu, cuda or cuda:N (N = 0, 1, ...)") from None
+        raise UsageError(f"`device` {device!r}: choose one of auto, cpu, cuda or cuda:N (N = 0, 1, ...)") from None
 
 
 def _check_gpu_index(device: str, gpu: int) -> None:
@@ -190,7 +190,7 @@ def _check_gpu_index(device: str, gpu: int) -> None:
     count = nvidia.driver().gpus
     if count and gpu >= count:
         have = "1 GPU (cuda:0)" if count == 1 else f"{count} GPUs (cuda:0 to cuda:{count - 1})"
-        raise DeviceError(f"--device {device}: this machine has {have}")
+        raise DeviceError(f"`device` {device}: this machine has {have}")
 
 
 def cuda_libraries() -> list[str]:
@@ -304,7 +304,7 @@ def _check_model_file(path: Path) -> None:
     if not path.exists():
         shipped = shipped_models()
         hint = f" (shipped models: {', '.join(shipped)})" if shipped else ""
-        raise ModelError(f"{path}: no such model file; check the path given to --model{hint}")
+        raise ModelError(f"{path}: no such model file; check the path given to `model`{hint}")
     if path.is_dir():
         raise ModelError(f"{path}: is a folder, not an ONNX model file")
     if path.stat().st_size == 0:

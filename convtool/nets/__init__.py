@@ -39,5 +39,5 @@ def load_network(text: str) -> Network:
     if path.suffix.lower() == ".onnx":
         return network_from_onnx(path)
     if not path.exists():
-        raise UsageError(f"--net {text!r} is neither a built-in network ({', '.join(BUILTINS)}) nor an existing file")
+        raise UsageError(f"network {text!r} is neither a built-in network ({', '.join(BUILTINS)}) nor an existing file")
     return network_from_spec(path)
