@@ -6,17 +6,14 @@ from pathlib import Path
 
 import click
 
-from convtool.cli.classify import (
+from convtool.cli.classify import TABLE_LIMIT, open_model, progress_bar, report_failures
+from convtool.cli.options import (
     DEVICE_CHOICE,
-    TABLE_LIMIT,
     decoding_options,
-    open_model,
     preprocess_options,
-    progress_bar,
     recipe_overrides,
-    report_failures,
+    result_format_opt,
 )
-from convtool.cli.options import result_format_opt
 
 DECODER_CHOICE = click.Choice(["auto", "yolov8", "yolov5", "yolox", "ssd", "nms"])
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from convtool.cli.classify import DEVICE_CHOICE, open_model, preprocess_options, recipe_overrides
+from convtool.cli.classify import open_model
+from convtool.cli.options import DEVICE_CHOICE, preprocess_options, recipe_overrides
 
 
 @click.command(short_help="Show the feature maps of a layer of an ONNX model.")

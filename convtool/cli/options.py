@@ -6,12 +6,14 @@ its message; they raise ``click.BadParameter`` quoting the value.
 
 from __future__ import annotations
 
+import math
 from typing import Callable, TypeVar
 
 import click
 
 from convtool import geometry
 from convtool.errors import UsageError
+from convtool.infer.presets import PRESETS
 
 T = TypeVar("T")
 
@@ -58,3 +60,87 @@ ray_opt = click.option(
     "--ray", "ray_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
     help="Run on Ray Data: --ray alone joins RAY_ADDRESS if set, else starts a local Ray for the run; "
          "--ray auto or --ray HOST:PORT joins that cluster. Needs convtool[ray]; outputs on a shared folder.")
+
+
+# --- model input: shared by classify, segment, detect and features ---------------------------------
+
+DEVICE_CHOICE = DeviceType()
+
+
+def _number(text: str) -> float:
+    """A finite number, or a fraction such as ``1/127.5``."""
+    numerator, _, denominator = text.strip().partition("/")
+    value = float(numerator) / float(denominator) if denominator else float(numerator)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+def _parse_scale(ctx, param, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return _number(value)
+    except (ValueError, ZeroDivisionError):
+        raise click.BadParameter(f"{value!r} is not a finite number or fraction (e.g. 0.00392 or 1/255)") from None
+
+
+def _parse_floats(ctx, param, value: str | None) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(_number(v) for v in value.split(","))
+    except (ValueError, ZeroDivisionError):
+        raise click.BadParameter(f"{value!r} is not a finite number or comma-separated numbers (e.g. 0.485,0.456,0.406)") from None
+
+
+def preprocess_options(func: Callable) -> Callable:
+    """The options that override how images become model inputs."""
+    options = [
+        click.option("--preset", type=click.Choice(list(PRESETS)), help=(
+            "Preprocessing of a model family in one word: imagenet (torchvision/timm mean and std), inception "
+            "and tf (x = pixel/127.5 - 1), caffe (BGR minus the mean pixel), torch, unit (0..1), raw (0..255); "
+            "--scale/--mean/--std/--channels given as well win.")),
+        click.option("--size", callback=parse_size, metavar="HxW", help="Resize images to this input size."),
+        click.option("--layout", type=click.Choice(["nchw", "nhwc"]), help="Input layout (default: from the model)."),
+        click.option("--channels", type=click.Choice(["gray", "rgb", "bgr"]), help="Colour channels the model wants."),
+        click.option("--scale", callback=_parse_scale, help="Pixel scale: x = (pixel*scale - mean)/std (default 1/255; "
+                     "a fraction such as 1/127.5 is fine)."),
+        click.option("--mean", callback=_parse_floats, help="Mean, one value or one per channel: 0.485,0.456,0.406."),
+        click.option("--std", callback=_parse_floats, help="Standard deviation, one value or one per channel."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def recipe_overrides(size, layout, channels, scale, mean, std, preset=None) -> dict:
+    """Keyword overrides for ``preprocess_for`` from the option values (None = not given); a preset first."""
+    height, width = size if size else (None, None)
+    given = dict(layout=layout, channels=channels, height=height, width=width, scale=scale, mean=mean, std=std)
+    fields = PRESETS[preset].options() if preset else {}
+    return {**fields, **{k: v for k, v in given.items() if v is not None}}
+
+
+def decoding_options(*, draft: bool) -> Callable[[Callable], Callable]:
+    """Where and how images decode (classify, segment); ``draft``: offer --exact-decode."""
+    from convtool.infer.decode import DRAFT_TOLERANCE, MODES
+
+    options = [
+        click.option("--workers", type=click.IntRange(1, 64), default=None,
+                     help="Decoding workers (default: one per core when worker processes pay)."),
+        click.option("--decoding", type=click.Choice(MODES), default="auto", show_default=True,
+                     help="Where images decode: auto picks inline, threads or worker processes from the number "
+                          "and size of the files; -v says which and why."),
+        verbose_opt,
+    ]
+    if draft:
+        options.append(click.option("--exact-decode", "exact", is_flag=True,
+                                    help=f"Decode every JPEG at full size. Otherwise {DRAFT_TOLERANCE}."))
+
+    def decorate(func: Callable) -> Callable:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate

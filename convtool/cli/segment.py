@@ -6,17 +6,8 @@ from pathlib import Path
 
 import click
 
-from convtool.cli.classify import (
-    DEVICE_CHOICE,
-    TABLE_LIMIT,
-    decoding_options,
-    open_model,
-    preprocess_options,
-    progress_bar,
-    recipe_overrides,
-    report_failures,
-)
-from convtool.cli.options import ray_opt
+from convtool.cli.classify import TABLE_LIMIT, open_model, progress_bar, report_failures
+from convtool.cli.options import DEVICE_CHOICE, decoding_options, preprocess_options, ray_opt, recipe_overrides
 
 
 @click.command(short_help="Segment images with an ONNX model.")
