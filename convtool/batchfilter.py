@@ -21,7 +21,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from convtool.errors import ConvtoolError, OutputError, UsageError
-from convtool.filtering import FilterSettings, default_out_scale, filter_pixels, scale_for_output
+from convtool.filtering import FilterSettings, chain_out_scale, filter_pixels, scale_for_output
 
 QUALITY = 90  # JPEG and WebP quality unless asked otherwise
 PROCESS_MIN_SECONDS = 0.4  # estimated work below which worker processes cost more than they save
@@ -159,7 +159,7 @@ def _output_values(values: np.ndarray, image, job: FileJob) -> np.ndarray:
     bits = enc.depth or (16 if image.bit_depth == 16 and values.ndim == 2 and suffix == ".png" else 8)
     if bits == 16 and (values.ndim == 3 or suffix != ".png"):
         raise OutputError("16-bit output is for gray PNG images; use --gray, 8-bit PNG, .tif or .npy for colour")
-    scaled = scale_for_output(values, enc.out_scale or default_out_scale(job.settings.kernels), image.max_value,
+    scaled = scale_for_output(values, enc.out_scale or chain_out_scale(job.settings.kernels), image.max_value,
                               2.0**bits - 1)
     data = np.rint(scaled).astype(np.uint16 if bits == 16 else np.uint8)
     alpha = _resize_alpha(image.alpha, data.shape[:2])

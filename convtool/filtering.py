@@ -81,7 +81,7 @@ def filter_pixels(pixels: np.ndarray, settings: FilterSettings,
     return np.moveaxis(planes, 0, -1) if pixels.ndim == 3 else planes
 
 
-def default_out_scale(kernels: list[Kernel]) -> str:
+def chain_out_scale(kernels: list[Kernel]) -> str:
     """'normalize' if any kernel in the chain asks for it (derivatives), else the last kernel's."""
     scales = [k.out_scale for k in kernels]
     return "normalize" if "normalize" in scales else scales[-1]

@@ -46,7 +46,7 @@ class Kernel:
         return self.matrices[0]
 
 
-def default_out_scale(matrix: np.ndarray) -> str:
+def matrix_out_scale(matrix: np.ndarray) -> str:
     """'normalize' for kernels with negative weights summing to about zero (derivatives), else 'clip'."""
     has_negative = bool((matrix < 0).any())
     zero_sum = abs(matrix.sum()) <= 1e-6 * np.abs(matrix).sum()
@@ -160,7 +160,7 @@ def _from_table(table: dict, overrides: dict[str, float], entries: dict[str, dic
             raise KernelError(f"kernel {name!r} has no parameter {', '.join(sorted(unknown))}; "
                               f"it takes {', '.join(table.get('params', {}))}")
         matrix = GENERATORS[table["generator"]](**params)
-        return Kernel(name, [matrix], out_scale=table.get("out_scale", default_out_scale(matrix)),
+        return Kernel(name, [matrix], out_scale=table.get("out_scale", matrix_out_scale(matrix)),
                       params=params, **common)
     if overrides:
         raise KernelError(f"kernel {name!r} takes no parameters")
@@ -169,12 +169,12 @@ def _from_table(table: dict, overrides: dict[str, float], entries: dict[str, dic
     matrix = _to_matrix(table["matrix"], name)
     declared = table.get("separable")
     factors = (np.asarray(declared["column"], float), np.asarray(declared["row"], float)) if declared else None
-    return Kernel(name, [matrix], out_scale=table.get("out_scale", default_out_scale(matrix)),
+    return Kernel(name, [matrix], out_scale=table.get("out_scale", matrix_out_scale(matrix)),
                   separable=factors, **common)
 
 
 def _from_matrix(name: str, matrix: np.ndarray) -> Kernel:
-    return Kernel(name, [matrix], description="user kernel", out_scale=default_out_scale(matrix))
+    return Kernel(name, [matrix], description="user kernel", out_scale=matrix_out_scale(matrix))
 
 
 def _parse_inline(spec: str) -> np.ndarray:

@@ -20,7 +20,7 @@ BLOCK = (4, 3)  # tiny blocks: several blocks per image, partial blocks at the r
 
 @pytest.fixture(autouse=True)
 def small_blocks(monkeypatch):
-    monkeypatch.setattr(cuda, "THREADS", BLOCK)
+    monkeypatch.setattr(cuda, "BLOCK_THREADS", BLOCK)
 
 
 CASES = [  # kernel, stride, dilation, padding, border

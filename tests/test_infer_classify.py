@@ -11,7 +11,7 @@ import pytest
 from infer_helpers import MNIST_12, ROOT, lenet, linear_rgb, mnist, write_mnist_pngs
 from PIL import Image
 
-from convtool.infer.classify import Classifier, Evaluation, softmax
+from convtool.infer.classify import Classifier, Evaluation, probabilities
 from convtool.infer.pipeline import Timings, find_images
 from convtool.infer.preprocess import preprocess_for
 from convtool.infer.session import open_session
@@ -121,7 +121,7 @@ def softmax_np(z: np.ndarray) -> np.ndarray:
 
 def test_softmax_matches_formula_for_large_logits():
     z = np.array([[1000.0, 999.0, -5.0], [0.0, 0.0, 0.0]], dtype=np.float32)
-    np.testing.assert_allclose(softmax(z.copy()), softmax_np(z.astype(np.float64)), rtol=1e-6)
+    np.testing.assert_allclose(probabilities(z.copy()), softmax_np(z.astype(np.float64)), rtol=1e-6)
 
 
 def test_bad_files_are_skipped_and_reported_in_order(tmp_path, mnist_pngs):

@@ -21,7 +21,7 @@ from convtool.infer.model_info import describe_model, read_model
 
 
 def test_mnist12_layers_and_default():
-    tensors = feature_layers(MNIST_12)
+    tensors = feature_layers(read_model(MNIST_12))
     assert [t.node for t in tensors][:4] == ["Convolution28", "Plus30", "ReLU32", "Pooling66"]
     assert tensors[0].shape == (1, 8, 28, 28) and tensors[-1].shape == (1, 16, 4, 4)
     assert default_layer(tensors).name == "Convolution28_Output_0"
@@ -60,7 +60,7 @@ def test_layer_tensors_of_a_built_model(tmp_path):
     path = lenet(tmp_path / "lenet.onnx", nhwc=True)
     names = [t.name for t in layer_tensors(read_model(path))]
     assert names[:3] == ["x_nchw", "c1", "r1"]
-    assert [t.shape for t in feature_layers(path)][:2] == [(None, 1, 28, 28), (None, 6, 28, 28)]
+    assert [t.shape for t in feature_layers(read_model(path))][:2] == [(None, 1, 28, 28), (None, 6, 28, 28)]
 
 
 def test_describe_model_reads_metadata_and_preprocessing(tmp_path):

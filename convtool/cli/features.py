@@ -42,7 +42,7 @@ def command(model, image, layer, list_layers, output, columns, device, overwrite
 
     model = find_model(model)
     onnx_model = read_model(model)
-    tensors = [t for t in feat.layer_tensors(onnx_model) if t.shape is None or len(t.shape) == 4]
+    tensors = feat.feature_layers(onnx_model)
     if list_layers:
         _print_layers(tensors)
         return

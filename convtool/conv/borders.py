@@ -6,20 +6,22 @@ pixel), 2 symmetric (mirror with it), 3 edge (replicate), 4 wrap.
 
 from __future__ import annotations
 
-CODES = {"zero": 0, "constant": 0, "reflect": 1, "symmetric": 2, "replicate": 3, "wrap": 4}
+CONSTANT, REFLECT, SYMMETRIC, REPLICATE, WRAP = 0, 1, 2, 3, 4  # module ints: the kernels compile them as constants
+CODES = {"zero": CONSTANT, "constant": CONSTANT, "reflect": REFLECT, "symmetric": SYMMETRIC, "replicate": REPLICATE,
+         "wrap": WRAP}
 
 
 def source_index(t, n, mode):
     """Index into an axis of length ``n`` for padded position ``t`` (may be outside), -1 = constant."""
     if 0 <= t < n:
         return t
-    if mode == 0:
+    if mode == CONSTANT:
         return -1
-    if mode == 3:
+    if mode == REPLICATE:
         return 0 if t < 0 else n - 1
-    if mode == 4:
+    if mode == WRAP:
         return t % n
-    if mode == 1:  # reflect without repeating the edge: period 2n - 2
+    if mode == REFLECT:  # reflect without repeating the edge: period 2n - 2
         if n == 1:
             return 0
         period = 2 * n - 2

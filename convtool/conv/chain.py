@@ -132,16 +132,16 @@ def _run_cuda(image: np.ndarray, steps: Sequence[Step], scale: float | None) -> 
     for step in steps:
         (stride, pads, dilation, size), hw = _geometry(step, hw)
         if isinstance(step, Pool):
-            plan.append(([cuda.pool_launch(size, stride, pads, step.kind, cuda.THREADS)], hw))
+            plan.append(([cuda.pool_launch(size, stride, pads, step.kind, cuda.BLOCK_THREADS)], hw))
             continue
         cval = 0.0 if step.border == "zero" else float(step.cval)
         launches = []
         for kernel in step.kernels:
             kernel = np.asarray(kernel, dtype=np.float64)
             factors = separable.factors(kernel)
-            launches.append(cuda.separable_launch(*factors, stride, pads, step.border, cval, dilation, cuda.THREADS)
+            launches.append(cuda.separable_launch(*factors, stride, pads, step.border, cval, dilation, cuda.BLOCK_THREADS)
                             if factors is not None else
-                            cuda.direct_launch(kernel, stride, pads, step.border, cval, dilation, cuda.THREADS))
+                            cuda.direct_launch(kernel, stride, pads, step.border, cval, dilation, cuda.BLOCK_THREADS))
         plan.append((launches, hw))
     out = np.empty((stack.shape[0],) + hw, dtype=np.float32 if scale is None else np.uint8)
     cuda.run_steps(stack, plan, out, scale)

@@ -410,28 +410,28 @@ def _pool(image, ph, pw, sh, sw, top, left, kind, out, first_job, last_job):  # 
         y = job % oh
         ya = max(y * sh - top, 0)
         yb = min(y * sh - top + ph, height)
-        acc[:] = -np.inf if kind == 0 else 0.0
+        acc[:] = -np.inf if kind == _POOL_MAX else 0.0
         for i in range(ya, yb):
             line = image[b, i]
             for j in range(pw):
                 shift = j - left
                 x_lo = max(0, (-shift + sw - 1) // sw)
                 x_hi = min(ow, (width - 1 - shift) // sw + 1)
-                if kind == 0:
+                if kind == _POOL_MAX:
                     for x in range(x_lo, x_hi):
                         acc[x] = max(acc[x], np.float32(line[x * sw + shift]))
-                elif kind == 1:
+                elif kind == _POOL_AVG:
                     for x in range(x_lo, x_hi):
                         acc[x] += np.float32(line[x * sw + shift])
                 else:
                     for x in range(x_lo, x_hi):
                         v = np.float32(line[x * sw + shift])
                         acc[x] += v * v
-        if kind == 1:
+        if kind == _POOL_AVG:
             rows = max(yb - ya, 1)
             for x in range(ow):
                 acc[x] /= rows * max(cells[x], 1.0)
-        elif kind == 2:
+        elif kind == _POOL_L2:
             for x in range(ow):
                 acc[x] = np.sqrt(acc[x])
         out[b, y, :] = acc

@@ -8,7 +8,7 @@ the kernels of chunk i and the download of chunk i - 1 overlap; outputs land in 
 :func:`run_steps` keeps the intermediates of a chain of kernels, pooling and magnitudes on the device
 and can bring the result back as uint8.
 
-Threads per block live in ``THREADS`` (rows, columns); tests pass small blocks so multi-block and edge
+Threads per block live in ``BLOCK_THREADS`` (rows, columns); tests pass small blocks so multi-block and edge
 paths run under ``NUMBA_ENABLE_CUDASIM=1``.
 """
 
@@ -22,7 +22,7 @@ from numba import cuda, float32, uint8
 
 from convtool.conv import borders
 
-THREADS = (16, 16)  # threads per block: (rows, columns)
+BLOCK_THREADS = (16, 16)  # threads per block: (rows, columns)
 SHARED_FLOATS = 6144  # 24 KiB tile of input per block; larger tiles read global memory
 MAX_GRID_Z = 65535  # images per launch
 STREAMS = 3  # chunks in flight: upload i + 1, kernels i, download i - 1
@@ -246,20 +246,20 @@ def correlate_direct(stack: np.ndarray, kernel: np.ndarray, stride: tuple[int, i
                      border: str, cval: float, dilation: tuple[int, int], out: np.ndarray,
                      threads: tuple[int, int] | None = None) -> None:
     """Direct correlation of a (B, H, W) uint8 or float32 stack into ``out`` on the GPU."""
-    pipeline(stack, out, direct_launch(kernel, stride, pads, border, cval, dilation, threads or THREADS))
+    pipeline(stack, out, direct_launch(kernel, stride, pads, border, cval, dilation, threads or BLOCK_THREADS))
 
 
 def correlate_separable(stack: np.ndarray, col: np.ndarray, row: np.ndarray, stride: tuple[int, int],
                         pads: tuple[int, int, int, int], border: str, cval: float, dilation: tuple[int, int],
                         out: np.ndarray, threads: tuple[int, int] | None = None) -> None:
     """Correlation with ``outer(col, row)`` as a row pass then a column pass on the GPU."""
-    pipeline(stack, out, separable_launch(col, row, stride, pads, border, cval, dilation, threads or THREADS))
+    pipeline(stack, out, separable_launch(col, row, stride, pads, border, cval, dilation, threads or BLOCK_THREADS))
 
 
 def pool(stack: np.ndarray, size: tuple[int, int], stride: tuple[int, int], pads: tuple[int, int, int, int],
          kind: str, out: np.ndarray, threads: tuple[int, int] | None = None) -> None:
     """Pool a (B, H, W) stack into ``out`` on the GPU; padded cells are ignored."""
-    pipeline(stack, out, pool_launch(size, stride, pads, kind, threads or THREADS))
+    pipeline(stack, out, pool_launch(size, stride, pads, kind, threads or BLOCK_THREADS))
 
 
 Step = tuple[Sequence[Launch], tuple[int, int]]  # launches whose outputs combine (1: plain, 2+: magnitude), out H, W
@@ -270,7 +270,7 @@ def run_steps(stack: np.ndarray, steps: Sequence[Step], out: np.ndarray, scale: 
     """Run a chain on the device: upload once, each step's launches (several = the magnitude of their
     responses), intermediates kept on the device, download once (uint8 when ``out`` is uint8, as
     round(clip(value * scale, 0, 255)))."""
-    threads = threads or THREADS
+    threads = threads or BLOCK_THREADS
 
     def launch(device_in, device_out, stream) -> None:
         current = device_in

@@ -111,7 +111,7 @@ class Classifier:
             self.labels = self._check_labels(self.labels)
         if self.softmax is None:
             self.softmax = not _looks_like_probabilities(logits)
-        return softmax(logits) if self.softmax else logits
+        return probabilities(logits) if self.softmax else logits
 
     def _flat(self, logits: np.ndarray) -> np.ndarray:
         if logits.ndim not in (2, 4) or (logits.ndim == 4 and _spatial(logits.shape)):
@@ -128,8 +128,8 @@ class Classifier:
         return None
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax, stable for large logits."""
+def probabilities(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities from logits: a row-wise softmax, stable for large logits."""
     shifted = logits - logits.max(axis=1, keepdims=True)
     np.exp(shifted, out=shifted)
     shifted /= shifted.sum(axis=1, keepdims=True)

@@ -7,12 +7,10 @@ the model is run once on the prepared image.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from convtool.errors import ModelError, UsageError
-from convtool.infer.model_info import read_model
 
 
 @dataclass(frozen=True)
@@ -45,9 +43,9 @@ def layer_tensors(model) -> list[LayerTensor]:
     ]
 
 
-def feature_layers(path: str | Path) -> list[LayerTensor]:
-    """The intermediate tensors that look like feature maps (4 axes)."""
-    return [t for t in layer_tensors(read_model(path)) if t.shape is not None and len(t.shape) == 4]
+def feature_layers(model) -> list[LayerTensor]:
+    """The intermediate tensors of a loaded ONNX model that can be feature maps: 4 axes, or a shape unknown."""
+    return [t for t in layer_tensors(model) if t.shape is None or len(t.shape) == 4]
 
 
 def default_layer(tensors: list[LayerTensor]) -> LayerTensor:

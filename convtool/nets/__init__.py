@@ -2,12 +2,12 @@
 
 The public functions (no click, no rich; rendering is the CLI's job)::
 
-    network_from_onnx(path) -> Network      # any ONNX model, via onnx shape inference; unknown ops listed
-    network_from_builtin(name) -> Network   # 'lenet5', 'alexnet', 'vgg16', 'resnet18'
-    network_from_spec(path) -> Network      # a text spec, one layer a line (see parse_spec)
-    load_network(text) -> Network           # any of the three: a built-in name, *.onnx or a spec file
+    network_from_onnx(path) -> NetworkTable     # any ONNX model, via onnx shape inference; unknown ops listed
+    network_from_builtin(name) -> NetworkTable  # 'lenet5', 'alexnet', 'vgg16', 'resnet18'
+    network_from_spec(path) -> NetworkTable     # a text spec, one layer a line (see parse_spec)
+    load_network(text) -> NetworkTable          # any of the three: a built-in name, *.onnx or a spec file
 
-A ``Network`` holds ``layers`` (a list of ``Layer`` rows), ``unknown_ops``, ``notes`` (caveats to show)
+A ``NetworkTable`` holds ``layers`` (a list of ``LayerRow`` rows), ``unknown_ops``, ``notes`` (caveats to show)
 and ``totals(include_bias)``. ``convtool.calc.net_report`` turns one into a report, ``convtool.cli.calc.render_net`` into a rich table.
 Counting conventions (the lecture's LeNet-5 table): ``weights`` exclude biases; ``connections`` are
 ``units x fan-in`` (weights only; ``bias_connections`` adds one per unit of a layer with biases);
@@ -25,13 +25,13 @@ from convtool.nets.builder import Builder, State
 from convtool.nets.builtin import BUILTINS, network_from_builtin
 from convtool.nets.onnx_graph import network_from_onnx
 from convtool.nets.spec import network_from_spec, parse_spec
-from convtool.nets.table import Layer, Network, Totals
+from convtool.nets.table import LayerRow, NetworkTable, Totals
 
-__all__ = ["BUILTINS", "Builder", "Layer", "Network", "State", "Totals", "load_network", "network_from_builtin",
+__all__ = ["BUILTINS", "Builder", "LayerRow", "NetworkTable", "State", "Totals", "load_network", "network_from_builtin",
            "network_from_onnx", "network_from_spec", "parse_spec"]
 
 
-def load_network(text: str) -> Network:
+def load_network(text: str) -> NetworkTable:
     """A built-in name, an ``.onnx`` file or a spec file."""
     if text.lower() in BUILTINS:
         return network_from_builtin(text.lower())

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 from convtool import geometry, shapes
 from convtool.errors import ShapeError, UsageError
-from convtool.nets.table import Layer, Network
+from convtool.nets.table import LayerRow, NetworkTable
 
 
 @dataclass(frozen=True)
@@ -24,13 +24,13 @@ class State:
 
 
 class Builder:
-    """Appends ``Layer`` rows while tracking the shape and receptive field; ``state`` is the current tensor."""
+    """Appends ``LayerRow`` rows while tracking the shape and receptive field; ``state`` is the current tensor."""
 
     def __init__(self, name: str, input_shape: tuple[int, ...], source: str = "") -> None:
         if len(input_shape) < 1:
             raise UsageError("the input needs a shape, e.g. 1x32x32 (channels x height x width)")
         axes = len(input_shape) - 1
-        self.network = Network(name, tuple(input_shape), source=source)
+        self.network = NetworkTable(name, tuple(input_shape), source=source)
         self.state = State(tuple(input_shape), (1,) * axes, (1,) * axes)
         self._counts: dict[str, int] = {}
 
@@ -83,7 +83,7 @@ class Builder:
             connections = macs
         op = "convT" if transposed else "conv"
         detail = f"{cout}@{'x'.join(map(str, k))}" + _settings(s, axes, d, groups)
-        self._add(Layer(self._name(name, op), op, shape, units, weights, cout if bias else 0, macs, connections,
+        self._add(LayerRow(self._name(name, op), op, shape, units, weights, cout if bias else 0, macs, connections,
                         units if bias else 0, rf, detail))
         self.state = State(shape, rf, jump)
         return self.state
@@ -124,7 +124,7 @@ class Builder:
         rf = tuple(r + (kk - 1) * j for r, j, kk in zip(self.state.rf, self.state.jump, size))
         jump = tuple(j * ss for j, ss in zip(self.state.jump, s))
         detail = f"{'x'.join(map(str, size))}" + _settings(s, axes, (1,) * len(size), 1, default_stride=size)
-        self._add(Layer(self._name(name, "pool"), f"{kind}pool", shape, units, 0, 0, 0, units * math.prod(size),
+        self._add(LayerRow(self._name(name, "pool"), f"{kind}pool", shape, units, 0, 0, 0, units * math.prod(size),
                         0, rf, detail))
         self.state = State(shape, rf, jump)
         return self.state
@@ -135,7 +135,7 @@ class Builder:
         rf = self._global_rf()
         shape = (self.state.shape[0],) + (1,) * len(spatial)
         units = math.prod(shape)
-        self._add(Layer(self._name(name, "gpool"), f"global {kind}pool", shape, units, 0, 0, 0,
+        self._add(LayerRow(self._name(name, "gpool"), f"global {kind}pool", shape, units, 0, 0, 0,
                         units * math.prod(spatial), 0, rf))
         self.state = State(shape, rf, (1,) * len(spatial))
         return self.state
@@ -146,7 +146,7 @@ class Builder:
         fan_in = math.prod(self.state.shape)
         rf = self._global_rf()
         weights = fan_in * out
-        self._add(Layer(self._name(name, "fc"), "fc", (out,), out, weights, out if bias else 0, weights, weights,
+        self._add(LayerRow(self._name(name, "fc"), "fc", (out,), out, weights, out if bias else 0, weights, weights,
                         out if bias else 0, rf, f"{fan_in}->{out}"))
         self.state = State((out,), rf, ())
         return self.state
@@ -155,14 +155,14 @@ class Builder:
         """Batch normalisation: a scale (counted as weights) and a shift (biases) per channel."""
         c = self.state.shape[0]
         units = math.prod(self.state.shape)
-        self._add(Layer(self._name(name, "bn"), "bn", self.state.shape, units, c, c, 0, units, units,
+        self._add(LayerRow(self._name(name, "bn"), "bn", self.state.shape, units, c, c, 0, units, units,
                         self.state.rf or None, "scale+shift"))
         return self.state
 
     def elementwise(self, op: str, name: str | None = None) -> State:
         """A shape-preserving op without parameters (relu, tanh, sigmoid, dropout, softmax, lrn, ...)."""
         units = math.prod(self.state.shape)
-        self._add(Layer(self._name(name, op), op, self.state.shape, units, 0, 0, 0, 0, 0, self.state.rf or None))
+        self._add(LayerRow(self._name(name, op), op, self.state.shape, units, 0, 0, 0, 0, 0, self.state.rf or None))
         return self.state
 
     def add(self, other: State, name: str | None = None) -> State:
@@ -171,14 +171,14 @@ class Builder:
             raise ShapeError(f"cannot add shapes {_fmt(self.state.shape)} and {_fmt(other.shape)}")
         rf = tuple(max(a, b) for a, b in zip(self.state.rf, other.rf))
         units = math.prod(self.state.shape)
-        self._add(Layer(self._name(name, "add"), "add", self.state.shape, units, 0, 0, 0, 2 * units, 0, rf))
+        self._add(LayerRow(self._name(name, "add"), "add", self.state.shape, units, 0, 0, 0, 2 * units, 0, rf))
         self.state = State(self.state.shape, rf, self.state.jump)
         return self.state
 
     def flatten(self, name: str | None = None) -> State:
         units = math.prod(self.state.shape)
         rf = self._global_rf()
-        self._add(Layer(self._name(name, "flatten"), "flatten", (units,), units, 0, 0, 0, 0, 0, rf))
+        self._add(LayerRow(self._name(name, "flatten"), "flatten", (units,), units, 0, 0, 0, 0, 0, rf))
         self.state = State((units,), rf, ())
         return self.state
 
@@ -187,7 +187,7 @@ class Builder:
         return tuple(r + (n - 1) * j for r, j, n in zip(self.state.rf, self.state.jump, self.state.spatial)) \
             if self.state.spatial else self.state.rf
 
-    def _add(self, layer: Layer) -> None:
+    def _add(self, layer: LayerRow) -> None:
         self.network.layers.append(layer)
 
 

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from convtool.errors import UsageError
 from convtool.nets.builder import Builder
-from convtool.nets.table import Network
+from convtool.nets.table import NetworkTable
 
 BUILTINS = ("lenet5", "alexnet", "vgg16", "resnet18")
 
 
-def network_from_builtin(name: str) -> Network:
-    """One of ``BUILTINS``, with its source in ``Network.source``."""
+def network_from_builtin(name: str) -> NetworkTable:
+    """One of ``BUILTINS``, with its source in ``NetworkTable.source``."""
     makers = {"lenet5": _lenet5, "alexnet": _alexnet, "vgg16": _vgg16, "resnet18": _resnet18}
     if name not in makers:
         raise UsageError(f"unknown built-in network {name!r}; choose one of {', '.join(BUILTINS)}")
     return makers[name]()
 
 
-def _lenet5() -> Network:
+def _lenet5() -> NetworkTable:
     b = Builder("lenet5", (1, 32, 32), "LeCun et al. 1998, as tabulated in the lecture: C3 fully connected "
                 "to S2, pooling without weights, F6 -> 10 outputs as a fully-connected layer")
     b.conv(6, 5, name="C1")
@@ -30,7 +30,7 @@ def _lenet5() -> Network:
     return b.network
 
 
-def _alexnet() -> Network:
+def _alexnet() -> NetworkTable:
     b = Builder("alexnet", (3, 227, 227), "Krizhevsky et al. 2012 on one GPU (no channel groups, no "
                 "LRN rows), 227x227 input")
     b.conv(96, 11, s=4, name="conv1")
@@ -47,7 +47,7 @@ def _alexnet() -> Network:
     return b.network
 
 
-def _vgg16() -> Network:
+def _vgg16() -> NetworkTable:
     b = Builder("vgg16", (3, 224, 224), "Simonyan and Zisserman 2014, configuration D, 224x224 input")
     for stage, (channels, repeats) in enumerate(((64, 2), (128, 2), (256, 3), (512, 3), (512, 3)), start=1):
         for i in range(1, repeats + 1):
@@ -59,7 +59,7 @@ def _vgg16() -> Network:
     return b.network
 
 
-def _resnet18() -> Network:
+def _resnet18() -> NetworkTable:
     b = Builder("resnet18", (3, 224, 224), "He et al. 2015, 18 layers with basic blocks, as in torchvision "
                 "(batch-norm scale/shift counted; convolutions without biases)")
     b.conv(64, 7, s=2, padding=3, bias=False, name="conv1")

@@ -10,7 +10,7 @@ from convtool import geometry
 from convtool.errors import ModelError
 from convtool.layer_kinds import ONNX_LAYER, ONNX_PART
 from convtool.nets.builder import compact
-from convtool.nets.table import Layer, Network
+from convtool.nets.table import LayerRow, NetworkTable
 
 ONNX_ELEMENTWISE = {"Relu", "LeakyRelu", "PRelu", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Dropout", "Identity",
                     "Clip", "Elu", "Selu", "HardSigmoid", "HardSwish", "Gelu", "Erf", "Sqrt", "Exp", "Log",
@@ -25,7 +25,7 @@ ONNX_KNOWN = ONNX_ELEMENTWISE | ONNX_BINARY | ONNX_PLUMBING | ONNX_GLOBAL | {
 FLOAT_TYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 
 
-def network_from_onnx(path: str | Path) -> Network:
+def network_from_onnx(path: str | Path) -> NetworkTable:
     """Per-layer table of an ONNX model using onnx shape inference; nodes of unknown ops are listed, not fatal.
 
     Weights are the float initializers a node reads (each counted once; for BatchNormalization
@@ -54,7 +54,7 @@ def network_from_onnx(path: str | Path) -> Network:
     return network
 
 
-def _onnx_network(model, path: Path) -> Network:
+def _onnx_network(model, path: Path) -> NetworkTable:
     """Walk the nodes in order, tracking per-image shapes, receptive fields and which weights were counted."""
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
@@ -70,7 +70,7 @@ def _onnx_network(model, path: Path) -> Network:
         shape = shapes_by_name.get(name, ())
         return shape[1:] if name in batched and len(shape) >= 2 else shape
 
-    network = Network(graph.name or path.stem, per_image(inputs[0].name), source=str(path))
+    network = NetworkTable(graph.name or path.stem, per_image(inputs[0].name), source=str(path))
     symbolic = [d for d in first[1:] if not isinstance(d, int) or d <= 0]
     if symbolic:
         network.notes.append(f"the input has symbolic sizes ({', '.join(map(str, symbolic))}); each counts as 1 "
@@ -111,7 +111,7 @@ def _onnx_network(model, path: Path) -> Network:
         if field is not None:
             fields.update((out, field) for out in node.output)
         name = node.name.split("/")[0] if tag else node.name or f"{node.op_type}_{index}"
-        network.layers.append(Layer(name, tag["op"] if tag else node.op_type, out_shape, units, weights,
+        network.layers.append(LayerRow(name, tag["op"] if tag else node.op_type, out_shape, units, weights,
                                     biases, macs, connections, bias_connections, field[0] if field else None,
                                     detail))
     return network

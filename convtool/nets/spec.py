@@ -9,7 +9,7 @@ from pathlib import Path
 from convtool import geometry
 from convtool.errors import InputError, ShapeError, UsageError
 from convtool.nets.builder import Builder
-from convtool.nets.table import Network
+from convtool.nets.table import NetworkTable
 
 SPEC_FORMS = {
     "input": "input CxHxW (e.g. input 1x32x32)",
@@ -30,7 +30,7 @@ SPEC_HELP = ("one layer a line, '#' starts a comment, an optional 'NAME:' prefix
              + "; ".join(SPEC_FORMS.values()) + "; " + "|".join(ELEMENTWISE))
 
 
-def network_from_spec(path: str | Path) -> Network:
+def network_from_spec(path: str | Path) -> NetworkTable:
     """Read a text spec file (see ``parse_spec``); InputError if it cannot be read."""
     path = Path(path)
     try:
@@ -41,7 +41,7 @@ def network_from_spec(path: str | Path) -> Network:
     return parse_spec(text, name=path.stem, where=str(path))
 
 
-def parse_spec(text: str, name: str = "network", where: str = "spec") -> Network:
+def parse_spec(text: str, name: str = "network", where: str = "spec") -> NetworkTable:
     """Build a network from spec lines like ``input 1x32x32``, ``C1: conv 6 5x5``, ``pool max 2``, ``fc 120``.
 
     Raises UsageError naming the line number and the expected form of the first bad line.

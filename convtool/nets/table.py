@@ -22,7 +22,7 @@ class _Derived:
 
 
 @dataclass(frozen=True)
-class Layer(_Derived):
+class LayerRow(_Derived):
     """One row of a network table. ``receptive_field`` is per spatial axis in input cells (None if unknown)."""
 
     name: str
@@ -50,12 +50,12 @@ class Totals(_Derived):
 
 
 @dataclass
-class Network:
+class NetworkTable:
     """A network as table rows. ``unknown_ops`` names the ONNX nodes whose cost is not counted."""
 
     name: str
     input_shape: tuple[int | str, ...]
-    layers: list[Layer] = field(default_factory=list)
+    layers: list[LayerRow] = field(default_factory=list)
     unknown_ops: list[str] = field(default_factory=list)
     source: str = ""
     notes: list[str] = field(default_factory=list)  # caveats worth showing, e.g. failed shape inference
