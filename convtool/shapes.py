@@ -26,7 +26,7 @@ def output_size(n: int, k: int, s: int = 1, padding: tuple[int, int] = (0, 0), d
     span = effective_kernel(k, d)
     if span > padded:
         what = f"kernel {k}" if d == 1 else f"kernel {k} dilated by {d} (span {span})"
-        raise ShapeError(f"{what} does not fit the padded input {padded}; pad the input (padding 'same') or use a smaller kernel")
+        raise ShapeError(f"{what} does not fit the padded input {padded}; use `padding` same or a smaller kernel")
     return (padded - span) // s + 1
 
 

@@ -190,7 +190,7 @@ def test_net_spec_file_and_onnx_model(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--n", "5", "--k", "6"], "kernel 6 does not fit the padded input 5"),
+    (["--n", "5", "--k", "6"], "kernel 6 does not fit the padded input 5; use --padding same"),
     (["--n", "13", "--k", "3", "--d", "7"], "kernel 3 dilated by 7 (span 15) does not fit the padded input 13"),
     (["--n", "13", "--k", "6", "--s", "0"], "stride (--s) must be positive, got '0'"),
     (["--n", "13", "--k", "6", "--d", "-1"], "dilation (--d) must be positive, got '-1'"),

@@ -76,7 +76,7 @@ def test_fully_connecting_a_200x200x3_input_to_1000_units_takes_120_million_weig
     ("conv 6 5", 1, "first line must give the input size"),
     ("input 1x32x32\nconv 6 5x5\npool max two", 3, "expected 'pool max|avg"),
     ("input 1x32x32\n\n# comment\nfrobnicate 3", 4, "unknown layer 'frobnicate'"),
-    ("input 1x8x8\nconv 6 9x9", 2, "kernel 9 does not fit the padded input 8"),
+    ("input 1x8x8\nconv 6 9x9", 2, "kernel 9 does not fit the padded input 8; use p=same"),
     ("input 1x8x8\nconv 6", 2, "expected 'conv OUT KxK"),
     ("input 1x8x8\nconv 6 3 s=0", 2, "stride must be positive"),
     ("input 1x8x8\nconv 6 3 colour=red", 2, "unknown option 'colour'"),

@@ -74,7 +74,8 @@ def parse_spec(text: str, name: str = "network", where: str = "spec") -> Network
             hint = f"; expected '{expected}'" if expected else ""
             if op and op not in SPEC_FORMS and form_key not in SPEC_FORMS and op not in ELEMENTWISE:
                 hint = f"; unknown layer {op!r}, use one of input, conv, convT, local, tiled, pool, fc, bn, flatten, {', '.join(ELEMENTWISE)}"
-            raise UsageError(f"{where} line {number}: {exc}{hint} (got {raw.strip()!r})") from None
+            message = str(exc).replace("`padding` same", "p=same")  # the spec's spelling of the setting
+            raise UsageError(f"{where} line {number}: {message}{hint} (got {raw.strip()!r})") from None
     if builder is None or not builder.network.layers:
         raise UsageError(f"{where} has no layers; {SPEC_HELP}")
     return builder.network
