@@ -352,7 +352,7 @@ def save(anim: Animation, path: Path, *, seconds: float = 0.6, overwrite: bool =
     targets = [path] if suffix != ".png" else [path.with_name(f"{path.stem}-{i:03d}.png") for i in range(1, count + 1)]
     existing = [t for t in targets if t.exists()]
     if existing and not overwrite:
-        raise UsageError(f"{existing[0]}: already exists; pass --overwrite to replace it")
+        raise UsageError(f"{existing[0]}: already exists; pass `overwrite` to replace it")
     if suffix == ".svg":
         text = svg(anim, seconds)
         atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

@@ -158,7 +158,7 @@ def _output_values(values: np.ndarray, image, job: FileJob) -> np.ndarray:
     enc = job.encoding
     bits = enc.depth or (16 if image.bit_depth == 16 and values.ndim == 2 and suffix == ".png" else 8)
     if bits == 16 and (values.ndim == 3 or suffix != ".png"):
-        raise OutputError("16-bit output is for gray PNG images; use --gray, 8-bit PNG, .tif or .npy for colour")
+        raise OutputError("16-bit output is for gray PNG images; use `gray`, 8-bit PNG, .tif or .npy for colour")
     scaled = scale_for_output(values, enc.out_scale or chain_out_scale(job.settings.kernels), image.max_value,
                               2.0**bits - 1)
     data = np.rint(scaled).astype(np.uint16 if bits == 16 else np.uint8)
@@ -232,7 +232,7 @@ def publish(job: FileJob, *, overwrite: bool) -> None:
             return
         os.link(job.temp, job.target)  # fails if the target appeared since the run started
     except FileExistsError:
-        raise OutputError(f"{job.target} exists; pass --overwrite to replace it") from None
+        raise OutputError(f"{job.target} exists; pass `overwrite` to replace it") from None
     except OSError as exc:
         raise OutputError(f"{job.target}: cannot write it ({exc.strerror})") from None
     finally:

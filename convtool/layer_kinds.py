@@ -130,7 +130,7 @@ def conv_of(report: dict, what: str) -> dict:
     """The convolution part of a layer report; UsageError for a pooling alone or a transposed convolution."""
     conv = report.get("conv")
     if not conv or conv["transposed"]:
-        raise UsageError(f"{what} needs a convolution: give a kernel size (--k) and leave out --transpose")
+        raise UsageError(f"{what} needs a convolution: give a kernel size (`k`) and leave out `transpose`")
     return conv
 
 

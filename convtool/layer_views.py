@@ -159,7 +159,7 @@ def animation(report: dict, x: np.ndarray | None, kernel: np.ndarray | None):
     conv, pool = report.get("conv"), report.get("pool")
     layer = conv or pool
     if layer is None:
-        raise UsageError("an animation needs a kernel size (--k) or a pooling (--pool)")
+        raise UsageError("an animation needs a kernel size (`k`) or a pooling (`pool`)")
     if len(layer["axes"]) > 2:
         raise UsageError("animations are drawn for 1-D and 2-D layers")
     axes = []
@@ -178,7 +178,7 @@ def animation(report: dict, x: np.ndarray | None, kernel: np.ndarray | None):
             raise UsageError("a kernel applies to a convolution; give --k with it (pooling has no weights)")
         kernel = as_axes(kernel, len(axes))
     if x is not None and conv and report["cin"] != 1:
-        raise UsageError("input values are drawn for one input channel; leave out --cin")
+        raise UsageError("input values are drawn for one input channel; leave out `cin`")
     size = "x".join(str(a.n) for a in axes)
     parts = [f"{op} n={size}", f"k={'x'.join(str(a.k) for a in axes)}" if conv else
              f"window={'x'.join(str(a.k) for a in axes)}"]

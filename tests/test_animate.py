@@ -108,7 +108,7 @@ def test_files_gif_png_frames_and_svg(tmp_path):
     text = (tmp_path / "a.svg").read_text()
     assert len(re.findall(r'<g class="frame"', text)) == 12  # two layers per frame
     assert (tmp_path / "a.gif").stat().st_size < 100_000
-    with pytest.raises(UsageError, match="a.gif: already exists; pass --overwrite"):
+    with pytest.raises(UsageError, match="a.gif: already exists; pass `overwrite`"):
         animate.save(anim, tmp_path / "a.gif")
     with pytest.raises(UsageError, match="a-001.png: already exists"):
         animate.save(anim, tmp_path / "a.png")

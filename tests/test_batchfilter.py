@@ -114,7 +114,7 @@ def test_an_output_that_appears_during_the_run_is_not_replaced(photos, tmp_path)
     jobs = bf.make_jobs(photos[:2], [out / "a.png", out / "b.png"], SETTINGS, bf.Encoding())
     (out / "b.png").write_bytes(b"someone else's")
     results = list(bf.filter_files(jobs, INLINE))
-    assert results[0].error is None and "b.png exists; pass --overwrite" in results[1].error
+    assert results[0].error is None and "b.png exists; pass `overwrite`" in results[1].error
     assert (out / "b.png").read_bytes() == b"someone else's"
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
 

@@ -124,7 +124,7 @@ def test_an_address_nothing_answers_at_is_refused_at_once():
     with socket.socket() as probe:  # a port that was free a moment ago: connecting is refused
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    with pytest.raises(engine_ray.UsageError, match=rf"^--ray 127.0.0.1:{port}: nothing answers there"):
+    with pytest.raises(engine_ray.UsageError, match=rf"^`ray` 127.0.0.1:{port}: nothing answers there"):
         engine_ray._check_reachable(f"127.0.0.1:{port}")
     with pytest.raises(engine_ray.UsageError, match="not HOST:PORT"):
         engine_ray._check_reachable("head-node")

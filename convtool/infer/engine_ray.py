@@ -87,7 +87,7 @@ def connect(address: str | None = None) -> Iterator[Cluster]:
             ray.init(address=address, **kwargs)
         except Exception as exc:  # noqa: BLE001 - unreachable, refused, no token: Ray's own first line says which
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-            raise UsageError(f"--ray {address or ''}: cannot start or join Ray ({reason})") from None
+            raise UsageError(f"`ray` {address or ''}: cannot start or join Ray ({reason})") from None
         started = True
     try:
         context = ray.data.DataContext.get_current()
@@ -110,13 +110,13 @@ def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
         return
     host, _, port = address.rpartition(":")
     if not port.isdigit():
-        raise UsageError(f"--ray {address}: not HOST:PORT, auto or ray://HOST:PORT")
+        raise UsageError(f"`ray` {address}: not HOST:PORT, auto or ray://HOST:PORT")
     import socket
 
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as exc:
-        raise UsageError(f"--ray {address}: nothing answers there ({exc.strerror or exc}); is `ray start --head` "
+        raise UsageError(f"`ray` {address}: nothing answers there ({exc.strerror or exc}); is `ray start --head` "
                          "running on that machine, and is the port open to this one?") from None
 
 
