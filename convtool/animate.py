@@ -341,7 +341,7 @@ def save(anim: Animation, path: Path, *, seconds: float = 0.6, overwrite: bool =
     Existing files are replaced only with ``overwrite`` (each atomically; numbered frames left over from a
     longer animation are removed); otherwise every target is checked before anything is written.
     """
-    from convtool.images import atomic_write
+    from convtool.io.publish import publish_with
 
     path = Path(path)
     suffix = path.suffix.lower()
@@ -355,16 +355,17 @@ def save(anim: Animation, path: Path, *, seconds: float = 0.6, overwrite: bool =
         raise UsageError(f"{existing[0]}: already exists; pass `overwrite` to replace it")
     if suffix == ".svg":
         text = svg(anim, seconds)
-        atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        publish_with(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), overwrite=overwrite)
         return targets
     pictures = draw(anim)
     if suffix == ".gif":
         frames = [p.convert("P", palette=1, colors=64) for p in pictures]  # 1 = adaptive palette
-        atomic_write(path, lambda tmp: frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
-                                                      duration=int(seconds * 1000), loop=0, optimize=True))
+        publish_with(path, lambda tmp: frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
+                                                      duration=int(seconds * 1000), loop=0, optimize=True),
+                     overwrite=overwrite)
         return targets
     for target, picture in zip(targets, pictures):
-        atomic_write(target, _png_writer(picture))
+        publish_with(target, _png_writer(picture), overwrite=overwrite)
     if overwrite:
         for stale in path.parent.glob(f"{path.stem}-[0-9][0-9][0-9].png"):
             if stale not in targets:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,7 +127,7 @@ def _first_image_shape(files: Sequence[Path]) -> tuple[int, int, int]:
 
 def run_job(job: FileJob) -> FileResult:
     """Read, filter, scale, encode and write one file to ``job.temp``; errors become ``result.error``."""
-    from convtool.images import read_image
+    from convtool.io.read import read_image
 
     result = FileResult(job)
     try:
@@ -147,6 +146,10 @@ def run_job(job: FileJob) -> FileResult:
         result.error, result.exit_code = str(exc), exc.exit_code
     except MemoryError:
         result.error = f"{job.path}: out of memory while filtering; try a smaller image"
+    except OSError as exc:  # writing the temporary: a full disk, a quota, ...
+        from convtool.io.publish import describe
+
+        result.error = describe(job.target, exc)
     return result
 
 
@@ -174,7 +177,7 @@ def _encode_to(temp: Path, output: np.ndarray, job: FileJob) -> None:
         with open(temp, "wb") as handle:
             np.save(handle, np.asarray(output, dtype=np.float32), allow_pickle=False)
     elif suffix in (".tif", ".tiff"):
-        from convtool.tiff import write_float_tiff
+        from convtool.io.tiff import write_float_tiff
 
         write_float_tiff(temp, np.asarray(output, dtype=np.float32))
     elif suffix == ".png":
@@ -203,16 +206,13 @@ def _resize_alpha(alpha: np.ndarray | None, shape: tuple[int, int]) -> np.ndarra
 def make_jobs(files: Sequence[Path], targets: Sequence[Path], settings: FilterSettings, encoding: Encoding, *,
               gray: bool = False, threads: int = 1) -> list[FileJob]:
     """One job per file, each with a fresh temporary file beside its target (removed by filter_files)."""
+    from convtool.io.publish import reserve
+
     jobs = []
     try:
         for path, target in zip(files, targets, strict=False):
-            folder = target.parent if str(target.parent) else Path(".")
-            try:
-                fd, temp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix + ".part", dir=folder)
-            except OSError as exc:
-                raise OutputError(f"{folder}: cannot write there ({exc.strerror}); choose another output folder") from None
-            os.close(fd)
-            jobs.append(FileJob(Path(path), Path(target), Path(temp), settings, encoding, gray, threads))
+            temp = reserve(target)  # registered: removed on SIGINT/SIGTERM/SIGHUP too
+            jobs.append(FileJob(Path(path), Path(target), temp, settings, encoding, gray, threads))
     except BaseException:
         remove_temps(jobs)
         raise
@@ -220,23 +220,17 @@ def make_jobs(files: Sequence[Path], targets: Sequence[Path], settings: FilterSe
 
 
 def remove_temps(jobs: Sequence[FileJob]) -> None:
+    from convtool.io.cleanup import discard
+
     for job in jobs:
-        job.temp.unlink(missing_ok=True)
+        discard(job.temp)
 
 
 def publish(job: FileJob, *, overwrite: bool) -> None:
     """Give the finished temporary file its real name; without ``overwrite`` an existing file is never replaced."""
-    try:
-        if overwrite:
-            os.replace(job.temp, job.target)
-            return
-        os.link(job.temp, job.target)  # fails if the target appeared since the run started
-    except FileExistsError:
-        raise OutputError(f"{job.target} exists; pass `overwrite` to replace it") from None
-    except OSError as exc:
-        raise OutputError(f"{job.target}: cannot write it ({exc.strerror})") from None
-    finally:
-        job.temp.unlink(missing_ok=True)
+    from convtool.io.publish import publish_reserved
+
+    publish_reserved(job.temp, job.target, overwrite=overwrite)
 
 
 def filter_files(jobs: Sequence[FileJob], plan: FilterPlan, *, overwrite: bool = False) -> Iterator[FileResult]:

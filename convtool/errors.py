@@ -42,3 +42,15 @@ class DeviceError(ConvtoolError):
 
 class OutputError(ConvtoolError):
     """An output that cannot be written, or would overwrite something."""
+
+
+class Notice(UserWarning):
+    """Something the user should know that does not stop the work (the CLI prints it as a warning)."""
+
+
+class ResourceError(UsageError):
+    """Work estimated (before any allocation) to exceed a limit; ``limit`` names which one."""
+
+    def __init__(self, message: str, *, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit

@@ -138,16 +138,16 @@ def matrix_report(report: dict, kind_text: str | None, x: np.ndarray | None, ker
     return result, w
 
 
-def write_matrix_picture(w: np.ndarray, path: Path) -> None:
+def write_matrix_picture(w: np.ndarray, path: Path, *, overwrite: bool = False) -> None:
     from PIL import Image
 
     from convtool import matrix
-    from convtool.images import atomic_write
+    from convtool.io.publish import publish_with
 
     if Path(path).suffix.lower() != ".png":
         raise UsageError(f"{path}: the matrix picture is written as PNG; name it .png")
     image = Image.fromarray(matrix.picture(w))
-    atomic_write(path, lambda tmp: image.save(tmp, format="PNG", optimize=True))
+    publish_with(path, lambda tmp: image.save(tmp, format="PNG", optimize=True), overwrite=overwrite)
 
 
 # -- the animation --------------------------------------------------------------------------------

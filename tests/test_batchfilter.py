@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from process_helpers import start_slowed
 
-import convtool.images as images
+import convtool.io.read as images
 from convtool import batchfilter as bf
 from convtool.filtering import FilterSettings
 from convtool.kernels import load_kernel
@@ -114,7 +114,7 @@ def test_an_output_that_appears_during_the_run_is_not_replaced(photos, tmp_path)
     jobs = bf.make_jobs(photos[:2], [out / "a.png", out / "b.png"], SETTINGS, bf.Encoding())
     (out / "b.png").write_bytes(b"someone else's")
     results = list(bf.filter_files(jobs, INLINE))
-    assert results[0].error is None and "b.png exists; pass `overwrite`" in results[1].error
+    assert results[0].error is None and "b.png: already exists; pass `overwrite`" in results[1].error
     assert (out / "b.png").read_bytes() == b"someone else's"
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
 
@@ -123,7 +123,7 @@ def test_ctrl_c_mid_batch_leaves_complete_outputs_and_no_temporaries(photos, tmp
     folder, out = photos[0].parent, tmp_path / "out"
     for i in range(8, 24):  # enough files that the run is still going when interrupted
         Image.open(photos[i % 8]).save(folder / f"q{i}.png")
-    child = start_slowed("convtool.images", "read_image", 0.3, ["filter", str(folder), "-k", "sobel", "-o", str(out),
+    child = start_slowed("convtool.io.read", "read_image", 0.3, ["filter", str(folder), "-k", "sobel", "-o", str(out),
                                                                 "--workers", "2"])
     deadline = time.monotonic() + 60
     while not (out.exists() and any(p.suffix == ".png" for p in out.iterdir())) and time.monotonic() < deadline:

@@ -206,7 +206,7 @@ def test_net_spec_file_and_onnx_model(tmp_path):
     (["--n", "13", "--solve", "0"], "wanted output size (--solve) must be positive"),
     (["--net", "vgg19"], "neither a built-in network"),
     (["--net", "lenet5", "--k", "3"], "leave out the one-layer options"),
-    (["--net", "missing.onnx"], "does not exist"),
+    (["--net", "missing.onnx"], "no such model file"),
     (["--net", "lenet5", "--explain"], "--explain shows the working of one layer"),
     (["--n", "13", "--k", "3", "--padding", "sam"], "padding must be valid, same, full"),
     (["--n", "13", "--pool", "2", "--pool-kind", "median"], "--pool-kind must be max or avg"),
@@ -226,7 +226,7 @@ def test_bad_files_exit_2_with_one_line(tmp_path):
     spec.write_text("input 1x32x32\nconv 6 5x5\npool max two\n")
     image = tmp_path / "photo.png"
     image.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
-    for path, message in ((broken, "is not an ONNX model"), (spec, "line 3: pool size must be an integer"),
+    for path, message in ((broken, ": not an ONNX model"), (spec, "line 3: pool size must be an integer"),
                           (image, "cannot read the network spec"), (tmp_path, "Is a directory")):
         result = run("--net", str(path))
         assert result.exit_code == 2 and message in result.output and result.output.count("\n") == 1

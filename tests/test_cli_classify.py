@@ -126,16 +126,17 @@ def test_corrupt_and_non_image_files_are_skipped_and_reported(digits, tmp_path):
     out = tmp_path / "r.csv"
     result = run(str(folder), "-m", str(MNIST_12), "-o", str(out))
     assert result.exit_code == 1
-    assert "2 of 5 files could not be used:" in result.stderr
-    assert "broken.png:" in result.stderr and "readme.txt: not an image" in result.stderr
-    assert result.stderr.strip().endswith("Error: 2 of 5 files skipped (listed above); the others were processed")
+    assert "1 non-image file in the folders skipped" in result.stderr  # readme.txt: quietly, counted
+    assert "1 of 4 files could not be used:" in result.stderr
+    assert "broken.png:" in result.stderr and "readme.txt" not in result.stderr
+    assert result.stderr.strip().endswith("Error: 1 of 4 files skipped (listed above); the others were processed")
     assert len(list(csv.reader(out.open()))) == 4  # header + the three good digits
     assert "Traceback" not in result.output
     only_bad = tmp_path / "bad"
     only_bad.mkdir()
     (only_bad / "readme.txt").write_text("hello")
     none = run(str(only_bad), "-m", str(MNIST_12), "-o", str(tmp_path / "none.csv"))
-    assert none.exit_code == 1 and "1 of 1 files skipped" in none.output
+    assert none.exit_code == 1 and "no image files in this folder" in none.output
     assert not (tmp_path / "none.csv").exists() and not list(tmp_path.glob(".none*"))
 
 

@@ -69,11 +69,12 @@ def test_a_classifier_is_refused(tmp_path):
     assert "is not a per-pixel map" in result.output and "Traceback" not in result.output
 
 
-def test_same_names_from_two_folders_are_refused(tmp_path):
+def test_same_names_from_two_folders_get_unique_outputs(tmp_path):
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
         Image.fromarray(blocks()[0]).save(tmp_path / folder / "x.png")
     model = colour_segmenter(tmp_path / "seg.onnx")
     result = run(str(tmp_path / "a"), str(tmp_path / "b"), "-m", str(model), "-o", str(tmp_path / "out"))
-    assert result.exit_code == 2
-    assert "would write the same mask name" in result.output
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "x-2_mask.png", "x-2_overlay.png", "x_mask.png", "x_overlay.png"]

@@ -12,9 +12,10 @@ from infer_helpers import MNIST_12, ROOT, lenet, linear_rgb, mnist, write_mnist_
 from PIL import Image
 
 from convtool.infer.classify import Classifier, Evaluation, probabilities
-from convtool.infer.pipeline import Timings, find_images
+from convtool.infer.pipeline import Timings
 from convtool.infer.preprocess import preprocess_for
 from convtool.infer.session import open_session
+from convtool.io.discover import find_images
 
 
 def classifier_for(path, **options) -> Classifier:
@@ -133,8 +134,10 @@ def test_bad_files_are_skipped_and_reported_in_order(tmp_path, mnist_pngs):
     (folder / "00002.png").write_bytes(paths[2].read_bytes()[:60])  # truncated
     (folder / "notes.txt").write_text("not an image")
     (folder / ".hidden.png").write_text("ignored")
-    files = find_images([folder]).files
-    assert [Path(f).name for f in files] == ["00000.png", "00001.png", "00002.png", "00003.png", "00004.png", "notes.txt"]
+    scan = find_images([folder])
+    assert [Path(f).name for f in scan.files] == ["00000.png", "00001.png", "00002.png", "00003.png", "00004.png"]
+    assert scan.skipped == 1  # notes.txt, quietly; named directly it fails like any bad file
+    files = scan.files + [str(folder / "notes.txt")]
     indices, _, failures = run_all(classifier_for(MNIST_12, top_k=1), files, batch=2)
     assert [f.path.name for f in failures] == ["00002.png", "notes.txt"]
     assert "damaged or truncated" in failures[0].message and "not an image" in failures[1].message

@@ -13,8 +13,9 @@ from process_helpers import write_numbered
 
 import convtool.infer.decode as decode
 from convtool.infer.decode import draft_request, open_for_model, plan_decoding
-from convtool.infer.pipeline import DecodePlan, Timings, decoded_chunks, find_images
+from convtool.infer.pipeline import DecodePlan, Timings, decoded_chunks
 from convtool.infer.preprocess import Preparer, Preprocess
+from convtool.io.discover import find_images
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAY_4x4 = Preparer(Preprocess(channels="gray", scale=1.0, height=4, width=4))

@@ -17,11 +17,12 @@ from convtool.infer.features import (
     layer_tensors,
     with_outputs,
 )
-from convtool.infer.model_info import describe_model, read_model
+from convtool.infer.model_info import describe_model
+from convtool.io.onnx_file import load_onnx
 
 
 def test_mnist12_layers_and_default():
-    tensors = feature_layers(read_model(MNIST_12))
+    tensors = feature_layers(load_onnx(MNIST_12))
     assert [t.node for t in tensors][:4] == ["Convolution28", "Plus30", "ReLU32", "Pooling66"]
     assert tensors[0].shape == (1, 8, 28, 28) and tensors[-1].shape == (1, 16, 4, 4)
     assert default_layer(tensors).name == "Convolution28_Output_0"
@@ -32,7 +33,7 @@ def test_mnist12_layers_and_default():
 
 def test_exposed_tensor_equals_a_numpy_convolution_of_the_input():
     """Oracle: the first conv of mnist-12 computed here with a NumPy loop from its initializers."""
-    model = read_model(MNIST_12)
+    model = load_onnx(MNIST_12)
     weights = {t.name: t for t in model.graph.initializer}
     conv = model.graph.node[0]
     from onnx import numpy_helper
@@ -58,9 +59,9 @@ def test_nhwc_activations_become_channels_first():
 
 def test_layer_tensors_of_a_built_model(tmp_path):
     path = lenet(tmp_path / "lenet.onnx", nhwc=True)
-    names = [t.name for t in layer_tensors(read_model(path))]
+    names = [t.name for t in layer_tensors(load_onnx(path))]
     assert names[:3] == ["x_nchw", "c1", "r1"]
-    assert [t.shape for t in feature_layers(read_model(path))][:2] == [(None, 1, 28, 28), (None, 6, 28, 28)]
+    assert [t.shape for t in feature_layers(load_onnx(path))][:2] == [(None, 1, 28, 28), (None, 6, 28, 28)]
 
 
 def test_describe_model_reads_metadata_and_preprocessing(tmp_path):
@@ -81,7 +82,7 @@ def test_channel_maps_of_the_identity_segmenter_are_the_image(tmp_path):
     rgb = np.random.default_rng(1).integers(0, 256, (10, 12, 3), dtype=np.uint8)
     Image.fromarray(rgb).save(tmp_path / "x.png")
     path = colour_segmenter(tmp_path / "seg.onnx")
-    model = read_model(path)
+    model = load_onnx(path)
     session = ort.InferenceSession(with_outputs(model, ["s"]), providers=["CPUExecutionProvider"])
     x = (rgb.transpose(2, 0, 1)[None] / 255).astype(np.float32)
     maps = session.run(["s"], {"x": x})[0][0]

@@ -11,8 +11,9 @@ from process_helpers import write_numbered
 
 import convtool.infer.pipeline as pipeline
 from convtool.errors import InputError
-from convtool.infer.pipeline import Timings, decoded_chunks, find_images
+from convtool.infer.pipeline import Timings, decoded_chunks
 from convtool.infer.preprocess import Preparer, Preprocess
+from convtool.io.discover import find_images
 
 
 @pytest.fixture(scope="module")

@@ -100,7 +100,8 @@ def test_bad_model_files(tmp_path):
 
 def test_models_are_found_by_shipped_name(tmp_path, monkeypatch):
     import convtool.resources
-    from convtool.infer.session import find_model, shipped_models
+    from convtool.infer.session import find_model
+    from convtool.io.onnx_file import shipped_models
 
     (tmp_path / "digits.onnx").write_bytes(MNIST_12.read_bytes())
     monkeypatch.setattr(convtool.resources, "data_dir", lambda name: tmp_path)

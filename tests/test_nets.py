@@ -217,7 +217,7 @@ def test_symbolic_input_sizes_are_noted(tmp_path):
 def test_a_file_that_is_not_onnx_raises_model_error_in_one_line(tmp_path, content):
     path = tmp_path / "broken.onnx"
     path.write_bytes(content)
-    with pytest.raises(ModelError, match="is not an ONNX model") as info:
+    with pytest.raises(ModelError, match="not an ONNX model|the model file is empty") as info:
         nets.network_from_onnx(path)
     assert "\n" not in str(info.value)
 
@@ -231,7 +231,7 @@ def test_a_truncated_onnx_file_raises_model_error(tmp_path):
 
 
 def test_a_missing_onnx_file_raises_model_error(tmp_path):
-    with pytest.raises(ModelError, match="does not exist"):
+    with pytest.raises(ModelError, match="no such model file"):
         nets.network_from_onnx(tmp_path / "missing.onnx")
 
 

@@ -75,7 +75,7 @@ def test_load_weights_for_fine_tuning(tmp_path):
     with pytest.raises(ModelError, match="conv1.weight has shape"):
         export.load_weights(models.build("lenet5", (3, 28, 28), 10), path)
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
-    with pytest.raises(ModelError, match="not a readable ONNX model"):
+    with pytest.raises(ModelError, match="junk.onnx: not an ONNX model"):
         export.load_weights(same, tmp_path / "junk.onnx")
 
 

@@ -71,7 +71,7 @@ def run(report: dict, *, kind_text, show_matrix, animate_path, output_path, x, k
         _refuse_existing(output_path, overwrite)
         result, w = layer_views.matrix_report(report, kind_text, x, kernel, picture=output_path is not None)
         if output_path:
-            layer_views.write_matrix_picture(w, output_path)
+            layer_views.write_matrix_picture(w, output_path, overwrite=overwrite)
             result["picture"] = str(output_path)
         click.echo(json.dumps(result, indent=2)) if as_json else render_matrix(result, console)
         if not (result["forward"]["equal"] and result["transpose"]["equal"]):

@@ -37,6 +37,12 @@ def open_model(model: Path, device: str, model_bytes: bytes | None = None, **ove
     return session, recipe
 
 
+def report_skipped(scan) -> None:
+    """Say how many non-image files the folders held (they are skipped quietly, not failed)."""
+    if scan.skipped:
+        click.echo(f"{scan.skipped} non-image file{'s' if scan.skipped != 1 else ''} in the folders skipped", err=True)
+
+
 def report_failures(failures: list, total: int) -> None:
     """List the files that could not be used, then fail with exit code 1."""
     from convtool.errors import InputError
@@ -107,14 +113,16 @@ def command(paths, model, labels, top_k, batch, device, output, fmt, overwrite, 
     from convtool.errors import UsageError
     from convtool.infer import classify as cls
     from convtool.infer import engine_ray
-    from convtool.infer.pipeline import Timings, chunk_size, find_images
+    from convtool.infer.pipeline import Timings, chunk_size
     from convtool.infer.results import format_of, write_streaming
+    from convtool.io.discover import find_images
 
     if ray_address is not None:
         engine_ray.import_ray()  # without Ray: the install command, before any work
     if confusion is not None and not evaluate:
         raise UsageError("--confusion needs --eval")
     scan = find_images(paths, recursive=recursive or evaluate)
+    report_skipped(scan)
     if evaluate and not scan.folders:
         raise UsageError("--eval needs a folder with one subfolder of images per class (folder/<class>/image.png)")
     _check_outputs(output, fmt, confusion, overwrite, scan.files)
@@ -146,14 +154,14 @@ def command(paths, model, labels, top_k, batch, device, output, fmt, overwrite, 
     if output is not None:
         columns = top_k if classifier.classes is None else min(top_k, classifier.classes)
         try:
-            write_streaming(output, format_of(output, fmt), columns, consume)
+            write_streaming(output, format_of(output, fmt), columns, consume, overwrite=overwrite)
         except _NoResults:
             pass
     else:
         consume(None)
     ran_on = ray_run.describe() if ray_address is not None else f"{session.device} ({session.provider})"
     classifier.warnings += [w for w in ray_run.warnings if w not in classifier.warnings]
-    _report(collector, timings, ran_on, output, confusion, top_k, verbose)
+    _report(collector, timings, ran_on, output, confusion, top_k, verbose, overwrite)
     if timings.images == 0 and not collector.failures:
         raise UsageError("no images were classified")
     report_failures(collector.failures, len(scan.files))
@@ -205,7 +213,7 @@ class _Collector:
 
 
 def _report(collector: _Collector, timings, ran_on: str, output: Path | None, confusion: Path | None, top_k: int,
-            verbose: bool) -> None:
+            verbose: bool, overwrite: bool = False) -> None:
     """Warnings, the table or evaluation, the speed line and where the results went."""
     classifier = collector.classifier
     if verbose:
@@ -216,7 +224,7 @@ def _report(collector: _Collector, timings, ran_on: str, output: Path | None, co
     if collector.shown:
         _print_table(collector.shown, min(top_k, classifier.classes or top_k))
     if collector.evaluate:
-        _print_evaluation(collector.evaluation, confusion)
+        _print_evaluation(collector.evaluation, confusion, overwrite)
     if timings.upscale_warning():
         click.echo(f"warning: {timings.upscale_warning()}", err=True)
     click.echo(timings.summary(ran_on), err=True)
@@ -248,13 +256,13 @@ def _print_table(rows: list[tuple[str, list[str], list[float]]], top_k: int) -> 
     console().print(table)
 
 
-def _print_evaluation(evaluation, confusion: Path | None) -> None:
+def _print_evaluation(evaluation, confusion: Path | None, overwrite: bool) -> None:
     from rich.table import Table
 
     from convtool.cli.console import console as make_console
     from convtool.errors import InputError
-    from convtool.images import atomic_write
     from convtool.infer.results import confusion_png
+    from convtool.io.publish import publish_bytes
 
     if evaluation is None or evaluation.total == 0:
         raise InputError("--eval found no images in class subfolders (expected folder/<class name>/image.png)")
@@ -273,6 +281,5 @@ def _print_evaluation(evaluation, confusion: Path | None) -> None:
         table.add_row(name, *(str(v) for v in evaluation.confusion[i]), recall)
     console.print(table)
     if confusion is not None:
-        png = confusion_png(evaluation.confusion, evaluation.names)
-        atomic_write(confusion, lambda tmp: tmp.write_bytes(png))
+        publish_bytes(confusion, confusion_png(evaluation.confusion, evaluation.names), overwrite=overwrite)
         click.echo(f"wrote the confusion matrix to {confusion}", err=True)

@@ -69,8 +69,9 @@ def command(paths, model, labels, decoder, conf, iou, max_det, classes, agnostic
     from convtool.infer.detect.decoders import LayoutError
     from convtool.infer.detect.detector import Detector
     from convtool.infer.detect.metrics import DetectionEvaluation
-    from convtool.infer.pipeline import Timings, find_images
+    from convtool.infer.pipeline import Timings
     from convtool.infer.results import check_output, format_of
+    from convtool.io.discover import find_images
 
     scan = find_images(paths, recursive=recursive)
     fmt = format_of(output, fmt) if output is not None else "csv"
@@ -118,7 +119,7 @@ def command(paths, model, labels, decoder, conf, iou, max_det, classes, agnostic
             from convtool.infer.results import write_records
 
             try:
-                write_records(output, lambda stream: BoxWriter(stream, fmt), consume)
+                write_records(output, lambda stream: BoxWriter(stream, fmt), consume, overwrite=overwrite)
             except _NoResults:
                 pass
         else:
@@ -216,12 +217,13 @@ def _save_targets(files: list[str], save_dir: Path, overwrite: bool) -> dict[str
 
 
 def _save(target: Path, found, label, overwrite: bool) -> None:
-    from convtool.images import atomic_write
     from convtool.infer.detect.draw import annotate
+    from convtool.io.publish import publish_with
 
     picture = annotate(found.image, found.boxes, found.scores, found.classes, label)
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP"}.get(target.suffix.lower(), "PNG")
-    atomic_write(target, lambda tmp: picture.save(tmp, format=fmt, **({"quality": 92} if fmt == "JPEG" else {})))
+    options = {"quality": 92} if fmt == "JPEG" else {}
+    publish_with(target, lambda tmp: picture.save(tmp, format=fmt, **options), overwrite=overwrite)
 
 
 def _print_table(shown: list, label) -> None:

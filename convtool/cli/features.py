@@ -33,15 +33,15 @@ def command(model, image, layer, list_layers, output, columns, device, overwrite
     """
     from convtool import plots
     from convtool.errors import UsageError
-    from convtool.images import atomic_write, open_image
     from convtool.infer import features as feat
-    from convtool.infer.model_info import read_model
     from convtool.infer.preprocess import Preparer
-    from convtool.infer.results import check_output
     from convtool.infer.session import find_model
+    from convtool.io.onnx_file import load_onnx
+    from convtool.io.publish import check_output_location, publish_bytes
+    from convtool.io.read import open_image
 
     model = find_model(model)
-    onnx_model = read_model(model)
+    onnx_model = load_onnx(model)
     tensors = feat.feature_layers(onnx_model)
     if list_layers:
         _print_layers(tensors)
@@ -53,7 +53,7 @@ def command(model, image, layer, list_layers, output, columns, device, overwrite
         output = Path(f"{image.stem}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', chosen.name)}.png")
     if output.suffix.lower() != ".png":
         raise UsageError(f"--output {output}: the grid is written as PNG; use a .png name")
-    check_output(output, overwrite=overwrite, inputs=[image, model])
+    check_output_location(output, overwrite=overwrite, inputs=[image, model])
     picture = open_image(image)  # before the session: a bad image fails fast
 
     exposed = feat.with_outputs(onnx_model, [chosen.name])
@@ -64,7 +64,7 @@ def command(model, image, layer, list_layers, output, columns, device, overwrite
     maps = feat.as_channels_first(activation, input_hw, recipe.layout)
     shape = "x".join(str(d) for d in maps.shape)
     png = plots.feature_grid(maps.astype(np.float32), title=f"{chosen.name} ({chosen.op}, {shape})", columns=columns)
-    atomic_write(output, lambda tmp: tmp.write_bytes(png))
+    publish_bytes(output, png, overwrite=overwrite)
     click.echo(f"{chosen.name} ({chosen.op}, {shape}): {maps.shape[0]} maps, "
                f"range {float(maps.min()):.3g}..{float(maps.max()):.3g}, written to {output}")
 

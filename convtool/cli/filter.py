@@ -22,12 +22,13 @@ from convtool.cli.options import (
     verbose_opt,
 )
 from convtool.conv.device import resolve_device
-from convtool.errors import ConvtoolError, OutputError, UsageError
+from convtool.errors import ConvtoolError, UsageError
 from convtool.filtering import FilterSettings
-from convtool.images import list_images
+from convtool.io.discover import find_images, output_stems
+from convtool.io.publish import make_folder
+from convtool.io.save import SAVE_SUFFIXES
 from convtool.kernels import OUT_SCALES, load_kernel
 
-OUTPUT_SUFFIXES = (".png", ".tif", ".tiff", ".npy", ".jpg", ".jpeg", ".bmp", ".webp")
 PNG_LEVEL_NOTE = ("about OpenCV's speed and size, twice as fast as Pillow's level 1; files about 20% larger than at "
                   "level 9, which takes about 10x as long")
 
@@ -97,16 +98,19 @@ def command(inputs, kernel_specs, output, mode, stride, padding, border, cval, d
     kernels = [load_kernel(spec) for spec in kernel_specs]
     settings = FilterSettings(kernels, mode=mode, stride=stride, padding=padding, border=border, cval=cval,
                               dilation=dilation, pool=pool, backend=backend, device=device)
-    files = list_images(list(inputs), recursive=recursive)
-    if not files:
-        raise UsageError(f"no images found in {', '.join(map(str, inputs))}; give image files or folders")
-    single_file_out = output is not None and output.suffix.lower() in OUTPUT_SUFFIXES
+    scan = find_images(inputs, recursive=recursive)
+    files = [Path(f) for f in scan.files]
+    single_file_out = _is_file_output(output)
     if single_file_out and len(files) > 1:
         raise UsageError(f"{len(files)} images cannot all go to the one file {output}; give a folder with -o")
     folder = Path(".") if output is None else (output.parent if single_file_out else output)
-    _make_folder(folder)
     label = "+".join(_label(spec, kernel) for spec, kernel in zip(kernel_specs, kernels, strict=False))
-    targets = [output if single_file_out else folder / f"{path.stem}-{label}.{fmt}" for path in files]
+    targets = [output if single_file_out else folder / stem.parent / f"{stem.name}-{label}.{fmt}"
+               for stem in output_stems(scan).values()]
+    for parent in sorted({t.parent for t in targets}):  # sub-folders of -r inputs are kept
+        make_folder(parent)
+    if scan.skipped:
+        console.print(f"{scan.skipped} non-image file{'s' if scan.skipped != 1 else ''} in the folders skipped")
     device_used, why_device = resolve_device(device)  # --device cuda without a GPU stops here
     encoding = bf.Encoding(png_compression=png_compression, quality=quality, depth=int(depth) if depth else None,
                            out_scale=out_scale)
@@ -150,7 +154,7 @@ def _refused_targets(files: list[Path], targets: list[Path], overwrite: bool):
         if target.resolve() in inputs and not overwrite:
             failures.append((path, f"{target} is one of the inputs; choose another output or pass --overwrite"))
         elif target.exists() and not overwrite:
-            failures.append((path, f"{target} exists; pass --overwrite to replace it"))
+            failures.append((path, f"{target}: already exists; pass --overwrite to replace it"))
         else:
             todo.append((path, target))
     return failures, todo
@@ -202,11 +206,17 @@ def _label(spec: str, kernel) -> str:
     return re.sub(r"[^A-Za-z0-9.=-]+", "-", text)[:40]
 
 
-def _make_folder(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create output folder {folder} ({exc.strerror}); choose another with -o") from None
+def _is_file_output(output: Path | None) -> bool:
+    """-o names a file if it has an image suffix convtool writes, a folder if it has none or exists as one."""
+    if output is None or output.is_dir():
+        return False
+    suffix = output.suffix.lower()
+    if suffix in SAVE_SUFFIXES:
+        return True
+    if suffix:
+        raise UsageError(f"--output {output}: convtool does not write {suffix} files (use "
+                         f"{', '.join(SAVE_SUFFIXES)}); for a folder of that name, create it first")
+    return False
 
 
 def _progress(console: Console, total: int) -> Progress:

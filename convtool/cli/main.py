@@ -6,6 +6,8 @@ import importlib
 import importlib.util
 import os
 import re
+import sys
+import warnings
 
 import click
 
@@ -51,11 +53,24 @@ class LazyGroup(click.Group):
                 formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context):
-        """Run the subcommand; a library error becomes a one-line click error with its exit code."""
+        """Run the subcommand; a library error becomes a one-line click error with its exit code.
+
+        Notices (an animated GIF cut to its first frame, ...) are printed as one-line warnings. A
+        signal (SIGINT, SIGTERM, SIGHUP) ends the run with exit code 128 + its number once every
+        temporary file is removed.
+        """
         from convtool.errors import ConvtoolError
+        from convtool.io import cleanup
 
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                _show_notices()
+                return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            cleanup.remove_temporaries()
+            name = exc.args[0] if exc.args else "SIGINT"
+            click.echo(f"convtool: interrupted ({name}); no partial output files were left", err=True)
+            sys.exit(cleanup.exit_code(exc))
         except ConvtoolError as exc:
             error = click.ClickException(flag_names(str(exc)))
             error.exit_code = exc.exit_code  # type: ignore[misc]  # click reads exit_code per instance
@@ -77,6 +92,22 @@ class LazyGroup(click.Group):
     @staticmethod
     def _available(name: str) -> bool:
         return importlib.util.find_spec(f"convtool.cli.{COMMANDS[name][0]}") is not None
+
+
+def _show_notices() -> None:
+    """Print :class:`~convtool.errors.Notice` warnings as 'warning: ...' lines on stderr, every time."""
+    from convtool.errors import Notice
+
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, Notice):
+            click.echo(f"warning: {message}", err=True)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    warnings.simplefilter("always", Notice)
+    warnings.showwarning = show
 
 
 def _silence_stdout() -> None:
@@ -101,5 +132,8 @@ def cli() -> None:
 
 
 def main() -> None:
-    """Entry point of the ``convtool`` console script."""
+    """Entry point of the ``convtool`` console script: signals first, so no temporary file outlives a run."""
+    from convtool.io.cleanup import install_signal_handlers
+
+    install_signal_handlers()
     cli(prog_name="convtool")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from convtool.cli.classify import TABLE_LIMIT, open_model, progress_bar, report_failures
+from convtool.cli.classify import TABLE_LIMIT, open_model, progress_bar, report_failures, report_skipped
 from convtool.cli.options import DEVICE_CHOICE, decoding_options, preprocess_options, ray_opt, recipe_overrides
 
 
@@ -40,21 +40,21 @@ def command(paths, model, out_dir, labels, batch, device, output_layout, overlay
     from convtool.infer import engine_ray
     from convtool.infer import segment as seg
     from convtool.infer.classify import labels_from_metadata, read_labels
-    from convtool.infer.pipeline import Timings, find_images
+    from convtool.infer.pipeline import Failure, Timings
+    from convtool.io.discover import find_images
+    from convtool.io.publish import make_folder
 
     if ray_address is not None:
         engine_ray.import_ray()  # without Ray: the install command, before any work
     scan = find_images(paths, recursive=recursive)
-    targets = _targets(scan.files, out_dir, overlay)
+    report_skipped(scan)
+    targets = _targets(scan, out_dir, overlay)
     _check_targets(targets, scan.files, overwrite)
     session, recipe = open_model(model, device, **recipe_overrides(**prep))
     names = read_labels(labels) if labels else labels_from_metadata(session.metadata)
     segmenter = seg.Segmenter(session, recipe, labels=names, output_layout=output_layout)
-    if not out_dir.exists():
-        try:
-            out_dir.mkdir(parents=True)
-        except OSError as exc:
-            raise OutputError(f"{out_dir}: cannot create the output folder ({exc.strerror})") from None
+    for folder in sorted({mask.parent for mask, _ in targets.values()}):
+        make_folder(folder)
 
     timings = Timings()
     failures: list = []
@@ -76,8 +76,12 @@ def command(paths, model, out_dir, labels, batch, device, output_layout, overlay
         for chunk in chunks:
             failures.extend(chunk.failures)
             for result in chunk.results:
-                done = result if ray_address is not None else seg.publish(segmenter, result, *targets[str(result.path)],
-                                                                          alpha)
+                try:
+                    done = result if ray_address is not None else seg.publish(
+                        segmenter, result, *targets[str(result.path)], alpha, overwrite=overwrite)
+                except OutputError as exc:  # e.g. created meanwhile by another run: the others go on
+                    failures.append(Failure(Path(result.path), str(exc)))
+                    continue
                 written += 1
                 if show_table:
                     rows.append(_row(segmenter, done))
@@ -102,18 +106,15 @@ def _row(segmenter, done) -> tuple[str, str, list[tuple[str, float]]]:
     return str(done.path), f"{done.shape[0]}x{done.shape[1]}", [(segmenter.label(i), float(done.areas[i])) for i in order]
 
 
-def _targets(files: list[str], out_dir: Path, overlay: bool) -> dict[str, tuple[Path, Path | None]]:
-    from convtool.errors import UsageError
-    from convtool.infer import segment as seg
+def _targets(scan, out_dir: Path, overlay: bool) -> dict[str, tuple[Path, Path | None]]:
+    """file -> (mask, overlay) paths: sub-folders kept under -r, clashing stems made unique."""
+    from convtool.io.discover import output_stems
 
     targets: dict[str, tuple[Path, Path | None]] = {}
-    seen: dict[str, str] = {}
-    for file in files:
-        stem = Path(file).stem
-        if stem in seen:
-            raise UsageError(f"{seen[stem]} and {file} would write the same mask name; segment them into different folders")
-        seen[stem] = file
-        targets[file] = seg.output_paths(file, out_dir, overlay)
+    for file, stem in output_stems(scan).items():
+        base = out_dir / stem
+        targets[file] = (base.with_name(f"{base.name}_mask.png"),
+                         base.with_name(f"{base.name}_overlay.png") if overlay else None)
     return targets
 
 

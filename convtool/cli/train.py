@@ -123,7 +123,8 @@ def command(ctx, arch, arch_option, output, overwrite, quiet, resume, strict, th
     settings["output"] = str(output)
     config = _config(arch, settings, saved, epochs, threads)
     data, init_from = _path(settings["data"]), _path(settings["init_from"])
-    paths = _check_paths(output, task, data, init_from, overwrite or saved is not None)
+    overwrite = overwrite or saved is not None
+    paths = _check_paths(output, task, data, init_from, overwrite)
     train.keep_freed_memory()
 
     from rich.console import Console
@@ -142,7 +143,7 @@ def command(ctx, arch, arch_option, output, overwrite, quiet, resume, strict, th
     settings["config"] = asdict(config)
     on_checkpoint = partial(checkpoint.save, paths["checkpoint"], settings)
     result = _run(console, train, net, prepared, config, quiet, on_checkpoint, saved)
-    _publish(console, net, prepared, result, paths, config)
+    _publish(console, net, prepared, result, paths, config, overwrite)
     if prepared.skipped:
         _list_skipped(prepared.skipped)
         console.print(f"warning: {len(prepared.skipped)} image files could not be read and were skipped (listed above)")
@@ -217,7 +218,7 @@ def _size(value) -> tuple[int, int] | None:
 
 def _check_paths(output: Path, task: str, data: Path | None, init_from: Path | None, overwrite: bool) -> dict[str, Path]:
     """Inputs that exist and outputs that may be written, before any work."""
-    from convtool.infer.results import check_output
+    from convtool.io.publish import check_output_location
 
     if data is not None and not data.exists():
         raise InputError(f"data path {data} does not exist; give an IDX file or folder, or a class-per-folder tree")
@@ -228,7 +229,7 @@ def _check_paths(output: Path, task: str, data: Path | None, init_from: Path | N
     paths = output_paths(output, task)
     inputs = [p for p in (data, init_from) if p is not None]
     for path in paths.values():
-        check_output(path, overwrite=overwrite, inputs=inputs)
+        check_output_location(path, overwrite=overwrite, inputs=inputs)
     return paths
 
 
@@ -253,7 +254,7 @@ def _build(console, arch: str, prepared, config, init_from: Path | None, saved, 
     return net
 
 
-def _publish(console, net, prepared, result, paths: dict[str, Path], config) -> None:
+def _publish(console, net, prepared, result, paths: dict[str, Path], config, overwrite: bool) -> None:
     """Export the best epoch's model, check it against onnxruntime, write it and the reports."""
     from convtool.nn import export, plots, recipe
 
@@ -270,8 +271,8 @@ def _publish(console, net, prepared, result, paths: dict[str, Path], config) -> 
     diff = export.parity(model, net, prepared.val_x)
     if diff > PARITY_LIMIT:
         raise ConvtoolError(f"export check failed: onnxruntime differs from convtool by {diff:.2e} (> {PARITY_LIMIT}); nothing saved")
-    export.save(model, paths["model"])
-    _write_reports(paths, result, prepared.classes, seg, plots)
+    export.save(model, paths["model"], overwrite=overwrite)
+    _write_reports(paths, result, prepared.classes, seg, plots, overwrite)
     output = paths["model"]
     if result.stop_reason == "interrupted":
         console.print(f"Interrupted in epoch {result.stop_epoch}: saved the best model so far (epoch {best.epoch}) to {output}; "
@@ -328,8 +329,9 @@ def _run(console, train, net, prepared, config, quiet: bool, on_checkpoint, save
                          on_checkpoint=on_checkpoint, resume=saved)
 
 
-def _write_reports(paths: dict[str, Path], result, classes: list[str], seg: bool, plots) -> None:
+def _write_reports(paths: dict[str, Path], result, classes: list[str], seg: bool, plots, overwrite: bool) -> None:
     from convtool import plots as pictures
+    from convtool.io.publish import publish_bytes
 
     rows = []
     for r in result.records:
@@ -339,15 +341,15 @@ def _write_reports(paths: dict[str, Path], result, classes: list[str], seg: bool
         if seg:
             row["val_miou"] = f"{r.val_miou:.6f}"
         rows.append(row)
-    plots.write_atomic(paths["metrics"], plots.metrics_csv(rows))
-    plots.write_atomic(paths["labels"], ("\n".join(classes) + "\n").encode())
+    publish_bytes(paths["metrics"], plots.metrics_csv(rows), overwrite=overwrite)
+    publish_bytes(paths["labels"], ("\n".join(classes) + "\n").encode(), overwrite=overwrite)
     records = result.records
     curves = pictures.Curves(
         [r.epoch for r in records], [r.train_loss for r in records], [r.val_loss for r in records],
         [r.train_accuracy for r in records], [r.val_accuracy for r in records],
         metric_name="pixel accuracy" if seg else "accuracy", best_epoch=result.best_epoch,
         extra=("validation mIoU", [r.val_miou for r in records]) if seg else None)
-    plots.write_atomic(paths["curves"], pictures.training_curves(curves))
+    publish_bytes(paths["curves"], pictures.training_curves(curves), overwrite=overwrite)
     if not seg and result.confusion is not None:
         png = pictures.confusion_matrix(result.confusion, classes, title="validation confusion matrix")
-        plots.write_atomic(paths["confusion"], png)
+        publish_bytes(paths["confusion"], png, overwrite=overwrite)

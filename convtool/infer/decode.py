@@ -23,8 +23,8 @@ import numpy as np
 from PIL import Image
 
 from convtool.errors import ConvtoolError
-from convtool.images import open_image
 from convtool.infer.preprocess import Preparer
+from convtool.io.read import open_image
 
 MODES = ("auto", "inline", "threads", "processes")
 DRAFT_TOLERANCE = ("JPEG photos at least twice the model input are decoded reduced (DCT scaling) before the "

@@ -8,8 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from convtool.errors import ConvtoolError, ModelError
+from convtool.errors import ConvtoolError
 from convtool.infer.session import TensorInfo
+from convtool.io.onnx_file import load_onnx
 
 _ELEMENT_TYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool",
                   10: "float16", 11: "float64", 16: "bfloat16"}
@@ -32,33 +33,11 @@ class ModelInfo:
     ops: dict[str, int] = field(default_factory=dict)
 
 
-def read_model(path: str | Path):
-    """Load an ONNX file with onnx; every failure is a one-line ModelError."""
-    path = Path(path)
-    if not path.exists():
-        from convtool.infer.session import shipped_models
-
-        shipped = shipped_models()
-        hint = f" (shipped models: {', '.join(shipped)})" if shipped else ""
-        raise ModelError(f"{path}: no such model file; check the path{hint}")
-    if path.is_dir() or path.stat().st_size == 0:
-        raise ModelError(f"{path}: not an ONNX model file ({'a folder' if path.is_dir() else 'empty'})")
-    import onnx
-
-    try:
-        model = onnx.load(str(path))
-    except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends share no base class
-        raise ModelError(f"{path}: not an ONNX model ({type(exc).__name__}: {str(exc)[:120]})") from None
-    if not model.graph.node or not model.ir_version:
-        raise ModelError(f"{path}: not an ONNX model (no graph); give a .onnx file")
-    return model
-
-
 def describe_model(path: str | Path) -> ModelInfo:
     """Inputs, outputs, opset, producer, metadata and the preprocessing convtool would use."""
     from convtool.infer.preprocess import preprocess_for
 
-    model = read_model(path)
+    model = load_onnx(path)
     graph = model.graph
     initializers = {t.name for t in graph.initializer}
     inputs = [_tensor(v) for v in graph.input if v.name not in initializers]

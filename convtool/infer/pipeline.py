@@ -8,7 +8,6 @@ memory stays flat however large the folder.
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
@@ -16,12 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
-from convtool.errors import InputError
 from convtool.infer.decode import Chunk, DecodePlan, Failure, decode_group, plan_decoding
 from convtool.infer.preprocess import Preparer
 
-__all__ = ["Chunk", "DecodePlan", "Failure", "Scan", "Timings", "decoded_chunks", "find_images", "model_step",
-           "plan_decoding", "run_job", "timed_results"]
+__all__ = ["Chunk", "DecodePlan", "Failure", "Timings", "decoded_chunks", "model_step", "plan_decoding", "run_job",
+           "timed_results"]
 
 
 UPSCALE_WARNING = 1.5  # enlarging an image more than this to fit a model invents its detail
@@ -71,55 +69,6 @@ class Timings:
             f"(decode {self.decode / n * 1e3:.2f} ms, infer {self.infer / n * 1e3:.2f} ms, "
             f"post {self.post / n * 1e3:.2f} ms per image) on {device}"
         )
-
-
-@dataclass
-class Scan:
-    """The candidate image files found under the given paths, and the folder each came from."""
-
-    files: list[str] = field(default_factory=list)  # strings: 2,000 Path objects cost ~10 ms to make and sort
-    folders: list[tuple[Path, int, int]] = field(default_factory=list)  # (folder, first, end) ranges of files
-
-    def root_of(self) -> dict[str, Path]:
-        """file -> the folder given on the command line that it was found under (built on demand)."""
-        return {file: folder for folder, first, end in self.folders for file in self.files[first:end]}
-
-
-def find_images(paths: Iterable[str | os.PathLike], *, recursive: bool = False) -> Scan:
-    """Expand files and folders into a sorted list of candidate image files.
-
-    Folders contribute every visible file (a non-image among them fails later, with the others going on);
-    ``recursive`` descends into subfolders.
-    """
-    scan = Scan()
-    for given in paths:
-        path = Path(given)
-        if path.is_dir():
-            found = sorted(_walk(str(path), recursive))
-            if not found:
-                hint = "" if recursive else " (use `recursive` for subfolders)"
-                raise InputError(f"{path}: no image files in this folder{hint}")
-            scan.folders.append((path, len(scan.files), len(scan.files) + len(found)))
-            scan.files.extend(found)
-        elif path.exists():
-            scan.files.append(str(path))
-        else:
-            raise InputError(f"{path}: no such file or folder")
-    if not scan.files:
-        raise InputError("no images given")
-    return scan
-
-
-def _walk(folder: str, recursive: bool) -> Iterator[str]:
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            if entry.is_dir():
-                if recursive:
-                    yield from _walk(entry.path, recursive)
-            elif entry.is_file():
-                yield entry.path
 
 
 def decoded_chunks(

@@ -10,8 +10,8 @@ from typing import Callable, Sequence, TextIO
 
 import numpy as np
 
-from convtool.errors import OutputError, UsageError
-from convtool.images import atomic_write
+from convtool.errors import UsageError
+from convtool.io.publish import check_output_location, streamed
 
 FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl"}
 STDOUT = "-"  # the output name that means standard output, as in most command-line tools
@@ -23,24 +23,9 @@ def is_stdout(path: Path | str | None) -> bool:
 
 
 def check_output(path: Path, *, overwrite: bool, inputs: Sequence[str | Path] = ()) -> None:
-    """Refuse an output that exists (without ``overwrite``), is an input, or sits in a missing folder."""
-    if is_stdout(path):
-        return
-    if path.exists() and any(_same(path, p) for p in inputs):
-        raise OutputError(f"{path}: is one of the input files; choose another output name")
-    if path.is_dir():
-        raise OutputError(f"{path}: is a folder; give a file name for the results")
-    if path.exists() and not overwrite:
-        raise OutputError(f"{path}: already exists; pass `overwrite` to replace it")
-    if not path.parent.is_dir():
-        raise OutputError(f"{path.parent}: output folder does not exist; create it first")
-
-
-def _same(a: Path, b: str | Path) -> bool:
-    try:
-        return a.samefile(b)
-    except OSError:
-        return False
+    """Standard output (``-``) always works; a file goes through :func:`check_output_location`."""
+    if not is_stdout(path):
+        check_output_location(path, overwrite=overwrite, inputs=inputs)
 
 
 def format_of(path: Path, given: str | None = None) -> str:
@@ -109,13 +94,16 @@ class ResultWriter(RecordWriter):
         self.write_record(row, record)
 
 
-def write_streaming(path: Path, fmt: str, top_k: int, produce: Callable[[ResultWriter], None]) -> None:
-    """Run ``produce(writer)`` writing into a temporary file that replaces ``path`` only on success."""
-    write_records(path, lambda stream: ResultWriter(stream, fmt, top_k), produce)
+def write_streaming(path: Path, fmt: str, top_k: int, produce: Callable[[ResultWriter], None], *,
+                    overwrite: bool = False) -> None:
+    """Run ``produce(writer)`` writing into a temporary file, published as ``path`` only on success."""
+    write_records(path, lambda stream: ResultWriter(stream, fmt, top_k), produce, overwrite=overwrite)
 
 
-def write_records(path: Path, make: Callable[[TextIO], RecordWriter], produce: Callable) -> None:
-    """Run ``produce(make(stream))`` writing into a temporary file that replaces ``path`` only on success.
+def write_records(path: Path, make: Callable[[TextIO], RecordWriter], produce: Callable, *,
+                  overwrite: bool = False) -> None:
+    """Run ``produce(make(stream))`` writing into a temporary file, published as ``path`` only on success
+    (an existing ``path`` is replaced only with ``overwrite``).
 
     ``path`` ``-`` streams the records to standard output as they come.
     """
@@ -126,13 +114,10 @@ def write_records(path: Path, make: Callable[[TextIO], RecordWriter], produce: C
         sys.stdout.flush()
         return
 
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="", encoding="utf-8") as stream:
-            writer = make(stream)
-            produce(writer)
-            writer.close()
-
-    atomic_write(path, write)
+    with streamed(path, overwrite=overwrite) as stream:
+        writer = make(stream)
+        produce(writer)
+        writer.close()
 
 
 def confusion_png(confusion: np.ndarray, names: list[str]) -> bytes:

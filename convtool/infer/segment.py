@@ -53,18 +53,21 @@ def output_paths(file: str | Path, folder: Path, overlay: bool) -> tuple[Path, P
 
 
 def publish(segmenter: "Segmenter", result: Segmentation, mask_path: Path, overlay_path: Path | None,
-            alpha: float) -> Published:
-    """Write one image's mask (and overlay) atomically; writing it again (a retried task) gives the same files."""
-    from convtool.images import atomic_write
+            alpha: float, *, overwrite: bool = True) -> Published:
+    """Publish one image's mask (and overlay) atomically; writing it again (a retried task) gives the same files.
+
+    ``overwrite=False`` (the CLI without --overwrite) never replaces a file, even one another run just made.
+    """
+    from convtool.io.publish import publish_with
 
     classes = segmenter.classes
     assert classes is not None  # known once a chunk has run
     mask_png = mask_image(result.mask, classes)
-    atomic_write(mask_path, lambda tmp: mask_png.save(tmp, format="PNG"))
+    publish_with(mask_path, lambda tmp: mask_png.save(tmp, format="PNG"), overwrite=overwrite)
     if overlay_path is not None:
         blended = overlay_image(result.image, result.mask, classes, alpha,
                                 names=[segmenter.label(i) for i in range(classes)])
-        atomic_write(overlay_path, lambda tmp: blended.save(tmp, format="PNG"))
+        publish_with(overlay_path, lambda tmp: blended.save(tmp, format="PNG"), overwrite=overwrite)
     return Published(result.path, result.mask.shape, result.areas(classes))
 
 

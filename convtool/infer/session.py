@@ -24,6 +24,7 @@ import numpy as np
 
 from convtool import nvidia
 from convtool.errors import DeviceError, ModelError, UsageError
+from convtool.io.onnx_file import check_model_file
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:N")
 _CUDA = "CUDAExecutionProvider"
@@ -141,7 +142,7 @@ def open_session(
     path = Path(path)
     kind, gpu = parse_device(device)
     if model_bytes is None:
-        _check_model_file(path)
+        check_model_file(path)
     options = ort.SessionOptions()
     options.log_severity_level = 4  # onnxruntime prints nothing itself: its errors come back as exceptions
     options.intra_op_num_threads = threads or default_threads()
@@ -288,27 +289,6 @@ def find_model(path: str | os.PathLike) -> Path:
         if candidate.is_file():
             return candidate
     return path
-
-
-def shipped_models() -> list[str]:
-    """Names of the models shipped with convtool."""
-    try:
-        from convtool.resources import data_dir
-
-        return sorted(p.stem for p in data_dir("models").glob("*.onnx"))
-    except FileNotFoundError:
-        return []
-
-
-def _check_model_file(path: Path) -> None:
-    if not path.exists():
-        shipped = shipped_models()
-        hint = f" (shipped models: {', '.join(shipped)})" if shipped else ""
-        raise ModelError(f"{path}: no such model file; check the path given to `model`{hint}")
-    if path.is_dir():
-        raise ModelError(f"{path}: is a folder, not an ONNX model file")
-    if path.stat().st_size == 0:
-        raise ModelError(f"{path}: the model file is empty (0 bytes)")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -32,17 +32,12 @@ def network_from_onnx(path: str | Path) -> NetworkTable:
     scale and shift only); MACs come from Conv, ConvTranspose, Gemm and MatMul. Symbolic dimensions
     (a dynamic batch) count as 1. Raises ModelError if the file is missing or not an ONNX model.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"ONNX model {path} does not exist")
     import onnx  # heavy: imported only here
 
-    try:
-        model = onnx.load(str(path), load_external_data=False)  # only shapes are needed, not the weights
-    except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and others for non-ONNX bytes
-        raise ModelError(f"{path} is not an ONNX model ({type(exc).__name__}); give a .onnx file") from None
-    if not model.graph.node or not model.ir_version:
-        raise ModelError(f"{path} is not an ONNX model (no graph nodes); give a .onnx file")
+    from convtool.io.onnx_file import load_onnx
+
+    path = Path(path)
+    model = load_onnx(path, weights=False)  # only shapes are needed, not the weights
     note = ""
     try:
         model = onnx.shape_inference.infer_shapes(model)

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from convtool.errors import InputError
+from convtool.io.publish import publish_bytes
 from convtool.nn.models import Network
 from convtool.nn.optim import Optimizer
-from convtool.nn.plots import write_atomic
 from convtool.nn.train import EpochRecord, Result
 
 SUFFIX = ".checkpoint.npz"
@@ -78,7 +78,7 @@ def save(path: Path, settings: dict, net: Network, optimizer: Optimizer, rng: np
     arrays["meta"] = np.array(json.dumps(meta))
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)  # type: ignore[arg-type]
-    write_atomic(path, buffer.getvalue())
+    publish_bytes(path, buffer.getvalue(), overwrite=True)  # the run's own file, renewed every epoch
 
 
 def load(path: Path) -> Checkpoint:

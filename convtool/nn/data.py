@@ -16,7 +16,6 @@ import numpy as np
 
 from convtool.errors import InputError, UsageError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 DIGITS = [str(d) for d in range(10)]
 
 
@@ -96,13 +95,15 @@ def bundled_mnist() -> Dataset:
 def load_folder(path: Path, size: tuple[int, int] | None = None) -> Dataset:
     """A class-per-folder tree (``path/cat/*.png``): class names are the sorted sub-folder names.
 
-    Images are opened like everywhere else (``images.open_image``: decompression-bomb guard, EXIF
+    Images are opened like everywhere else (``convtool.io.read.open_image``: decompression-bomb guard, EXIF
     orientation; 16-bit scaled to 8, palettes expanded, alpha dropped). Files that cannot be read are
     skipped and listed in ``Dataset.skipped``. All images must share one size unless ``size``
     (height, width) is given, which resizes them. Grayscale if every image is grayscale, RGB otherwise.
     """
-    classes = sorted(p.name for p in path.iterdir() if p.is_dir())
-    files = [(f, i) for i, c in enumerate(classes) for f in sorted((path / c).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+    from convtool.io.discover import images_in
+
+    classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    files = [(Path(f), i) for i, c in enumerate(classes) for f in images_in(path / c)[0]]
     if not files:
         raise InputError(f"no images in {path}: expected one sub-folder per class with image files (e.g. {path}/cat/1.png)")
     pictures, labels, skipped = [], [], []
@@ -128,7 +129,7 @@ def load_folder(path: Path, size: tuple[int, int] | None = None) -> Dataset:
 
 def _read_8bit(file: Path) -> np.ndarray:
     """Pixels of an image file as uint8 (H,W) or (H,W,3), through the shared open function."""
-    from convtool.images import open_image, to_array
+    from convtool.io.read import open_image, to_array
 
     decoded = to_array(open_image(file))
     pixels = decoded.pixels * (255 / decoded.max_value) if decoded.bit_depth != 8 else decoded.pixels

@@ -111,23 +111,11 @@ def metadata_for(net: Network, labels: list[str], channels: str, scale: float, m
     return meta
 
 
-def save(model, path: Path) -> None:
-    """Write the model atomically (a temporary file in the same folder, then a rename)."""
-    from convtool.nn.plots import write_atomic
+def save(model, path: Path, *, overwrite: bool = False) -> None:
+    """Publish the model atomically; an existing file is replaced only with ``overwrite``."""
+    from convtool.io.publish import publish_bytes
 
-    write_atomic(Path(path), model.SerializeToString())
-
-
-def read_model(path: Path):
-    """Load an ONNX file, or raise ModelError saying why it cannot be used."""
-    import onnx
-
-    try:
-        return onnx.load(str(path))
-    except FileNotFoundError:
-        raise ModelError(f"model {path} does not exist") from None
-    except Exception as exc:  # noqa: BLE001 - onnx raises protobuf's DecodeError and friends, no common base
-        raise ModelError(f"{path} is not a readable ONNX model: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    publish_bytes(path, model.SerializeToString(), overwrite=overwrite)
 
 
 def load_weights(net: Network, path: Path) -> list[str]:
@@ -139,7 +127,9 @@ def load_weights(net: Network, path: Path) -> list[str]:
     """
     from onnx import numpy_helper
 
-    model = read_model(path)
+    from convtool.io.onnx_file import load_onnx
+
+    model = load_onnx(path)
     found = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     state = {**net.parameters(), **net.buffers()}
     kept = []

@@ -1,4 +1,4 @@
-"""Image reading and writing: modes, 16-bit, palettes, alpha, EXIF, atomic writes, bad files."""
+"""Image reading and writing (convtool.io): modes, 16-bit, palettes, alpha, EXIF, atomic writes, bad files."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,9 @@ import tifffile
 from PIL import Image
 
 from convtool.errors import InputError, OutputError
-from convtool.images import atomic_write, read_image, save_image
+from convtool.io.publish import publish_with
+from convtool.io.read import read_image
+from convtool.io.save import save_image
 
 
 def test_sixteen_bit_gray_keeps_its_range(tmp_path):
@@ -83,13 +85,13 @@ def test_outputs_round_trip(tmp_path, astronaut):
     assert np.asarray(Image.open(tmp_path / "w.png")).max() == 40000
 
 
-def test_atomic_write_leaves_nothing_on_interrupt(tmp_path):
+def test_publish_leaves_nothing_on_interrupt(tmp_path):
     def write_half(tmp):
         tmp.write_bytes(b"partial")
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        atomic_write(tmp_path / "out.png", write_half)
+        publish_with(tmp_path / "out.png", write_half)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -97,3 +99,48 @@ def test_unwritable_folder(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputError, match="does not exist"):
         save_image(tmp_path / "file" / "o.png", np.zeros((2, 2)))
+
+
+def _class_tree(root, rotated: bool):
+    """Two classes of 4x10 images with a white top row; ``rotated`` marks them EXIF-orientation 6."""
+    data = np.zeros((4, 10), dtype=np.uint8)
+    data[0, :] = 255
+    exif = Image.Exif()
+    if rotated:
+        exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    for name in ("cat", "dog"):
+        (root / name).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(data).save(root / name / f"{i}.png", exif=exif)
+    (root / "cat" / "notes.txt").write_text("not an image: skipped")
+    (root / ".cache").mkdir()  # hidden: not a class
+    return root
+
+
+def test_training_folders_are_read_with_exif_orientation(tmp_path):
+    from convtool.nn.data import load_folder
+
+    data = load_folder(_class_tree(tmp_path / "t", rotated=True))
+    assert data.classes == ["cat", "dog"] and data.images.shape == (4, 1, 10, 4)
+    assert (data.images[:, 0, :, -1] == 255).all()  # the top row became the right column
+
+
+def test_training_refuses_a_decompression_bomb(tmp_path, monkeypatch):
+    from convtool.nn.data import load_folder
+
+    root = _class_tree(tmp_path / "t", rotated=False)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20)
+    with pytest.raises(InputError, match="0.png: refused as a possible decompression bomb"):
+        load_folder(root)
+
+
+def test_animated_images_give_their_first_frame_with_a_notice(tmp_path):
+    from convtool.errors import Notice
+
+    frames = [Image.fromarray(np.full((3, 3), v, np.uint8)) for v in (10, 200, 90)]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    frames[0].save(tmp_path / "a.tif", save_all=True, append_images=frames[1:])
+    for name in ("a.gif", "a.tif"):
+        with pytest.warns(Notice, match=rf"{name}: has 3 frames; only the first is used"):
+            pixels = read_image(tmp_path / name).pixels
+        assert pixels.mean() == pytest.approx(10, abs=1)

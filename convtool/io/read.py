@@ -1,4 +1,4 @@
-"""Images <-> arrays with Pillow: modes, 16-bit, palettes, alpha, EXIF orientation; atomic writes.
+"""Open images with every guard and turn them into arrays: bombs, EXIF, modes, 16-bit, palettes, alpha, frames.
 
 Pixels are returned as float32 in their native range (0..255 for 8-bit, 0..65535 for 16-bit), laid out
 H,W (gray) or H,W,C (colour); alpha is kept aside so filters never touch it.
@@ -7,7 +7,6 @@ H,W (gray) or H,W,C (colour); alpha is kept aside so filters never touch it.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +15,8 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageOps
 
-from convtool.errors import InputError, OutputError
+from convtool.errors import InputError, Notice
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm"})
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601, as Pillow's "L"
 
 
@@ -38,6 +36,8 @@ class ImageArray:
 def open_image(path: str | os.PathLike, *, draft: Callable[[Image.Image], None] | None = None) -> Image.Image:
     """Open, fully decode and EXIF-orient an image; every failure is a one-line InputError.
 
+    Images above Pillow's pixel limit are refused as possible decompression bombs. An animated GIF,
+    PNG or WebP or a multi-page TIFF gives its first frame, with a :class:`Notice` warning saying so.
     ``draft(image)`` is called between opening and decoding (e.g. ``image.draft`` for a reduced JPEG).
     The common case costs one Pillow open: files are only examined further when decoding fails.
     """
@@ -46,6 +46,7 @@ def open_image(path: str | os.PathLike, *, draft: Callable[[Image.Image], None] 
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image: Image.Image = Image.open(path)
+            _notice_frames(path, image)
             if draft is not None:
                 draft(image)
             image.load()
@@ -62,11 +63,22 @@ def open_image(path: str | os.PathLike, *, draft: Callable[[Image.Image], None] 
         if path.stat().st_size == 0:
             raise InputError(f"{path}: the file is empty (0 bytes); re-export or re-download it") from None
         raise InputError(f"{path}: not an image Pillow can read (PNG, JPEG, TIFF, BMP, ...)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except OSError as exc:
+        if exc.errno is not None:  # the system refused (permissions, a symlink loop, ...), not the decoder
+            raise InputError(f"{path}: cannot read the file ({exc.strerror})") from None
+        raise InputError(f"{path}: the image is damaged or truncated ({exc}); re-export it") from None
+    except (SyntaxError, ValueError) as exc:
         raise InputError(f"{path}: the image is damaged or truncated ({exc}); re-export it") from None
     if "exif" in image.info or image.format == "TIFF":  # only these can carry an orientation
         image = ImageOps.exif_transpose(image)
     return image
+
+
+def _notice_frames(path: Path, image: Image.Image) -> None:
+    if getattr(image, "is_animated", False):
+        frames = getattr(image, "n_frames", 2)
+        warnings.warn(Notice(f"{path}: has {frames} frames; only the first is used"), stacklevel=3)
+        image.seek(0)
 
 
 def to_array(image: Image.Image) -> ImageArray:
@@ -96,78 +108,3 @@ def read_image(path: str | os.PathLike, *, gray: bool = False) -> ImageArray:
     if gray and result.pixels.ndim == 3:
         result.pixels = result.pixels @ LUMA_WEIGHTS
     return result
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> None:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place.
-
-    An interruption or error leaves no partial file behind.
-    """
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise OutputError(f"{folder}: output folder does not exist; create it or choose another")
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix + ".part", dir=folder)
-    except OSError as exc:
-        raise OutputError(f"{folder}: cannot write there ({exc.strerror}); choose another output folder") from None
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def save_image(path: str | os.PathLike, pixels: np.ndarray, *, alpha: np.ndarray | None = None, bit_depth: int = 8) -> None:
-    """Write scaled pixels atomically: ``.png`` 8/16-bit, ``.tif(f)`` float32, ``.npy`` raw values.
-
-    PNG pixels must already be in 0..2**bit_depth-1; TIFF and NPY get the values as they are.
-    """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        def write_npy(tmp: Path) -> None:
-            with open(tmp, "wb") as handle:  # a handle: np.save would append .npy to the temp name
-                np.save(handle, np.asarray(pixels, dtype=np.float32), allow_pickle=False)
-
-        atomic_write(path, write_npy)
-    elif suffix in (".tif", ".tiff"):
-        from convtool.tiff import write_float_tiff
-
-        atomic_write(path, lambda tmp: write_float_tiff(tmp, np.asarray(pixels, dtype=np.float32)))
-    elif suffix == ".png":
-        image = _png_image(pixels, alpha, bit_depth)
-        atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
-    elif suffix in (".jpg", ".jpeg", ".bmp", ".webp"):
-        image = _png_image(pixels, alpha if suffix != ".jpg" else None, 8)
-        fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".webp": "WEBP"}[suffix]
-        atomic_write(path, lambda tmp: image.save(tmp, format=fmt))
-    else:
-        raise OutputError(f"{path}: unknown output type {suffix!r}; use .png, .tif, .npy, .jpg or .bmp")
-
-
-def _png_image(pixels: np.ndarray, alpha: np.ndarray | None, bit_depth: int) -> Image.Image:
-    if bit_depth == 16:
-        if pixels.ndim == 3:
-            raise OutputError("16-bit PNG output is for gray images; use `gray`, 8-bit PNG, .tif or .npy for colour")
-        return Image.fromarray(np.rint(pixels).astype(np.uint16))
-    data = np.rint(pixels).astype(np.uint8)
-    if alpha is not None and alpha.shape == data.shape[:2]:
-        data = np.dstack([data, np.rint(alpha).astype(np.uint8)])
-    return Image.fromarray(data)
-
-
-def list_images(paths: list[str | os.PathLike], *, recursive: bool = False) -> list[Path]:
-    """Expand files and folders into image files (folders: image suffixes only, sorted)."""
-    found: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            pattern = "**/*" if recursive else "*"
-            found.extend(sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
-        else:
-            found.append(path)
-    return found
