@@ -126,7 +126,7 @@ def test_ctrl_c_mid_batch_leaves_complete_outputs_and_no_temporaries(photos, tmp
     child = start_slowed("convtool.io.read", "read_image", 0.3, ["filter", str(folder), "-k", "sobel", "-o", str(out),
                                                                 "--workers", "2"])
     deadline = time.monotonic() + 60
-    while not (out.exists() and any(p.suffix == ".png" for p in out.iterdir())) and time.monotonic() < deadline:
+    while not (out.exists() and any(p.suffix == ".png" and not p.name.startswith(".") for p in out.iterdir())) and time.monotonic() < deadline:
         time.sleep(0.05)  # until the first output is published
     os.killpg(child.pid, signal.SIGINT)
     _, err = child.communicate(timeout=30)
