@@ -35,7 +35,7 @@ def test_published_files_take_their_mode_from_the_umask(tmp_path, umask, mask):
 def test_an_existing_file_is_never_replaced_without_overwrite(tmp_path):
     target = tmp_path / "out.png"
     target.write_bytes(b"keep")
-    with pytest.raises(OutputError, match=r"out.png: already exists; pass --overwrite"):
+    with pytest.raises(OutputError, match=r"out.png: already exists; pass `overwrite`"):
         publish_bytes(target, b"new")
     assert target.read_bytes() == b"keep"
     publish_bytes(target, b"new", overwrite=True)
