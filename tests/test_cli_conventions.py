@@ -46,3 +46,34 @@ def test_a_warning_when_images_are_enlarged_a_lot_to_fit_the_model(tmp_path):
             "(the smallest was 28x28)") in stretched.stderr
     fitting = runner.invoke(cli, ["classify", str(tmp_path / "digits"), "-m", "lenet5-mnist"])
     assert fitting.exit_code == 0 and "scaled up" not in fitting.stderr
+
+
+def test_quoted_globs_expand_and_a_pattern_matching_nothing_says_so(tmp_path):
+    files, _ = write_mnist_pngs(tmp_path / "digits", 4)
+    (tmp_path / "digits" / "notes.txt").write_text("not an image")
+    runner = CliRunner()
+    pattern = str(tmp_path / "digits" / "*.png")
+    result = runner.invoke(cli, ["classify", pattern, "-m", "lenet5-mnist", "-o", "-"])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["file"] for line in result.stdout.splitlines()] == sorted(str(f) for f in files)
+    out = tmp_path / "out"
+    nothing = runner.invoke(cli, ["filter", str(tmp_path / "digits" / "*.jpg"), "-k", "sobel", "-o", str(out)])
+    assert nothing.exit_code != 0 and "*.jpg: no files match this pattern" in nothing.output
+    assert not out.exists()  # no empty output folder left behind
+
+
+def test_dash_reads_one_image_from_stdin(tmp_path):
+    files, _ = write_mnist_pngs(tmp_path / "digits", 1)
+    runner = CliRunner()
+    piped = runner.invoke(cli, ["classify", "-", "-m", "lenet5-mnist", "-o", "-"], input=files[0].read_bytes())
+    direct = runner.invoke(cli, ["classify", str(files[0]), "-m", "lenet5-mnist", "-o", "-"])
+    assert piped.exit_code == 0, piped.output
+    assert json.loads(piped.stdout)["top_k"] == json.loads(direct.stdout)["top_k"]
+    out = tmp_path / "out"
+    filtered = runner.invoke(cli, ["filter", "-", "-k", "sobel", "-o", str(out)], input=files[0].read_bytes())
+    assert filtered.exit_code == 0, filtered.output
+    assert [p.name for p in out.iterdir()] == ["stdin-sobel.png"]
+    empty = runner.invoke(cli, ["classify", "-", "-m", "lenet5-mnist"], input=b"")
+    assert empty.exit_code == 1 and "nothing came on standard input" in empty.output
+    text = runner.invoke(cli, ["classify", "-", "-m", "lenet5-mnist"], input=b"hello")
+    assert text.exit_code == 1 and "standard input is not an image" in text.output

@@ -3,19 +3,27 @@
 A file named on the command line is taken as it is (a non-image fails later, when opened). In a
 folder only visible files with an image suffix are taken: hidden files and folders are skipped,
 other files are skipped quietly and counted. ``recursive`` descends into sub-folders, visiting each
-real folder once, so symlink loops end. Output names keep the sub-folder structure and stay unique
+real folder once, so symlink loops end. A pattern that names no file (``'photos/*.jpg'``, quoted so the
+shell left it alone; ``**`` crosses folders) is expanded here, and ``-`` is one image read from stdin. Output names keep the sub-folder structure and stay unique
 when inputs share a stem (:func:`output_stems`).
 """
 
 from __future__ import annotations
 
+import atexit
+import glob
+import io
 import os
+import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from convtool.errors import InputError
+from convtool.io import cleanup
 
+STDIN = "-"  # the input name that means one image on standard input
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm"})
 
 
@@ -33,9 +41,9 @@ class Scan:
 
 
 def find_images(paths: Iterable[str | os.PathLike], *, recursive: bool = False) -> Scan:
-    """Expand files and folders into a sorted list of image files (see the module's rule)."""
+    """Expand files, folders, patterns and ``-`` into a sorted list of image files (see the module's rule)."""
     scan = Scan()
-    for given in paths:
+    for given in expand_patterns(paths):
         path = Path(given)
         if path.is_dir():
             found, skipped = images_in(path, recursive=recursive)
@@ -54,6 +62,50 @@ def find_images(paths: Iterable[str | os.PathLike], *, recursive: bool = False) 
     if not scan.files:
         raise InputError("no images given")
     return scan
+
+
+def expand_patterns(paths: Iterable[str | os.PathLike]) -> Iterator[str]:
+    """Each given path; a glob pattern that is not itself a file becomes its sorted matches; ``-`` stdin."""
+    for given in paths:
+        text = os.fspath(given)
+        if text == STDIN:
+            yield stdin_image()
+        elif not os.path.lexists(text) and any(c in text for c in "*?["):
+            matches = sorted(glob.glob(text, recursive=True))
+            if not matches:
+                raise InputError(f"{text}: no files match this pattern")
+            yield from matches
+        else:
+            yield text
+
+
+def stdin_image() -> str:
+    """Read one image from standard input into a temporary file (removed at exit) and return its path."""
+    from PIL import Image
+
+    data = sys.stdin.buffer.read()
+    if not data:
+        raise InputError("-: nothing came on standard input; pipe an image in (e.g. convtool classify - < photo.jpg)")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            suffix = (image.format or "png").lower()
+    except (OSError, SyntaxError, ValueError):
+        raise InputError("-: standard input is not an image Pillow can read (PNG, JPEG, TIFF, BMP, ...)") from None
+    folder = tempfile.mkdtemp(prefix="convtool-stdin-")
+    path = os.path.join(folder, f"stdin.{'jpg' if suffix == 'jpeg' else suffix}")
+    cleanup.register(path)
+    with open(path, "wb") as file:
+        file.write(data)
+    atexit.register(_remove_stdin_copy, path)
+    return path
+
+
+def _remove_stdin_copy(path: str) -> None:
+    cleanup.discard(path)
+    try:
+        os.rmdir(os.path.dirname(path))
+    except OSError:  # already gone, or something else was put there: leave it
+        pass
 
 
 def images_in(folder: str | os.PathLike, *, recursive: bool = False) -> tuple[list[str], int]:
