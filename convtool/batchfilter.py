@@ -63,6 +63,7 @@ class FileResult:
     steps: list[tuple[str, str, str, str]] = field(default_factory=list)  # (step, back-end, device, reason)
     error: str | None = None
     exit_code: int = 1  # of the error: 2 for a usage problem (a kernel larger than the padded image, ...)
+    limit: str | None = None  # the limit a ResourceError met ("pixels"), so the CLI can name its flag
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,7 @@ def run_job(job: FileJob) -> FileResult:
                           "encode": time.perf_counter() - filtered}
     except ConvtoolError as exc:
         result.error, result.exit_code = str(exc), exc.exit_code
+        result.limit = getattr(exc, "limit", None)
     except MemoryError:
         result.error = f"{job.path}: out of memory while filtering; try a smaller image"
     except OSError as exc:  # writing the temporary: a full disk, a quota, ...

@@ -154,7 +154,7 @@ def _pytorch(axes: list[shapes.Axis]) -> dict:
 
 def solve_report(n: tuple[int, ...], out: tuple[int, ...], *, k: tuple[int, ...] | None = None,
                  s: tuple[int, ...] | None = None, d: tuple[int, ...] | None = None,
-                 padding_mode: str | None = None) -> dict:
+                 padding_mode: str | None = None, max_search: int | None = None) -> dict:
     """Settings per axis that map the input size ``n`` to the wanted output size ``out`` (one value per axis).
 
     Unknown kernel sizes, strides and dilations (None) are searched; ``padding_mode`` keeps only the
@@ -166,7 +166,8 @@ def solve_report(n: tuple[int, ...], out: tuple[int, ...], *, k: tuple[int, ...]
              for name, values, what in (("k", k, "kernel size"), ("s", s, "stride"), ("d", d, "dilation"))}
     axes = []
     for i in range(axes_count):
-        found = shapes.solve(n[i], out[i], k=known["k"][i], s=known["s"][i], d=known["d"][i])
+        limit = {} if max_search is None else {"max_search": max_search}
+        found = shapes.solve(n[i], out[i], k=known["k"][i], s=known["s"][i], d=known["d"][i], **limit)
         if padding_mode:
             found = [f for f in found if padding_mode in f.modes]
         axes.append({"n": n[i], "output": out[i], "solutions": [

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convtool import conv
+from convtool import conv, guards
 from convtool.errors import UsageError
-from convtool.geometry import PoolSpec
+from convtool.geometry import PoolSpec, pair, resolve_pads
 from convtool.kernels import OUT_SCALES, Kernel
 
 
@@ -30,6 +30,7 @@ class FilterSettings:
     pool: PoolSpec | None = None
     backend: str = "auto"
     device: str = "auto"
+    max_pixels: int = guards.MAX_PIXELS  # per plane after padding, checked before each step allocates
 
     def conv_options(self) -> dict:
         """The geometry keywords of ``conv.correlate2d`` (back-end and device are chosen per step)."""
@@ -45,6 +46,7 @@ def apply_kernel(planes: np.ndarray, kernel: Kernel, settings: FilterSettings,
     """
     responses = []
     for matrix in kernel.matrices:
+        _check_padded_size(planes.shape[-2:], matrix.shape, settings)
         oriented = matrix[::-1, ::-1] if settings.mode == "convolve" else matrix
         choice = conv.choose_backend(planes.shape, oriented, backend=settings.backend, device=settings.device,
                                      stride=settings.stride)
@@ -52,10 +54,23 @@ def apply_kernel(planes: np.ndarray, kernel: Kernel, settings: FilterSettings,
         responses.append(conv.correlate2d(planes, oriented, **settings.conv_options(),
                                           backend=choice.backend, device=choice.device))
     if len(responses) == 1:
-        return responses[0]
-    if kernel.combine != "magnitude":
+        result = responses[0]
+    elif kernel.combine == "magnitude":
+        result = np.sqrt(sum(r * r for r in responses)).astype(np.float32)
+    else:
         raise UsageError(f"kernel {kernel.name!r}: unknown combination {kernel.combine!r}")
-    return np.sqrt(sum(r * r for r in responses)).astype(np.float32)
+    if not np.isfinite(result).all():
+        raise UsageError(f"kernel {kernel.name!r}: the filtered values overflow float32 (the kernel's weights "
+                         "are too large for these pixels); scale the kernel down")
+    return result
+
+
+def _check_padded_size(image_hw: tuple[int, ...], kernel_hw: tuple[int, ...], settings: FilterSettings) -> None:
+    """Refuse, before anything is allocated, a padded plane above ``settings.max_pixels``."""
+    stride, dilation = pair("stride", settings.stride), pair("dilation", settings.dilation)
+    top, bottom, left, right = resolve_pads(settings.padding, image_hw, kernel_hw, stride, dilation)
+    guards.check_pixels("the padded image", image_hw[0] + top + bottom, image_hw[1] + left + right,
+                        settings.max_pixels)
 
 
 def filter_pixels(pixels: np.ndarray, settings: FilterSettings,

@@ -58,10 +58,20 @@ def matrix_out_scale(matrix: np.ndarray) -> str:
 def _size_for(sigma: float, size: float) -> int:
     """The requested size, or 2*ceil(3*sigma)+1 when it is 0; must be a positive odd integer."""
     if not size:
-        return 2 * math.ceil(3 * sigma) + 1
+        return _not_too_large(2 * math.ceil(3 * sigma) + 1, f"sigma={sigma:g}")
     if size != int(size) or size <= 0 or int(size) % 2 == 0:
         raise KernelError(f"kernel size must be a positive odd integer, got {size:g}")
-    return int(size)
+    return _not_too_large(int(size), f"size={size:g}")
+
+
+def _not_too_large(size: int, given: str) -> int:
+    """Refuse a generated kernel wider than MAX_KERNEL_SIZE taps before it is built."""
+    from convtool.guards import MAX_KERNEL_SIZE
+
+    if size > MAX_KERNEL_SIZE:
+        raise KernelError(f"{given} makes a {size:,} x {size:,} kernel; the largest is {MAX_KERNEL_SIZE:,} x "
+                          f"{MAX_KERNEL_SIZE:,} taps, so use a smaller size or sigma")
+    return size
 
 
 def _positive(name: str, value: float) -> float:
@@ -96,7 +106,7 @@ def box(size: float = 3) -> np.ndarray:
     """Mean filter of ``size`` x ``size`` (sum 1)."""
     if size != int(size) or size <= 0:
         raise KernelError(f"box size must be a positive integer, got {size:g}")
-    size = int(size)
+    size = _not_too_large(int(size), f"size={size:g}")
     return np.full((size, size), 1.0 / size**2)
 
 
@@ -159,7 +169,7 @@ def _from_table(table: dict, overrides: dict[str, float], entries: dict[str, dic
         if unknown:
             raise KernelError(f"kernel {name!r} has no parameter {', '.join(sorted(unknown))}; "
                               f"it takes {', '.join(table.get('params', {}))}")
-        matrix = GENERATORS[table["generator"]](**params)
+        matrix = _generate(name, table["generator"], params)
         return Kernel(name, [matrix], out_scale=table.get("out_scale", matrix_out_scale(matrix)),
                       params=params, **common)
     if overrides:
@@ -171,6 +181,20 @@ def _from_table(table: dict, overrides: dict[str, float], entries: dict[str, dic
     factors = (np.asarray(declared["column"], float), np.asarray(declared["row"], float)) if declared else None
     return Kernel(name, [matrix], out_scale=table.get("out_scale", matrix_out_scale(matrix)),
                   separable=factors, **common)
+
+
+def _generate(name: str, generator: object, params: dict) -> np.ndarray:
+    """Run a kernel table's generator; an unknown generator or unusable parameters are KernelErrors."""
+    make = GENERATORS.get(generator) if isinstance(generator, str) else None
+    if make is None:
+        raise KernelError(f"kernel {name!r}: unknown generator {generator!r}; use one of {', '.join(GENERATORS)}")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in params.values()):
+        raise KernelError(f"kernel {name!r}: parameters must be finite numbers, got {params}")
+    try:
+        return make(**params)
+    except TypeError:  # a parameter the generator does not take
+        raise KernelError(f"kernel {name!r}: generator {generator!r} does not take the parameters "
+                          f"{', '.join(params)}") from None
 
 
 def _from_matrix(name: str, matrix: np.ndarray) -> Kernel:
@@ -199,6 +223,9 @@ def _to_matrix(rows: list, where: str) -> np.ndarray:
         raise KernelError(f"{where}: every entry must be a number") from None
     if not np.isfinite(matrix).all():
         raise KernelError(f"{where}: the kernel holds NaN or infinity; use finite numbers")
+    if np.abs(matrix).max() > np.finfo(np.float32).max:
+        raise KernelError(f"{where}: kernel values beyond {np.finfo(np.float32).max:.3g} do not fit float32, "
+                          "in which convtool filters; scale the kernel down")
     return matrix
 
 
@@ -212,6 +239,8 @@ def _parse_params(name: str, arguments: str) -> dict[str, float]:
             eq = ""
         if not eq:
             raise KernelError(f"kernel parameter {item!r} must look like {name}:sigma=2")
+        if not math.isfinite(params[key.strip()]):
+            raise KernelError(f"kernel parameter {item!r} must be a finite number")
     return params
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from convtool import guards
 from convtool.errors import ShapeError, UsageError
 from convtool.geometry import PADDING_MODES, axis_padding, check_positive, effective_kernel, same_padding
 
@@ -226,38 +227,43 @@ class Solution:
 
 
 def solve(n: int, out: int, *, k: int | None = None, s: int | None = None, d: int | None = None,
-          max_kernel: int = 11) -> list[Solution]:
+          max_kernel: int = 11, max_search: int = guards.MAX_SEARCH) -> list[Solution]:
     """All (k, s, d) with the smallest padding that gives ``out`` outputs from ``n`` inputs.
 
     Unknown kernels range over 1..``max_kernel``, unknown strides over 1..n, unknown dilation is 1.
     Padding is split TensorFlow's way (extra after) and never exceeds ``span - 1`` on a side.
+    A search over more than ``max_search`` settings is refused before it starts (ResourceError).
     """
     check_positive("input size", n)
     check_positive("wanted output size", out)
     for name, value in (("kernel size", k), ("stride", s), ("dilation", d)):
         if value is not None:
             check_positive(name, value)
+    plan = [(kk, dd, _candidate_strides(n, out, effective_kernel(kk, dd), s))
+            for kk in ([k] if k else range(1, max_kernel + 1)) for dd in ([d] if d else [1])]
+    guards.check_search(f"solving {n} inputs -> {out} outputs", sum(len(strides) for *_, strides in plan), max_search)
     found = []
-    for kk in [k] if k else range(1, max_kernel + 1):
-        for dd in [d] if d else [1]:
-            span = effective_kernel(kk, dd)
-            strides: list[int] | range
-            if s:
-                strides = [s]
-            else:  # only these strides can give `out` windows with 0 <= padding <= 2(span-1)
-                lowest = max(1, (n - span) // out + 1)
-                highest = n if out == 1 else min(n, (n + span - 2) // (out - 1))
-                strides = range(lowest, highest + 1)
-            for ss in strides:
-                # out = floor((n + P - span) / s) + 1  <=>  (out-1)s <= n + P - span < out*s
-                low = max((out - 1) * ss + span - n, 0)
-                if low >= out * ss + span - n or low > 2 * (span - 1):
-                    continue
-                pad = (low // 2, low - low // 2)
-                named = {"valid": (0, 0), "same": same_padding(n, kk, ss, dd), "full": (span - 1, span - 1)}
-                modes = tuple(m for m in PADDING_MODES if named[m] == pad)
-                high = min(out * ss + span - n - 1, 2 * (span - 1))  # the largest total padding that works
-                symmetric = (low + 1) // 2 if 2 * ((low + 1) // 2) <= high else None
-                dropped = max(n - ((out - 1) * ss + span - pad[0]), 0)
-                found.append(Solution(kk, ss, dd, pad, modes, dropped, symmetric))
+    for kk, dd, strides in plan:
+        span = effective_kernel(kk, dd)
+        for ss in strides:
+            # out = floor((n + P - span) / s) + 1  <=>  (out-1)s <= n + P - span < out*s
+            low = max((out - 1) * ss + span - n, 0)
+            if low >= out * ss + span - n or low > 2 * (span - 1):
+                continue
+            pad = (low // 2, low - low // 2)
+            named = {"valid": (0, 0), "same": same_padding(n, kk, ss, dd), "full": (span - 1, span - 1)}
+            modes = tuple(m for m in PADDING_MODES if named[m] == pad)
+            high = min(out * ss + span - n - 1, 2 * (span - 1))  # the largest total padding that works
+            symmetric = (low + 1) // 2 if 2 * ((low + 1) // 2) <= high else None
+            dropped = max(n - ((out - 1) * ss + span - pad[0]), 0)
+            found.append(Solution(kk, ss, dd, pad, modes, dropped, symmetric))
     return found
+
+
+def _candidate_strides(n: int, out: int, span: int, s: int | None) -> list[int] | range:
+    """The given stride, or the only strides that can give ``out`` windows with 0 <= padding <= 2(span-1)."""
+    if s:
+        return [s]
+    lowest = max(1, (n - span) // out + 1)
+    highest = n if out == 1 else min(n, (n + span - 2) // (out - 1))
+    return range(lowest, highest + 1)

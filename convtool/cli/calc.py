@@ -16,7 +16,7 @@ import click
 from convtool import geometry
 from convtool.calc import LayerRequest, layer_report, net_report, solve_report
 from convtool.cli import calc_views
-from convtool.cli.options import overwrite_opt
+from convtool.cli.options import max_search_opt, overwrite_opt
 from convtool.errors import UsageError
 
 DIAGRAM_CELLS = 64  # widest padded strip drawn by --explain
@@ -72,9 +72,10 @@ def _count(concept: str, *, allow_zero: bool = False):
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON instead of tables.")
 @calc_views.view_options
 @overwrite_opt
+@max_search_opt
 def command(n, k, s, p_text, padding_text, d, cin, cout, groups, bias, pool_text, pool_kind, transpose, output_padding,
             explain, solve, net_text, as_json, kind_text, show_matrix, animate_path, input_text, kernel_text,
-            output_path, overwrite) -> None:
+            output_path, overwrite, max_search) -> None:
     """Output sizes, padding and its split, parameters, MACs, connections and receptive fields.
 
     \b
@@ -115,7 +116,8 @@ def command(n, k, s, p_text, padding_text, d, cin, cout, groups, bias, pool_text
             raise UsageError("--solve chooses the padding itself and handles ordinary convolutions only; "
                              "leave out --p and --transpose")
         report = solve_report(n, geometry.broadcast(solve, len(n), "--solve"), k=_per_axis(k, n, "--k"),
-                              s=_per_axis(s, n, "--s"), d=_per_axis(d, n, "--d"), padding_mode=padding)
+                              s=_per_axis(s, n, "--s"), d=_per_axis(d, n, "--d"), padding_mode=padding,
+                              max_search=max_search)
         _emit(report, as_json, render_solve)
         return
     if k is None and pool_text is None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from convtool import guards
 from convtool.cli.main import flag_names
 from convtool.cli.options import (
     DEVICE_CHOICE,
@@ -25,8 +26,13 @@ from convtool.cli.options import (
 TABLE_LIMIT = 100  # more results than this go to --output only
 
 
-def open_model(model: Path, device: str, model_bytes: bytes | None = None, **overrides):
-    """Open the model on the device (saying why when auto falls back) and work out its preprocessing."""
+def open_model(model: Path, device: str, model_bytes: bytes | None = None, *, batch: int = 1,
+               max_input: int = guards.MAX_INPUT_VALUES, **overrides):
+    """Open the model on the device (saying why when auto falls back) and work out its preprocessing.
+
+    A fixed input size whose ``batch`` would hold more than ``max_input`` values is refused here,
+    before any image is decoded into it.
+    """
     from convtool.infer.preprocess import preprocess_for
     from convtool.infer.session import find_model, open_session
 
@@ -34,6 +40,9 @@ def open_model(model: Path, device: str, model_bytes: bytes | None = None, **ove
     if session.note:
         click.echo(f"convtool: {session.note}", err=True)
     recipe = preprocess_for(session.input, session.metadata, **overrides)
+    if recipe.height and recipe.width:
+        guards.check_values("a batch of model input", (batch, recipe.n_channels, recipe.height, recipe.width),
+                            max_input)
     return session, recipe
 
 
@@ -126,7 +135,7 @@ def command(paths, model, labels, top_k, batch, device, output, fmt, overwrite, 
     if evaluate and not scan.folders:
         raise UsageError("--eval needs a folder with one subfolder of images per class (folder/<class>/image.png)")
     _check_outputs(output, fmt, confusion, overwrite, scan.files)
-    session, recipe = open_model(model, device, **recipe_overrides(**prep))
+    session, recipe = open_model(model, device, batch=batch, **recipe_overrides(**prep))
     names = cls.read_labels(labels) if labels else cls.labels_from_metadata(session.metadata)
     classifier = cls.Classifier(session, recipe, labels=names, top_k=top_k, softmax=softmax)
 

@@ -14,6 +14,7 @@ from convtool.cli.options import (
     recipe_overrides,
     result_format_opt,
 )
+from convtool.cli.options import FiniteFloat, result_format_opt
 
 DECODER_CHOICE = click.Choice(["auto", "yolov8", "yolov5", "yolox", "ssd", "nms"])
 
@@ -34,8 +35,8 @@ def parse_classes(ctx, param, value: str | None) -> tuple[str, ...] | None:
 @click.option("--labels", type=click.Path(path_type=Path), help="Class names, one per line, or a bundled set: imagenet, coco, voc, cifar10, mnist (default: from the model).")
 @click.option("--decoder", default="auto", show_default=True, type=DECODER_CHOICE,
               help="Output layout (auto: from the model's metadata and output shapes).")
-@click.option("--conf", default=0.25, show_default=True, type=click.FloatRange(0, 1), help="Lowest score kept.")
-@click.option("--iou", default=0.45, show_default=True, type=click.FloatRange(0, 1), help="NMS: boxes overlapping a better one more than this go.")
+@click.option("--conf", default=0.25, show_default=True, type=FiniteFloat(0, 1), help="Lowest score kept.")
+@click.option("--iou", default=0.45, show_default=True, type=FiniteFloat(0, 1), help="NMS: boxes overlapping a better one more than this go.")
 @click.option("--max-det", default=300, show_default=True, type=click.IntRange(min=1), help="Most boxes kept per image.")
 @click.option("--classes", callback=parse_classes, help="Keep only these classes: indices or names, e.g. 0,2 or person,car.")
 @click.option("--agnostic", is_flag=True, help="One NMS over all classes instead of one per class.")
@@ -78,7 +79,7 @@ def command(paths, model, labels, decoder, conf, iou, max_det, classes, agnostic
     if output is not None:
         check_output(output, overwrite=overwrite, inputs=scan.files)
     targets = _save_targets(scan.files, save_dir, overwrite) if save_dir is not None else {}
-    session, recipe = open_model(model, device, **recipe_overrides(**prep))
+    session, recipe = open_model(model, device, batch=batch, **recipe_overrides(**prep))
     recipe = _fixed_size(recipe, session.metadata)
     names = read_labels(labels) if labels else labels_from_metadata(session.metadata)
     detector = Detector(session, recipe, labels=names, decoder=decoder, resize=resize, pad=pad,

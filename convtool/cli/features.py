@@ -42,13 +42,14 @@ def command(model, image, layer, list_layers, output, columns, device, overwrite
 
     model = find_model(model)
     onnx_model = load_onnx(model)
-    tensors = feat.feature_layers(onnx_model)
+    every = feat.layer_tensors(onnx_model)
+    tensors = [t for t in every if t.shape is None or len(t.shape) == 4]
     if list_layers:
         _print_layers(tensors)
         return
     if image is None:
         raise UsageError("give an IMAGE to run the model on (or --list to see the layers)")
-    chosen = feat.find_layer(tensors, layer) if layer else feat.default_layer(tensors)
+    chosen = feat.find_feature_map(every, layer) if layer else feat.default_layer(tensors)
     if output is None:
         output = Path(f"{image.stem}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', chosen.name)}.png")
     if output.suffix.lower() != ".png":

@@ -13,6 +13,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from convtool import conv
 from convtool.cli.main import flag_names
 from convtool.cli.options import (
+    FINITE_FLOAT,
+    limit_hint,
+    max_pixels_opt,
     overwrite_opt,
     parse_padding,
     parse_pair,
@@ -50,7 +53,7 @@ PNG_LEVEL_NOTE = ("about OpenCV's speed and size, twice as fast as Pillow's leve
 @click.option("--border", type=click.Choice(conv.BORDERS), default="reflect", show_default=True,
               help="What fills the padding: zero, constant (--cval), reflect (mirror, edge not repeated, "
                    "like OpenCV's default), symmetric (edge repeated), replicate or wrap.")
-@click.option("--cval", type=float, default=0.0, show_default=True, help="Value for --border constant.")
+@click.option("--cval", type=FINITE_FLOAT, default=0.0, show_default=True, help="Value for --border constant.")
 @click.option("--dilation", default="1", callback=parse_pair, show_default=True, metavar="N|V,H",
               help="Spacing between kernel taps: one value or vertical,horizontal.")
 @click.option("--gray", is_flag=True, help="Convert colour images to gray (BT.601 luma) first.")
@@ -76,9 +79,10 @@ PNG_LEVEL_NOTE = ("about OpenCV's speed and size, twice as fast as Pillow's leve
 @overwrite_opt
 @verbose_opt
 @ray_opt
+@max_pixels_opt
 def command(inputs, kernel_specs, output, mode, stride, padding, border, cval, dilation, gray, pool,
             out_scale, depth, fmt, png_compression, quality, backend, device, workers, recursive, overwrite,
-            verbose, ray_address) -> None:
+            verbose, ray_address, max_pixels) -> None:
     """Filter IMAGES (files or folders) with one or more kernels.
 
     Folders are filtered in worker processes (decode, filter and encode of different images side by
@@ -97,7 +101,8 @@ def command(inputs, kernel_specs, output, mode, stride, padding, border, cval, d
     console = Console(stderr=True, soft_wrap=True, highlight=False)
     kernels = [load_kernel(spec) for spec in kernel_specs]
     settings = FilterSettings(kernels, mode=mode, stride=stride, padding=padding, border=border, cval=cval,
-                              dilation=dilation, pool=pool, backend=backend, device=device)
+                              dilation=dilation, pool=pool, backend=backend, device=device,
+                              max_pixels=max_pixels)
     scan = find_images(inputs, recursive=recursive)
     files = [Path(f) for f in scan.files]
     single_file_out = _is_file_output(output)
@@ -131,7 +136,7 @@ def command(inputs, kernel_specs, output, mode, stride, padding, border, cval, d
         finally:
             bf.remove_temps(jobs)
     elapsed = time.perf_counter() - started
-    failures += [(r.job.path, r.error) for r in results if r.error is not None]
+    failures += [(r.job.path, r.error + limit_hint(r.limit)) for r in results if r.error is not None]
     if len(files) == 1 and failures:
         error = ConvtoolError(failures[0][1])
         error.exit_code = next((r.exit_code for r in results if r.error is not None), 1)

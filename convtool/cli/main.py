@@ -72,7 +72,7 @@ class LazyGroup(click.Group):
             click.echo(f"convtool: interrupted ({name}); no partial output files were left", err=True)
             sys.exit(cleanup.exit_code(exc))
         except ConvtoolError as exc:
-            error = click.ClickException(flag_names(str(exc)))
+            error = click.ClickException(flag_names(str(exc)) + _limit_hint(exc))
             error.exit_code = exc.exit_code  # type: ignore[misc]  # click reads exit_code per instance
             raise error from None
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
@@ -92,6 +92,13 @@ class LazyGroup(click.Group):
     @staticmethod
     def _available(name: str) -> bool:
         return importlib.util.find_spec(f"convtool.cli.{COMMANDS[name][0]}") is not None
+
+
+def _limit_hint(exc: Exception) -> str:
+    """For a ResourceError, the flag that raises the limit it met."""
+    from convtool.cli.options import limit_hint
+
+    return limit_hint(getattr(exc, "limit", None))
 
 
 def _show_notices() -> None:

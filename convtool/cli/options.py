@@ -7,11 +7,11 @@ its message; they raise ``click.BadParameter`` quoting the value.
 from __future__ import annotations
 
 import math
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 import click
 
-from convtool import geometry
+from convtool import geometry, guards
 from convtool.errors import UsageError
 from convtool.infer.presets import PRESETS
 
@@ -49,6 +49,38 @@ class DeviceType(click.ParamType):
             return text
         self.fail(f"{value!r} is not auto, cpu, cuda or cuda:N (e.g. cuda:1)", param, ctx)
 
+
+class FiniteFloat(click.FloatRange):
+    """A float option that refuses NaN and infinity (which every comparison lets through), then its range."""
+
+    name = "finite float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+FINITE_FLOAT = FiniteFloat()
+
+
+# Limits on the work a run may start; the library's ResourceError names one of these kinds.
+LIMIT_FLAGS = {"pixels": "--max-pixels", "values": "--max-input", "search": "--max-search"}
+
+
+def limit_hint(kind: str | None) -> str:
+    """'; raise the limit with --max-pixels ...' for the kind of limit a ResourceError met ('' for none)."""
+    flag = LIMIT_FLAGS.get(kind or "")
+    return f"; raise the limit with {flag} if this is really wanted" if flag else ""
+
+
+max_pixels_opt = click.option("--max-pixels", type=click.IntRange(min=1), default=guards.MAX_PIXELS, show_default=True,
+                              help="Refuse images larger than this many pixels per channel after padding.")
+max_input_opt = click.option("--max-input", type=click.IntRange(min=1), default=guards.MAX_INPUT_VALUES,
+                             show_default=True, help="Refuse a model input batch of more values than this.")
+max_search_opt = click.option("--max-search", type=click.IntRange(min=1), default=guards.MAX_SEARCH, show_default=True,
+                              help="Refuse a --solve search over more settings than this.")
 
 overwrite_opt = click.option("--overwrite", is_flag=True, help="Replace output files that already exist.")
 verbose_opt = click.option("-v", "--verbose", is_flag=True, help="Say which back-end and device ran, and why.")
@@ -108,18 +140,23 @@ def preprocess_options(func: Callable) -> Callable:
                      "a fraction such as 1/127.5 is fine)."),
         click.option("--mean", callback=_parse_floats, help="Mean, one value or one per channel: 0.485,0.456,0.406."),
         click.option("--std", callback=_parse_floats, help="Standard deviation, one value or one per channel."),
+        max_input_opt,
     ]
     for option in reversed(options):
         func = option(func)
     return func
 
 
-def recipe_overrides(size, layout, channels, scale, mean, std, preset=None) -> dict:
-    """Keyword overrides for ``preprocess_for`` from the option values (None = not given); a preset first."""
+def recipe_overrides(size, layout, channels, scale, mean, std, preset=None,
+                     max_input: int = guards.MAX_INPUT_VALUES) -> dict:
+    """Keyword overrides for ``preprocess_for`` from the option values (None = not given); a preset first.
+
+    The input limit rides along for ``open_model``.
+    """
     height, width = size if size else (None, None)
     given = dict(layout=layout, channels=channels, height=height, width=width, scale=scale, mean=mean, std=std)
     fields = PRESETS[preset].options() if preset else {}
-    return {**fields, **{k: v for k, v in given.items() if v is not None}}
+    return {**fields, **{k: v for k, v in given.items() if v is not None}, "max_input": max_input}
 
 
 def decoding_options(*, draft: bool) -> Callable[[Callable], Callable]:

@@ -7,7 +7,14 @@ from pathlib import Path
 import click
 
 from convtool.cli.classify import TABLE_LIMIT, open_model, progress_bar, report_failures, report_skipped
-from convtool.cli.options import DEVICE_CHOICE, decoding_options, preprocess_options, ray_opt, recipe_overrides
+from convtool.cli.options import (
+    DEVICE_CHOICE,
+    FiniteFloat,
+    decoding_options,
+    preprocess_options,
+    ray_opt,
+    recipe_overrides,
+)
 
 
 @click.command(short_help="Segment images with an ONNX model.")
@@ -21,7 +28,7 @@ from convtool.cli.options import DEVICE_CHOICE, decoding_options, preprocess_opt
 @click.option("--output-layout", default="auto", show_default=True, type=click.Choice(["auto", "nchw", "nhwc"]),
               help="Where the class axis of the model's output is (auto: from its shape).")
 @click.option("--overlay/--no-overlay", default=True, show_default=True, help="Also write the input with the mask blended in.")
-@click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="Overlay opacity.")
+@click.option("--alpha", default=0.5, show_default=True, type=FiniteFloat(0, 1), help="Overlay opacity.")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option("--recursive", "-r", is_flag=True, help="Look into subfolders.")
 @decoding_options(draft=False)
@@ -50,7 +57,7 @@ def command(paths, model, out_dir, labels, batch, device, output_layout, overlay
     report_skipped(scan)
     targets = _targets(scan, out_dir, overlay)
     _check_targets(targets, scan.files, overwrite)
-    session, recipe = open_model(model, device, **recipe_overrides(**prep))
+    session, recipe = open_model(model, device, batch=batch, **recipe_overrides(**prep))
     names = read_labels(labels) if labels else labels_from_metadata(session.metadata)
     segmenter = seg.Segmenter(session, recipe, labels=names, output_layout=output_layout)
     for folder in sorted({mask.parent for mask, _ in targets.values()}):

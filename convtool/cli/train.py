@@ -27,7 +27,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import click  # noqa: E402
 
-from convtool.cli.options import overwrite_opt, parse_size  # noqa: E402
+from convtool.cli.options import FINITE_FLOAT, FiniteFloat, overwrite_opt, parse_size  # noqa: E402
 from convtool.errors import ConvtoolError, InputError, UsageError  # noqa: E402
 
 ARCHS = ("lenet5", "lenet5-local", "resnet", "unet")
@@ -78,13 +78,13 @@ def _recipe_text(r) -> str:
 @click.option("--task", type=click.Choice(["classify", "segment"]), help="Default: the architecture's (unet segments).")
 @click.option("--data", type=click.Path(path_type=Path), help="IDX file or folder, or class-per-folder images. Default: bundled MNIST.")
 @click.option("--size", callback=parse_size, metavar="HxW", help="Resize folder images to this size.")
-@click.option("--val-fraction", type=float, default=0.2, show_default=True, help="Last part of the data kept for validation.")
+@click.option("--val-fraction", type=FINITE_FLOAT, default=0.2, show_default=True, help="Last part of the data kept for validation.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Default: the recipe's (below).")
 @click.option("--batch", type=click.IntRange(min=1), help="Default: the recipe's.")
 @click.option("--optimizer", type=click.Choice(["sgd", "nesterov", "rmsprop", "adam"]), help="Default: the recipe's.")
-@click.option("--lr", type=float, callback=_positive_float, help="Learning rate. Default: the recipe's.")
-@click.option("--momentum", type=float, default=0.9, show_default=True, help="Momentum of sgd and nesterov.")
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0, show_default=True, help="L2 penalty on weights.")
+@click.option("--lr", type=FINITE_FLOAT, callback=_positive_float, help="Learning rate. Default: the recipe's.")
+@click.option("--momentum", type=FINITE_FLOAT, default=0.9, show_default=True, help="Momentum of sgd and nesterov.")
+@click.option("--weight-decay", type=FiniteFloat(min=0), default=0.0, show_default=True, help="L2 penalty on weights.")
 @click.option("--schedule", type=click.Choice(["constant", "step", "cosine"]),
               help="Learning-rate schedule (step: x0.1 every 5 epochs). Default: the recipe's.")
 @click.option("--patience", type=click.IntRange(min=1), help="Stop after this many epochs without a lower validation loss.")
@@ -151,7 +151,9 @@ def command(ctx, arch, arch_option, output, overwrite, quiet, resume, strict, th
         raise ConvtoolError(f"the loss became NaN in epoch {result.stop_epoch} (try a lower --lr); "
                             f"saved the last good model (epoch {result.best.epoch}) to {output}")
     if result.stop_reason == "interrupted":
-        sys.exit(130)
+        from convtool.io.cleanup import exit_code
+
+        sys.exit(exit_code())  # 128 + the signal: 130 for Ctrl-C, 143 for SIGTERM
 
 
 def _arch(arch: str | None, arch_option: str | None) -> str:

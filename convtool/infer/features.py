@@ -69,6 +69,16 @@ def find_layer(tensors: list[LayerTensor], name: str) -> LayerTensor:
     raise UsageError(f"`layer` {name!r}: no such tensor or node in the model{hint}")
 
 
+def find_feature_map(tensors: list[LayerTensor], name: str) -> LayerTensor:
+    """Like :func:`find_layer`, but the tensor must be a 4-axis feature map (batch, channels, height, width)."""
+    chosen = find_layer(tensors, name)
+    if chosen.shape is not None and len(chosen.shape) != 4:
+        shape = "x".join("?" if d is None else str(d) for d in chosen.shape)
+        raise UsageError(f"--layer {name!r}: tensor {chosen.name} has shape {shape} ({len(chosen.shape)} axes), "
+                         "not a feature map of 4 axes (batch, channels, height, width); see --list for those")
+    return chosen
+
+
 def with_outputs(model, names: list[str]) -> bytes:
     """The model serialised with ``names`` added as graph outputs (shapes left to onnxruntime)."""
     from onnx import helper

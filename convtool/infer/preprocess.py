@@ -85,7 +85,10 @@ def preprocess_for(model_input: TensorInfo, metadata: dict[str, str], **override
     given = {k: v for k, v in overrides.items() if v is not None}
     if given:
         recipe = replace(recipe, **given, source=recipe.source + ", with options")
-    _check_against_model(recipe, model_input)
+    if min(recipe.height or 1, recipe.width or 1) < 1:  # only metadata can say so: --size is checked by the CLI
+        raise ModelError(f"the model's {INPUT_KEY} metadata gives the input size {recipe.height}x{recipe.width}; "
+                         "sizes must be positive, so pass --size HxW")
+    _check_against_model(recipe, model_input, size_given="height" in given or "width" in given)
     return recipe
 
 
@@ -95,8 +98,8 @@ def _from_metadata(metadata: dict[str, str]) -> Preprocess:
         return Preprocess(
             layout=str(spec.get("layout", "nchw")).lower(),
             channels=str(spec.get("channels", "rgb")).lower(),
-            height=int(spec["height"]) if spec.get("height") else None,
-            width=int(spec["width"]) if spec.get("width") else None,
+            height=int(spec["height"]) if spec.get("height") is not None else None,
+            width=int(spec["width"]) if spec.get("width") is not None else None,
             scale=float(spec.get("scale", 1 / 255)),
             mean=tuple(float(m) for m in spec.get("mean", [0.0])),
             std=tuple(float(s) for s in spec.get("std", [1.0])),
@@ -121,7 +124,7 @@ def _from_shape(model_input: TensorInfo) -> Preprocess:
     return Preprocess(layout=layout, channels=channels, height=h, width=w, source="inferred from the input shape")
 
 
-def _check_against_model(recipe: Preprocess, model_input: TensorInfo) -> None:
+def _check_against_model(recipe: Preprocess, model_input: TensorInfo, *, size_given: bool = True) -> None:
     if recipe.layout not in LAYOUTS:
         raise UsageError(f"layout {recipe.layout!r}: use nchw or nhwc")
     if recipe.channels not in CHANNELS:
@@ -140,7 +143,8 @@ def _check_against_model(recipe: Preprocess, model_input: TensorInfo) -> None:
     if c is None and recipe.channels not in CHANNELS:
         raise UsageError("the model's channel count is dynamic; pass `channels`")
     if (h is not None and recipe.height not in (None, h)) or (w is not None and recipe.width not in (None, w)):
-        raise UsageError(f"`size` {recipe.height}x{recipe.width} does not fit the model's fixed input {h}x{w}")
+        said = "`size`" if size_given else f"the input size {recipe.source}"
+        raise UsageError(f"{said} {recipe.height}x{recipe.width} does not fit the model's fixed input {h}x{w}")
     for name, values in (("mean", recipe.mean), ("std", recipe.std)):
         if len(values) not in (1, recipe.n_channels):
             choices = "1" if recipe.n_channels == 1 else f"1 or {recipe.n_channels}"
