@@ -9,12 +9,12 @@ import click
 from convtool.cli.classify import TABLE_LIMIT, open_model, progress_bar, report_failures
 from convtool.cli.options import (
     DEVICE_CHOICE,
+    FiniteFloat,
     decoding_options,
     preprocess_options,
     recipe_overrides,
     result_format_opt,
 )
-from convtool.cli.options import FiniteFloat, result_format_opt
 
 DECODER_CHOICE = click.Choice(["auto", "yolov8", "yolov5", "yolox", "ssd", "nms"])
 
