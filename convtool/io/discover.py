@@ -49,7 +49,7 @@ def find_images(paths: Iterable[str | os.PathLike], *, recursive: bool = False) 
             found, skipped = images_in(path, recursive=recursive)
             scan.skipped += skipped
             if not found:
-                hint = "" if recursive else " (use --recursive for subfolders)"
+                hint = "" if recursive else " (use `recursive` for subfolders)"
                 raise InputError(f"{path}: no image files in this folder{hint}")
             scan.folders.append((path, len(scan.files), len(scan.files) + len(found)))
             scan.files.extend(found)

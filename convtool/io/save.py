@@ -46,7 +46,7 @@ def _pillow_image(pixels: np.ndarray, alpha: np.ndarray | None, bit_depth: int):
 
     if bit_depth == 16:
         if pixels.ndim == 3:
-            raise OutputError("16-bit PNG output is for gray images; use --gray, 8-bit PNG, .tif or .npy for colour")
+            raise OutputError("16-bit PNG output is for gray images; use `gray`, 8-bit PNG, .tif or .npy for colour")
         return Image.fromarray(np.rint(pixels).astype(np.uint16))
     data = np.rint(pixels).astype(np.uint8)
     if alpha is not None and alpha.shape == data.shape[:2]:
