@@ -6,21 +6,10 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
+from test_cli_calc import ok, run
 
-from convtool.cli.main import cli
 from convtool.layer_kinds import Kind, compare, parse_kind
-
-
-def run(*args: str):
-    return CliRunner().invoke(cli, ["calc", *args])
-
-
-def ok(*args: str) -> str:
-    result = run(*args)
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 def test_lecture_counts_local_dense_conv_on_6x5_with_3x3_fields():
