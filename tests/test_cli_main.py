@@ -16,6 +16,26 @@ def test_help_imports_no_heavy_modules():
     assert "filter" in out and "kernels" in out
 
 
+def _modules_after(args: list[str], cwd) -> str:
+    """The names of the heavy modules a CLI run imported (rich, numba, ray, subprocess, ...)."""
+    code = ("import sys; from convtool.cli.main import cli\n"
+            f"try:\n    cli({args!r})\nexcept SystemExit:\n    pass\n"
+            "print('LOADED', sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('rich', 'numba', 'ray', 'onnxruntime', 'subprocess', 'secrets')))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=cwd)
+    return run.stdout.split("LOADED")[-1]
+
+
+def test_a_small_filter_run_imports_only_what_it_uses(tmp_path):
+    """One small image with -o: no rich (tables, progress bars), no numba (NumPy suffices), no Ray, no ldconfig."""
+    from PIL import Image
+
+    Image.new("L", (32, 24), 90).save(tmp_path / "a.png")
+    loaded = _modules_after(["filter", "a.png", "-k", "sobel", "-o", "out/"], tmp_path)
+    assert (tmp_path / "out" / "a-sobel.png").exists()
+    assert loaded.strip() == "[]"
+
+
 def test_version(runner):
     result = runner.invoke(cli, ["--version"])
     assert result.exit_code == 0 and "convtool" in result.output

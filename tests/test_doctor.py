@@ -93,3 +93,22 @@ def test_cli_json_and_screen(no_driver, no_libraries):
     assert screen.exit_code == 0, screen.output
     assert "NVIDIA driver: not found" in screen.output and "pip install 'convtool[gpu]'" in screen.output
     assert "GPU cost estimate uses " in screen.output and "GB/s" in screen.output
+
+
+@pytest.mark.skipif(os.path.exists("/proc/driver/nvidia/version"), reason="this machine has an NVIDIA kernel driver")
+def test_driver_is_found_in_the_loader_cache_or_ld_library_path(tmp_path, monkeypatch):
+    """The cheap driver check reads the loader's cache file and LD_LIBRARY_PATH instead of running ldconfig."""
+    monkeypatch.delenv("LD_LIBRARY_PATH", raising=False)
+    cache = tmp_path / "ld.so.cache"
+    cache.write_bytes(b"glibc-ld.so.cache1.1\0libz.so.1\0/usr/lib/libz.so.1\0")
+    monkeypatch.setattr(nvidia, "LOADER_CACHE", str(cache))
+    assert not nvidia.driver_present()
+    cache.write_bytes(b"glibc-ld.so.cache1.1\0libcuda.so.1\0/usr/lib/x86_64-linux-gnu/libcuda.so.1\0")
+    assert nvidia.driver_present()
+    cache.unlink()
+    monkeypatch.setattr(nvidia, "_ldconfig", lambda: {})  # no cache file: ldconfig is asked
+    assert not nvidia.driver_present()
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "libcuda.so.1").write_bytes(b"")
+    monkeypatch.setenv("LD_LIBRARY_PATH", str(tmp_path / "lib"))
+    assert nvidia.driver_present()

@@ -1,18 +1,18 @@
 """``convtool classify``: run an ONNX image classifier over files and folders.
 
-``open_model``, ``progress_bar`` and ``report_failures`` are shared with ``segment``, ``detect`` and
+``open_model`` and ``report_failures`` are shared with ``segment``, ``detect`` and
 ``features``; their shared options (``preprocess_options``, ``DEVICE_CHOICE``) live in ``cli/options.py``.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
 from convtool import guards
+from convtool.cli.console import progress_bar
 from convtool.cli.main import flag_names
 from convtool.cli.options import (
     DEVICE_CHOICE,
@@ -64,34 +64,6 @@ def report_failures(failures: list, total: int) -> None:
     raise InputError(f"{len(failures)} of {total} files skipped (listed above); the others were processed")
 
 
-class _NoProgress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-
-def progress_bar(total: int):
-    """A transient rich progress bar on stderr when it is a terminal; else a no-op (rich not imported)."""
-    if total < 200 or not sys.stderr.isatty():
-        return _NoProgress(), (lambda n: None)
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    console = Console(stderr=True)
-    progress = Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    )
-    task = progress.add_task("images", total=total)
-    return progress, (lambda n: progress.advance(task, n))
-
-
 @click.command(short_help="Classify images with an ONNX model.")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--model", "-m", required=True, type=click.Path(path_type=Path), help="ONNX classifier (a file, or the name of a shipped model).")
@@ -121,12 +93,13 @@ def command(paths, model, labels, top_k, batch, device, output, fmt, overwrite, 
     """
     from convtool.errors import UsageError
     from convtool.infer import classify as cls
-    from convtool.infer import engine_ray
     from convtool.infer.pipeline import Timings, chunk_size
     from convtool.infer.results import format_of, write_streaming
     from convtool.io.discover import find_images
 
     if ray_address is not None:
+        from convtool.infer import engine_ray
+
         engine_ray.import_ray()  # without Ray: the install command, before any work
     if confusion is not None and not evaluate:
         raise UsageError("--confusion needs --eval")
@@ -143,11 +116,12 @@ def command(paths, model, labels, top_k, batch, device, output, fmt, overwrite, 
     collector = _Collector(classifier, scan.root_of() if evaluate else {}, evaluate,
                            show_table=output is None and not evaluate and len(scan.files) <= TABLE_LIMIT)
     progress, advance = progress_bar(len(scan.files))
-    ray_run = engine_ray.RayRun()
+    ray_run = None
     if ray_address is None:
         results = classifier.run(scan.files, batch=batch, workers=workers, timings=timings, on_progress=advance,
                                  decoding=decoding, exact=exact)
     else:  # the same stages on Ray Data: decode in tasks, the model in actors; rows back in file order
+        ray_run = engine_ray.RayRun()
         results = engine_ray.model_results(
             ray_address or None, scan.files, timings, ray_run, job="classify", model_path=session.path,
             device=device, recipe=recipe, preparer=classifier.preparer, chunk_size=chunk_size(batch, classifier.fixed_batch),
@@ -168,8 +142,8 @@ def command(paths, model, labels, top_k, batch, device, output, fmt, overwrite, 
             pass
     else:
         consume(None)
-    ran_on = ray_run.describe() if ray_address is not None else f"{session.device} ({session.provider})"
-    classifier.warnings += [w for w in ray_run.warnings if w not in classifier.warnings]
+    ran_on = ray_run.describe() if ray_run is not None else f"{session.device} ({session.provider})"
+    classifier.warnings += [w for w in (ray_run.warnings if ray_run else []) if w not in classifier.warnings]
     _report(collector, timings, ran_on, output, confusion, top_k, verbose, overwrite)
     if timings.images == 0 and not collector.failures:
         raise UsageError("no images were classified")

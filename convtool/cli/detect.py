@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from convtool.cli.classify import TABLE_LIMIT, open_model, progress_bar, report_failures
+from convtool.cli.classify import TABLE_LIMIT, open_model, report_failures
+from convtool.cli.console import progress_bar
 from convtool.cli.options import (
     DEVICE_CHOICE,
     FiniteFloat,

@@ -7,10 +7,9 @@ import time
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from convtool import conv
+from convtool.cli.console import failed, progress_bar, say
 from convtool.cli.main import flag_names
 from convtool.cli.options import (
     FINITE_FLOAT,
@@ -94,11 +93,11 @@ def command(inputs, kernel_specs, output, mode, stride, padding, border, cval, d
       convtool filter photo.png --kernel blob --padding valid --stride 2 --pool max:3:2 -o blobs.npy
     """
     from convtool import batchfilter as bf
-    from convtool.infer import engine_ray
 
     if ray_address is not None:
+        from convtool.infer import engine_ray
+
         engine_ray.import_ray()  # without Ray: the install command, before any work
-    console = Console(stderr=True, soft_wrap=True, highlight=False)
     kernels = [load_kernel(spec) for spec in kernel_specs]
     settings = FilterSettings(kernels, mode=mode, stride=stride, padding=padding, border=border, cval=cval,
                               dilation=dilation, pool=pool, backend=backend, device=device,
@@ -115,22 +114,23 @@ def command(inputs, kernel_specs, output, mode, stride, padding, border, cval, d
     for parent in sorted({t.parent for t in targets}):  # sub-folders of -r inputs are kept
         make_folder(parent)
     if scan.skipped:
-        console.print(f"{scan.skipped} non-image file{'s' if scan.skipped != 1 else ''} in the folders skipped")
+        say(f"{scan.skipped} non-image file{'s' if scan.skipped != 1 else ''} in the folders skipped")
     device_used, why_device = resolve_device(device)  # --device cuda without a GPU stops here
     encoding = bf.Encoding(png_compression=png_compression, quality=quality, depth=int(depth) if depth else None,
                            out_scale=out_scale)
     failures, todo = _refused_targets(files, targets, overwrite)
     plan = bf.plan_filtering([f for f, _ in todo], settings, workers=workers)
     if verbose:
-        console.print(f"device: {device_used.upper()} ({why_device})")
+        say(f"device: {device_used.upper()} ({why_device})")
         for line in plan.describe():
-            console.print(line)
+            say(line)
     started = time.perf_counter()
-    ray_run = engine_ray.RayRun()
+    ray_run = None
     if ray_address is None:
-        results = _run(console, bf, todo, settings, encoding, gray, plan, overwrite)
+        results = _run(bf, todo, settings, encoding, gray, plan, overwrite)
     else:  # the same jobs in Ray actors, which publish each output into the (shared) folder
         jobs = bf.make_jobs([f for f, _ in todo], [t for _, t in todo], settings, encoding, gray=gray)
+        ray_run = engine_ray.RayRun()
         try:
             results = list(engine_ray.filter_results(ray_address or None, jobs, ray_run))
         finally:
@@ -142,12 +142,12 @@ def command(inputs, kernel_specs, output, mode, stride, padding, border, cval, d
         error.exit_code = next((r.exit_code for r in results if r.error is not None), 1)
         raise error
     written = [r.job.target for r in results if r.error is None]
-    where = f" on {ray_run.describe()}" if ray_address is not None else ""
-    _summary(console, results, written, len(files), elapsed, folder, why_device, verbose, where)
+    where = f" on {ray_run.describe()}" if ray_run is not None else ""
+    _summary(results, written, len(files), elapsed, folder, why_device, verbose, where)
     if failures:
         for path, error in failures:
             message = flag_names(error)
-            console.print(f"[red]failed[/red] {message}" if str(path) in message else f"[red]failed[/red] {path}: {message}")
+            failed(message if str(path) in message else f"{path}: {message}")
         raise click.exceptions.Exit(1)
 
 
@@ -165,18 +165,18 @@ def _refused_targets(files: list[Path], targets: list[Path], overwrite: bool):
     return failures, todo
 
 
-def _run(console: Console, bf, todo: list, settings: FilterSettings, encoding, gray: bool, plan, overwrite: bool) -> list:
+def _run(bf, todo: list, settings: FilterSettings, encoding, gray: bool, plan, overwrite: bool) -> list:
     """Run the jobs with a progress bar; returns their results in input order."""
     if not todo:
         return []
     threads = conv_threads() if plan.mode == "inline" else 1
     jobs = bf.make_jobs([f for f, _ in todo], [t for _, t in todo], settings, encoding, gray=gray, threads=threads)
     results = []
-    with _progress(console, len(jobs)) as progress:
-        task = progress.add_task("filtering", total=len(jobs))
+    progress, advance = progress_bar(len(jobs), "filtering", minimum=2)
+    with progress:
         for result in bf.filter_files(jobs, plan, overwrite=overwrite):
             results.append(result)
-            progress.advance(task)
+            advance(1)
     return results
 
 
@@ -186,7 +186,7 @@ def conv_threads() -> int:
     return default_workers()
 
 
-def _summary(console: Console, results: list, written: list[Path], total: int, elapsed: float, folder: Path,
+def _summary(results: list, written: list[Path], total: int, elapsed: float, folder: Path,
              why_device: str, verbose: bool, where: str = "") -> None:
     """The back-ends that ran (and why, with -v), the count, the time and its split per image."""
     from convtool.batchfilter import per_image_split
@@ -197,9 +197,9 @@ def _summary(console: Console, results: list, written: list[Path], total: int, e
             choices.setdefault((step, ran, where), reason)
     if verbose:
         for (step, ran, where), reason in choices.items():
-            console.print(f"{step}: {ran} back-end on {where.upper()} ({reason.removesuffix('; ' + why_device)})")
+            say(f"{step}: {ran} back-end on {where.upper()} ({reason.removesuffix('; ' + why_device)})")
     steps = ", ".join(f"{step} ({ran} on {where.upper()})" for step, ran, where in choices) or "nothing"
-    console.print(f"Filtered {len(written)} of {total} image(s) in {elapsed:.2f} s{where} ({per_image_split(results)}): "
+    say(f"Filtered {len(written)} of {total} image(s) in {elapsed:.2f} s{where} ({per_image_split(results)}): "
                   f"{steps} -> {written[0] if len(written) == 1 else folder}")
 
 
@@ -222,8 +222,3 @@ def _is_file_output(output: Path | None) -> bool:
         raise UsageError(f"--output {output}: convtool does not write {suffix} files (use "
                          f"{', '.join(SAVE_SUFFIXES)}); for a folder of that name, create it first")
     return False
-
-
-def _progress(console: Console, total: int) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=console, transient=True, disable=total < 2)

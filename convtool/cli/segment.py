@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from convtool.cli.classify import TABLE_LIMIT, open_model, progress_bar, report_failures, report_skipped
+from convtool.cli.classify import TABLE_LIMIT, open_model, report_failures, report_skipped
+from convtool.cli.console import progress_bar
 from convtool.cli.options import (
     DEVICE_CHOICE,
     FiniteFloat,
@@ -44,7 +45,6 @@ def command(paths, model, out_dir, labels, batch, device, output_layout, overlay
       convtool segment scan.png -m unet.onnx -o out/ --labels classes.txt --no-overlay
     """
     from convtool.errors import OutputError
-    from convtool.infer import engine_ray
     from convtool.infer import segment as seg
     from convtool.infer.classify import labels_from_metadata, read_labels
     from convtool.infer.pipeline import Failure, Timings
@@ -52,6 +52,8 @@ def command(paths, model, out_dir, labels, batch, device, output_layout, overlay
     from convtool.io.publish import make_folder
 
     if ray_address is not None:
+        from convtool.infer import engine_ray
+
         engine_ray.import_ray()  # without Ray: the install command, before any work
     scan = find_images(paths, recursive=recursive)
     report_skipped(scan)
@@ -69,11 +71,12 @@ def command(paths, model, out_dir, labels, batch, device, output_layout, overlay
     show_table = len(scan.files) <= TABLE_LIMIT
     progress, advance = progress_bar(len(scan.files))
     written = 0
-    ray_run = engine_ray.RayRun()
+    ray_run = None
     if ray_address is None:
         chunks = segmenter.run(scan.files, batch=batch, workers=workers, timings=timings, on_progress=advance,
                                decoding=decoding)
     else:  # the same stages on Ray Data; the actors publish each mask and overlay themselves
+        ray_run = engine_ray.RayRun()
         chunks = engine_ray.model_results(
             ray_address or None, scan.files, timings, ray_run, job="segment", model_path=session.path, device=device,
             recipe=recipe, preparer=segmenter.preparer, chunk_size=batch, keep_images=True,
@@ -96,13 +99,13 @@ def command(paths, model, out_dir, labels, batch, device, output_layout, overlay
     if verbose:
         for note in timings.notes:
             click.echo(note, err=True)
-    for warning in segmenter.warnings + [w for w in ray_run.warnings if w not in segmenter.warnings]:
+    for warning in segmenter.warnings + [w for w in (ray_run.warnings if ray_run else []) if w not in segmenter.warnings]:
         click.echo(f"warning: {warning}", err=True)
     if rows:
         _print_areas(rows)
     if timings.upscale_warning():
         click.echo(f"warning: {timings.upscale_warning()}", err=True)
-    ran_on = ray_run.describe() if ray_address is not None else f"{session.device} ({session.provider})"
+    ran_on = ray_run.describe() if ray_run is not None else f"{session.device} ({session.provider})"
     click.echo(timings.summary(ran_on), err=True)
     click.echo(f"wrote {written} masks{' and overlays' if overlay else ''} to {out_dir}", err=True)
     report_failures(failures, len(scan.files))

@@ -6,10 +6,10 @@ Importing ``numba.cuda`` costs about 0.7 s, so ``device="auto"`` first looks for
 
 from __future__ import annotations
 
-import ctypes.util
 import functools
 import os
 
+from convtool import nvidia
 from convtool.errors import DeviceError, UsageError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -20,14 +20,12 @@ def simulated() -> bool:
     return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
 
 
-def _driver_present() -> bool:
-    return os.path.exists("/proc/driver/nvidia/version") or ctypes.util.find_library("cuda") is not None
 
 
 @functools.lru_cache(maxsize=1)
 def cuda_status() -> tuple[bool, str]:
     """``(usable, why)``: whether a CUDA device initialises, and the reason when it does not."""
-    if not simulated() and not _driver_present():
+    if not simulated() and not nvidia.driver_present():
         return False, "no NVIDIA driver found (no /proc/driver/nvidia, no libcuda), so numba.cuda.is_available() is false"
     try:
         from numba import cuda
@@ -71,3 +69,4 @@ def resolve_device(device: str) -> tuple[str, str]:
         return "cpu", "the CUDA simulator is for tests only; --device cuda uses it"
     usable, why = cuda_status()
     return ("cuda", f"CUDA device {why}") if usable else ("cpu", f"no CUDA: {why}")
+

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Sequence, TextIO
@@ -183,7 +182,7 @@ def _new_temporary(path: Path) -> Path:
     """Create an empty, registered temporary beside ``path``: hidden, unique, mode 0666 minus the umask."""
     folder = _folder(path)
     for _ in range(100):
-        temporary = folder / f".{path.name}.{secrets.token_hex(4)}.part{path.suffix}"
+        temporary = folder / f".{path.name}.{os.urandom(4).hex()}.part{path.suffix}"
         cleanup.register(temporary)  # before creating it: a signal in between still finds it
         try:
             os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
