@@ -77,3 +77,19 @@ def test_the_core_imports_neither_opencv_nor_scipy():
               "print(sorted(m for m in ('cv2', 'scipy') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_case_selects_cases_by_name_and_one_matching_nothing_is_a_usage_error():
+    result = CliRunner().invoke(cli, ["bench", "--quick", "--auto-only", "--json", "--case", "rgb u8, SOBEL3",
+                                      "--case", "small 64"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert [case["case"] for case in data["cases"]] == ["320x240 RGB u8, sobel3"]
+    assert [row["size"] for row in data["small"]] == [64] and data["pooling"] == []
+    names = [t["name"] for t in data["cases"][0]["timings"]]
+    assert "convtool auto" in names and "convtool auto, out=" in names
+    if data["cases"][0]["max_rel_diff_vs_opencv"] is not None:  # H,W,3 in, H,W,3 out, like OpenCV's
+        assert data["cases"][0]["max_rel_diff_vs_opencv"] < 1e-5
+    missing = CliRunner().invoke(cli, ["bench", "--quick", "--case", "nothing like this"])
+    assert missing.exit_code != 0
+    assert "no benchmark case matches 'nothing like this'" in missing.output

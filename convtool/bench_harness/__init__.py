@@ -16,19 +16,28 @@ from convtool.bench_harness.small import SIZES as SMALL_SIZES
 from convtool.bench_harness.small import small_images
 from convtool.bench_harness.startup import jit_times
 from convtool.bench_harness.timing import same_threads
+from convtool.errors import UsageError
 
 
 def run(*, quick: bool = False, threads: int = 2, repeat: int = 11, budget: float = 3.0, backends: bool = True,
-        jit: bool = True, small: bool = True) -> dict:
-    """The whole benchmark as a JSON-ready dict: cases, small images, pooling, JIT times, skipped anchors."""
+        jit: bool = True, small: bool = True, only: tuple[str, ...] = ()) -> dict:
+    """The whole benchmark as a JSON-ready dict: cases, small images, pooling, JIT times, skipped anchors.
+
+    ``only``: run just the correlation, pooling and small-image cases whose name contains one of these
+    texts (case-insensitive; e.g. "RGB u8, sobel3", "pool", "small 64^2"); empty runs every case.
+    """
     found, skipped = cases.anchors()
+    wanted = cases.selection(only)
     with same_threads(threads, found):
         correlations = [cases.run_case(label, image, kname, kernel, found, repeat, budget, backends, threads)
                         for label, image in cases.images(quick).items() for kname, kernel in cases.KERNELS.items()
-                        if "batch" not in label or kname == "sobel3"]
-        smalls = small_images(found, 11 if quick else 51, budget / 10, (28, 64) if quick else SMALL_SIZES) \
-            if small else []
-        pools = cases.pooling(found, quick, repeat, budget)
+                        if ("batch" not in label or kname == "sobel3") and wanted(f"{label}, {kname}")]
+        sizes = [size for size in ((28, 64) if quick else SMALL_SIZES) if wanted(f"small {size}^2")]
+        smalls = small_images(found, 11 if quick else 51, budget / 10, tuple(sizes)) if small and sizes else []
+        pools = cases.pooling(found, quick, repeat, budget, wanted)
+    if only and not (correlations or smalls or pools):
+        raise UsageError(f"no benchmark case matches {', '.join(repr(text) for text in only)}; names look like "
+                         f"'4096^2 gray f32, sobel3', '1920x1080 RGB u8, gauss5', 'pool 2x2 max', 'small 64^2'")
     results: dict[str, Any] = {
         "threads": threads,
         "quick": quick,

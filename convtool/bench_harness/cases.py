@@ -113,22 +113,22 @@ def images(quick: bool) -> dict[str, np.ndarray]:
     }
 
 
-def _planar(image: np.ndarray) -> np.ndarray:
-    """convtool filters (..., H, W): an H,W,3 image becomes a contiguous 3,H,W stack."""
-    return np.ascontiguousarray(np.moveaxis(image, -1, 0)) if image.ndim == 3 and image.shape[-1] == 3 else image
-
-
-def _pixels(image: np.ndarray) -> int:
-    return image.size
+def _colour(image: np.ndarray) -> bool:
+    """An H,W,3 image as read (every library gets it as it is), not a stack of gray images."""
+    return image.ndim == 3 and image.shape[-1] == 3
 
 
 def run_case(label: str, image: np.ndarray, kname: str, kernel: np.ndarray, found: dict, repeat: int,
              budget: float, backends: bool, threads: int) -> CaseResult:
     """Time convtool (auto, auto into an existing array and, with ``backends``, every applicable back-end),
-    the anchors and the two memory floors on one case, all in the same interleaved rounds."""
-    planes = _planar(image)
-    pixels = _pixels(image)
-    choice = conv.choose_backend(planes.shape, kernel, device="cpu")
+    the anchors and the two memory floors on one case, all in the same interleaved rounds.
+
+    A colour image is given to every library as the interleaved H,W,3 array it was read as, and every
+    library returns H,W,3 float32 (convtool with ``channel_axis=-1``): the same task for all.
+    """
+    colour = _colour(image)
+    pixels = image.size
+    choice = conv.choose_backend(image.shape[-1:] + image.shape[:-1] if colour else image.shape, kernel, device="cpu")
     result = CaseResult(f"{label}, {kname}", choice.backend)
 
     calls: dict[str, Callable[[], object]] = {}
@@ -145,14 +145,14 @@ def run_case(label: str, image: np.ndarray, kname: str, kernel: np.ndarray, foun
         notes[name] = note
 
     def ours(backend: str, out: np.ndarray | None = None):
-        return lambda: conv.correlate2d(planes, kernel, padding="same", border="reflect", backend=backend, device="cpu",
-                                        out=out)
+        return lambda: conv.correlate2d(image, kernel, padding="same", border="reflect", backend=backend, device="cpu",
+                                        channel_axis=-1 if colour else None, out=out)
 
-    timed("convtool auto", ours("auto"), choice.backend)
-    timed("convtool auto" + OUT_SUFFIX, ours("auto", np.empty(planes.shape, dtype=np.float32)), "into an existing array")
+    timed("convtool auto", ours("auto"), choice.backend + (", H,W,3 read in place" if colour else ""))
+    timed("convtool auto" + OUT_SUFFIX, ours("auto", np.empty(image.shape, dtype=np.float32)), "into an existing array")
     if backends:
         names = ["direct", "fft"] + (["separable"] if separable.factors(kernel) is not None else [])
-        if kernel.size <= 25 and planes.size <= 1 << 22:  # im2col's columns of a 4096^2 image: 600 MB
+        if kernel.size <= 25 and image.size <= 1 << 22:  # im2col's columns of a 4096^2 image: 600 MB
             names.append("im2col")
         for name in names:
             if name != choice.backend:
@@ -164,7 +164,7 @@ def run_case(label: str, image: np.ndarray, kname: str, kernel: np.ndarray, foun
         border = cv2.BORDER_REFLECT_101
         factors = separable.factors(kernel)
         column, row = (f.astype(np.float32) for f in factors) if factors is not None else (None, None)
-        if planes is image and image.ndim == 3:  # a batch: one call per image, or the batch as channels
+        if image.ndim == 3 and not colour:  # a batch: one call per image, or the batch as channels
             channels = np.ascontiguousarray(np.moveaxis(image, 0, -1))
             loop = lambda: np.stack([cv2.filter2D(i, cv2.CV_32F, k32, borderType=border) for i in image])  # noqa: E731
             timed("cv2.filter2D loop", loop)
@@ -177,19 +177,20 @@ def run_case(label: str, image: np.ndarray, kname: str, kernel: np.ndarray, foun
         else:
             filter2d = lambda: cv2.filter2D(image, cv2.CV_32F, k32, borderType=border)  # noqa: E731
             timed("cv2.filter2D", filter2d)
-            reference_out = _planar(filter2d())
+            reference_out = filter2d()
             if factors is not None:
                 timed("cv2.sepFilter2D", lambda: cv2.sepFilter2D(image, cv2.CV_32F, row, column, borderType=border))
     ndimage = found.get("ndimage")
     if ndimage is not None:
-        k3 = kernel[None] if planes.ndim == 3 else kernel
+        k3 = kernel[:, :, None] if colour else kernel[None] if image.ndim == 3 else kernel
+        axes = (0, 1) if colour else (-2, -1)
         if kname in SIGMAS:
             radius = kernel.shape[0] // 2
             timed("scipy gaussian_filter", lambda: ndimage.gaussian_filter(
-                planes, SIGMAS[kname], axes=(-2, -1), output=np.float32, mode="mirror", truncate=radius / SIGMAS[kname]))
+                image, SIGMAS[kname], axes=axes, output=np.float32, mode="mirror", truncate=radius / SIGMAS[kname]))
         if kname not in SIGMAS or kernel.shape[0] <= 5:
-            timed("scipy correlate", lambda: ndimage.correlate(planes, k3, output=np.float32, mode="mirror"))
-    calls.update(copy_calls(planes, threads))
+            timed("scipy correlate", lambda: ndimage.correlate(image, k3, output=np.float32, mode="mirror"))
+    calls.update(copy_calls(image, threads))
     for name, (stats, variant) in fastest_floors(interleaved(calls, repeat, budget)).items():
         result.timings.append(Timing.of(name, pixels, stats, notes.get(name, variant)))
     result.add_floors()
@@ -201,12 +202,21 @@ def run_case(label: str, image: np.ndarray, kname: str, kernel: np.ndarray, foun
     return result
 
 
-def pooling(found: dict, quick: bool, repeat: int, budget: float) -> list[CaseResult]:
+def selection(only: tuple[str, ...]) -> Callable[[str], bool]:
+    """Whether a case name is wanted: it contains one of the texts ``only`` (case-insensitive), or ``only`` is empty."""
+    texts = [text.lower() for text in only]
+    return lambda name: not texts or any(text in name.lower() for text in texts)
+
+
+def pooling(found: dict, quick: bool, repeat: int, budget: float,
+            wanted: Callable[[str], bool] = selection(())) -> list[CaseResult]:
     """2x2 max and average pooling on the gray image against NumPy (and OpenCV's area resize for avg)."""
     size = 512 if quick else 4096
     image = np.random.default_rng(1).random((size, size), dtype=np.float32)
     results = []
     for kind in ("max", "avg"):
+        if not wanted(f"{size}^2 gray f32, pool 2x2 {kind}"):
+            continue
         result = CaseResult(f"{size}^2 gray f32, pool 2x2 {kind}", "direct")
         for name, stats in interleaved(dict(_pool_calls(image, kind, found)), repeat, budget).items():
             result.timings.append(Timing.of(name, image.size, stats))

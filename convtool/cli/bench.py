@@ -21,6 +21,8 @@ def render(results: dict) -> list[str]:
              f"interleaved runs; Mpix/s counts samples (H x W x channels); median and best run; "
              f"% floor = median against a copy into a new (or, for out=, an existing) array in the same rounds"]
     for section, title in (("cases", "Correlation"), ("pooling", "Pooling")):
+        if not results[section]:
+            continue
         lines += ["", f"{title}:", f"  {'case':<30} {'library / back-end':<36} {'median':>8} {'best':>8} "
                                    f"{'% floor':>7}  runs"]
         for case in results[section]:
@@ -69,8 +71,11 @@ def _small_lines(rows: list[dict]) -> list[str]:
 @click.option("--auto-only", is_flag=True, help="Time only convtool's auto choice, not every back-end.")
 @click.option("--no-jit", is_flag=True, help="Skip the cold/warm JIT timings in fresh processes.")
 @click.option("--no-small", is_flag=True, help="Skip the small-image section.")
+@click.option("--case", "only", multiple=True, metavar="TEXT",
+              help="Run only the cases whose name contains TEXT (repeatable; e.g. 'RGB u8, sobel3', pool, 'small 64').")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def command(quick: bool, threads: int, repeat: int, auto_only: bool, no_jit: bool, no_small: bool, as_json: bool) -> None:
+def command(quick: bool, threads: int, repeat: int, auto_only: bool, no_jit: bool, no_small: bool, only: tuple[str, ...],
+            as_json: bool) -> None:
     """Time correlate2d (auto and each back-end) against cv2.filter2D, cv2.sepFilter2D and
     scipy.ndimage on a 4096x4096 float32 image, a 1920x1080 RGB uint8 image and a batch of 28x28
     images, with Sobel 3x3, Gaussian 5x5 (sigma 1), the 9x9 blob and Gaussian 31x31 (sigma 5),
@@ -80,11 +85,13 @@ def command(quick: bool, threads: int, repeat: int, auto_only: bool, no_jit: boo
     Examples:
       convtool bench --quick
       convtool bench --threads 2 --json > bench.json
+      convtool bench --auto-only --no-jit --case "RGB u8, gauss5" --case "small 64"
     """
     if threads < 1 or repeat < 1:
         raise UsageError(f"--threads and --repeat must be at least 1, got {threads} and {repeat}")
     import convtool.bench_harness as harness
 
     results = harness.run(quick=quick, threads=threads, repeat=2 if quick else repeat,
-                          budget=0.2 if quick else 3.0, backends=not auto_only, jit=not no_jit, small=not no_small)
+                          budget=0.2 if quick else 3.0, backends=not auto_only, jit=not no_jit, small=not no_small,
+                          only=only)
     click.echo(harness.dumps(results) if as_json else "\n".join(render(results)))

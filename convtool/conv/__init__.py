@@ -202,8 +202,9 @@ def choose_pool_backend(*, backend: str = "auto", device: str = "auto", work: fl
 
 def correlate2d(image: np.ndarray, kernel: np.ndarray, *, stride: Pair = 1, padding: Padding = "valid",
                 border: str = "zero", cval: float = 0.0, dilation: Pair = 1, backend: str = "auto",
-                device: str = "auto", out: np.ndarray | None = None) -> np.ndarray:
-    """Cross-correlate the last two axes of ``image`` with a 2D ``kernel``; returns float32.
+                device: str = "auto", channel_axis: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
+    """Cross-correlate the last two axes of ``image`` (or the two before its channels) with a 2D ``kernel``;
+    returns float32.
 
     Parameters
     ----------
@@ -215,6 +216,11 @@ def correlate2d(image: np.ndarray, kernel: np.ndarray, *, stride: Pair = 1, padd
         or the opposite side. (scipy.ndimage names: constant, constant, mirror, reflect, nearest, wrap.)
     backend : {'auto', 'direct', 'separable', 'fft', 'im2col', 'numpy', 'cuda', 'reference'}
     device : {'auto', 'cpu', 'cuda'}
+    channel_axis : {None, -1}
+        None: ``image`` is (..., H, W) and every leading axis is filtered independently. -1: ``image``
+        is (..., H, W, C) with interleaved channels (a colour image as read), each channel filtered on
+        its own, and the result is (..., OH, OW, C). The CPU kernels read the interleaved pixels in
+        place (no transposed copy) at horizontal stride 1.
     out : float32 array of the output's shape, C-contiguous, not sharing memory with ``image``; optional
         Written and returned instead of a new array (a caller filtering many images of one size saves
         the allocation and its page faults).
@@ -228,45 +234,68 @@ def correlate2d(image: np.ndarray, kernel: np.ndarray, *, stride: Pair = 1, padd
     image = np.asarray(image)
     kernel = np.asarray(kernel, dtype=np.float64)
     plan = correlation_plan(image.shape, image.dtype, kernel.shape, kernel.tobytes(), _hashable(stride),
-                            _hashable(padding), border, cval, _hashable(dilation), backend, device, numba_loaded())
+                            _hashable(padding), border, cval, _hashable(dilation), backend, device, numba_loaded(),
+                            _channels_last(channel_axis, image.ndim))
     return _execute(plan, image, out)
+
+
+def _channels_last(channel_axis: object, ndim: int) -> bool:
+    """Whether ``channel_axis`` asks for interleaved (..., H, W, C) images; UsageError unless None or the last axis."""
+    if channel_axis is None:
+        return False
+    if isinstance(channel_axis, (int, np.integer)) and not isinstance(channel_axis, bool) \
+            and channel_axis in (-1, ndim - 1) and ndim >= 3:
+        return True
+    raise UsageError(f"`channel_axis` must be None or -1 (the last axis of an (..., H, W, C) image of at least 3 "
+                     f"axes), got {channel_axis!r} for an image of {ndim} axes")
 
 
 @dataclass(frozen=True)
 class Plan:
     """What one correlation or pooling runs, worked out once: the choice, the output shape and the call.
 
-    ``run(stack, out)`` takes the (B, H, W) stack in ``stack_dtype`` and the (B, OH, OW) float32 output.
+    ``run(stack, out)`` takes the (B, H, W) stack in ``stack_dtype`` and the (B, OH, OW) float32 output;
+    for interleaved (..., H, W, C) images, the (B, H, W * C) stack and the (B, OH, OW * C) output
+    (``stack_hw`` and ``out_rows`` are those last two axes).
     """
 
     choice: Choice
     out_shape: tuple[int, ...]
     stack_dtype: np.dtype
     run: Callable[[np.ndarray, np.ndarray], None]
+    stack_hw: tuple[int, int]
+    out_rows: tuple[int, int]
 
 
 @functools.lru_cache(maxsize=256)
 def correlation_plan(image_shape: tuple[int, ...], dtype: np.dtype, kernel_shape: tuple[int, ...], data: bytes,
                      stride: Pair, padding: Padding, border: str, cval: float, dilation: Pair, backend: str,
-                     device: str, numba_in: bool) -> Plan:
+                     device: str, numba_in: bool, channels_last: bool = False) -> Plan:
     """The validated plan for correlating an image of this shape and dtype with the kernel in ``data``.
 
     Remembered per argument set (``numba_in`` is part of the key: the choice changes once Numba loads).
+    ``channels_last``: the image is (..., H, W, C), see :func:`correlate2d`'s ``channel_axis``.
     """
     _check_image_meta(image_shape, dtype)
+    channels = image_shape[-1] if channels_last else 1
+    planes = image_shape[:-3] + (channels,) + image_shape[-3:-1] if channels_last else image_shape  # (..., H, W)
     kernel = _check_kernel(np.frombuffer(data, dtype=np.float64).reshape(kernel_shape))
     stride_hw, dilation_hw = pair("stride", stride), pair("dilation", dilation)
-    pads = resolve_pads(padding, image_shape[-2:], kernel.shape, stride_hw, dilation_hw)
-    out_hw = tuple(shapes.output_size(image_shape[-2 + axis], kernel.shape[axis], stride_hw[axis],
+    pads = resolve_pads(padding, planes[-2:], kernel.shape, stride_hw, dilation_hw)
+    out_hw = tuple(shapes.output_size(planes[-2 + axis], kernel.shape[axis], stride_hw[axis],
                                       axis_pairs(pads)[axis], dilation_hw[axis]) for axis in (0, 1))
     if border not in BORDERS:
         raise UsageError(f"unknown border {border!r}; choose one of {', '.join(BORDERS)}")
-    choice = choose_backend(image_shape, kernel, backend=backend, device=device, stride=stride_hw, dtype=dtype)
+    choice = choose_backend(planes, kernel, backend=backend, device=device, stride=stride_hw, dtype=dtype)
     cval = 0.0 if border == "zero" else float(cval)
-    run = _runner(choice, kernel, image_shape[-2:], stride_hw, pads, border, cval, dilation_hw)
+    run = _runner(choice, kernel, planes[-2:], stride_hw, pads, border, cval, dilation_hw, channels)
     if backend == "auto" and choice.backend == "numpy":
         run = functools.partial(_numpy_until_numba_pays, run)
-    return Plan(choice, tuple(image_shape[:-2]) + out_hw, _stack_dtype(dtype), run)
+    if not channels_last:
+        return Plan(choice, tuple(image_shape[:-2]) + out_hw, _stack_dtype(dtype), run, (planes[-2], planes[-1]),
+                    (out_hw[0], out_hw[1]))
+    return Plan(choice, tuple(image_shape[:-3]) + out_hw + (channels,), _stack_dtype(dtype), run,
+                (planes[-2], planes[-1] * channels), (out_hw[0], out_hw[1] * channels))
 
 
 def _numpy_until_numba_pays(run: Callable[[np.ndarray, np.ndarray], None], stack: np.ndarray, out: np.ndarray) -> None:
@@ -287,9 +316,41 @@ def _load_numba() -> None:
 
 
 def _runner(choice: Choice, kernel: np.ndarray, image_hw: tuple[int, ...], stride: tuple[int, int],
-            pads: tuple[int, int, int, int], border: str, cval: float,
-            dilation: tuple[int, int]) -> Callable[[np.ndarray, np.ndarray], None]:
-    """The call that runs ``choice`` on a (B, H, W) stack into a (B, OH, OW) output; kernels prepared once."""
+            pads: tuple[int, int, int, int], border: str, cval: float, dilation: tuple[int, int],
+            channels: int = 1) -> Callable[[np.ndarray, np.ndarray], None]:
+    """The call that runs ``choice`` on a (B, H, W) stack into a (B, OH, OW) output; kernels prepared once.
+
+    ``channels`` > 1: a (B, H, W * C) stack of interleaved images into a (B, OH, OW * C) output. The CPU
+    kernels read such rows in place at horizontal stride 1; every other back-end gets the channels as
+    planes (:func:`_through_planes`).
+    """
+    if choice.device == "cpu" and choice.backend in ("direct", "separable"):
+        from convtool.conv import cpu
+
+        taps = (cpu.separable_taps(*_factors(kernel), dilation) if choice.backend == "separable"
+                else cpu.direct_taps(kernel, dilation, stride))
+        if channels == 1 or stride[1] == 1:
+            return cpu.prepare(taps, image_hw, stride, pads, border, cval, channels)
+        run = cpu.prepare(taps, image_hw, stride, pads, border, cval)
+    else:
+        run = _other_runner(choice, kernel, stride, pads, border, cval, dilation)
+    return run if channels == 1 else functools.partial(_through_planes, run, channels)
+
+
+def _through_planes(run: Callable[[np.ndarray, np.ndarray], None], channels: int, stack: np.ndarray,
+                    out: np.ndarray) -> None:
+    """``run`` on the channels of a (B, H, W * C) interleaved stack as (B * C, H, W) planes, into (B, OH, OW * C)."""
+    batch, height, row = stack.shape
+    planes = np.ascontiguousarray(stack.reshape(batch, height, row // channels, channels).transpose(0, 3, 1, 2))
+    out_h, out_w = out.shape[1], out.shape[2] // channels
+    result = np.empty((batch * channels, out_h, out_w), dtype=np.float32)
+    run(planes.reshape(batch * channels, height, row // channels), result)
+    out.reshape(batch, out_h, out_w, channels)[...] = result.reshape(batch, channels, out_h, out_w).transpose(0, 2, 3, 1)
+
+
+def _other_runner(choice: Choice, kernel: np.ndarray, stride: tuple[int, int], pads: tuple[int, int, int, int],
+                  border: str, cval: float, dilation: tuple[int, int]) -> Callable[[np.ndarray, np.ndarray], None]:
+    """The call that runs ``choice`` (any back-end but the CPU's Numba kernels) on a (B, H, W) stack."""
     geometry = (stride, pads, border, cval, dilation)
     if choice.backend == "reference":
         from convtool.conv import reference
@@ -305,12 +366,6 @@ def _runner(choice: Choice, kernel: np.ndarray, image_hw: tuple[int, ...], strid
             column, row = _factors(kernel)
             return lambda stack, out: cuda.correlate_separable(stack, column, row, *geometry, out)
         return lambda stack, out: cuda.correlate_direct(stack, kernel, *geometry, out)
-    if choice.backend in ("direct", "separable"):
-        from convtool.conv import cpu
-
-        taps = (cpu.separable_taps(*_factors(kernel), dilation) if choice.backend == "separable"
-                else cpu.direct_taps(kernel, dilation, stride))
-        return cpu.prepare(taps, image_hw, stride, pads, border, cval)
     if choice.backend == "fft":
         from convtool.conv import fft as module
     elif choice.backend == "im2col":
@@ -333,8 +388,8 @@ def _factors(kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _execute(plan: Plan, image: np.ndarray, out: np.ndarray | None) -> np.ndarray:
     """Run ``plan`` on ``image`` into ``out`` (checked) or a new float32 array, and return it."""
     target = np.empty(plan.out_shape, dtype=np.float32) if out is None else check_out(out, plan.out_shape, image)
-    stack = np.ascontiguousarray(image.reshape((-1,) + image.shape[-2:]), dtype=plan.stack_dtype)
-    plan.run(stack, target.reshape((-1,) + target.shape[-2:]))
+    stack = np.ascontiguousarray(image, dtype=plan.stack_dtype).reshape((-1,) + plan.stack_hw)
+    plan.run(stack, target.reshape((-1,) + plan.out_rows))
     return target
 
 

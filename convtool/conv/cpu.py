@@ -86,8 +86,25 @@ _source_index = njit(cache=True, nogil=True)(borders.source_index)
 
 
 @njit(cache=True, nogil=True)
-def _fill_row(image, b, r, top, left, mode, cval, pitch, sw, phase, row):  # pragma: no cover - jitted
-    """Padded row ``r`` (columns 0 .. pitch-1) of image ``b`` into ``row`` as ``sw`` phases of length ``phase``."""
+def _column_source(t, width, channels, mode):  # pragma: no cover - jitted
+    """Index into a row of ``width`` samples for padded sample ``t``, -1 = constant.
+
+    An interleaved row holds ``channels`` samples per pixel (H,W,C read as H x W*C): the border
+    mirrors or wraps whole pixels and keeps the channel.
+    """
+    if channels == 1 or 0 <= t < width:
+        return _source_index(t, width, mode)
+    pixel = t // channels
+    source = _source_index(pixel, width // channels, mode)
+    return -1 if source < 0 else source * channels + (t - pixel * channels)
+
+
+@njit(cache=True, nogil=True)
+def _fill_row(image, b, r, top, left, mode, cval, channels, pitch, sw, phase, row):  # pragma: no cover - jitted
+    """Padded row ``r`` (columns 0 .. pitch-1) of image ``b`` into ``row`` as ``sw`` phases of length ``phase``.
+
+    ``channels`` > 1: the row is interleaved (stride 1 only), see :func:`_column_source`.
+    """
     height, width = image.shape[1], image.shape[2]
     source = _source_index(r - top, height, mode)
     if source < 0:
@@ -97,12 +114,12 @@ def _fill_row(image, b, r, top, left, mode, cval, pitch, sw, phase, row):  # pra
     if sw == 1:
         stop = min(pitch, left + width)
         for c in range(min(left, pitch)):
-            s = _source_index(c - left, width, mode)
+            s = _column_source(c - left, width, channels, mode)
             row[c] = cval if s < 0 else line[s]
         for c in range(left, stop):
             row[c] = line[c - left]
         for c in range(stop, pitch):
-            s = _source_index(c - left, width, mode)
+            s = _column_source(c - left, width, channels, mode)
             row[c] = cval if s < 0 else line[s]
         return
     for c in range(pitch):
@@ -200,7 +217,7 @@ def _fold(buffer, a, b, d, n):  # pragma: no cover - jitted
 
 
 @njit(cache=True, nogil=True)
-def _fill_columns(image, b, r, top, left, mode, cval, c0, c1, buffer, start):  # pragma: no cover - jitted
+def _fill_columns(image, b, r, top, left, mode, cval, channels, c0, c1, buffer, start):  # pragma: no cover - jitted
     """Padded columns c0..c1-1 of padded row ``r`` of image ``b`` into ``buffer[start + c]`` (stride 1)."""
     height, width = image.shape[1], image.shape[2]
     source = _source_index(r - top, height, mode)
@@ -212,18 +229,18 @@ def _fill_columns(image, b, r, top, left, mode, cval, c0, c1, buffer, start):  #
     line = image[b, source]
     lo, hi = min(max(c0, left), c1), max(min(c1, left + width), min(max(c0, left), c1))
     for c in range(c0, lo):
-        s = _source_index(c - left, width, mode)
+        s = _column_source(c - left, width, channels, mode)
         buffer[base + uint64(c)] = cval if s < 0 else line[s]
     shift = uint64(left)
     for c in range(uint64(lo), uint64(hi)):
         buffer[base + c] = line[c - shift]
     for c in range(hi, c1):
-        s = _source_index(c - left, width, mode)
+        s = _column_source(c - left, width, channels, mode)
         buffer[base + uint64(c)] = cval if s < 0 else line[s]
 
 
 @njit(cache=True, nogil=True)
-def _direct(image, tap_rows, tap_cols, weights, fold_a, fold_b, ring, sh, sw, top, left, mode, cval, rows, out,
+def _direct(image, tap_rows, tap_cols, weights, fold_a, fold_b, ring, sh, sw, top, left, mode, cval, channels, rows, out,
             first_job, last_job):  # pragma: no cover - jitted
     """Direct correlation for jobs first..last-1; taps (row, column) already dilated, zero taps dropped.
 
@@ -253,7 +270,8 @@ def _direct(image, tap_rows, tap_cols, weights, fold_a, fold_b, ring, sh, sw, to
             if not per_tile:
                 for r in range(new_rows, need):
                     k = r % ring
-                    _fill_row(image, b, r, top, left, mode, cval, pitch, sw, phase, buffer[k * slot: (k + 1) * slot])
+                    _fill_row(image, b, r, top, left, mode, cval, channels, pitch, sw, phase,
+                              buffer[k * slot: (k + 1) * slot])
             filled = need
             for t in range(offsets.shape[0]):
                 column = tap_cols[t]
@@ -267,7 +285,7 @@ def _direct(image, tap_rows, tap_cols, weights, fold_a, fold_b, ring, sh, sw, to
                     upto = pitch if x + n >= ow else x + n + span_w - 1
                     for r in range(new_rows, need):
                         k = r % ring
-                        _fill_columns(image, b, r, top, left, mode, cval, done, upto, buffer, k * slot)
+                        _fill_columns(image, b, r, top, left, mode, cval, channels, done, upto, buffer, k * slot)
                     done = upto
                 for f in range(folds):  # only with sw == 1
                     _fold(buffer, ((y * sh + fold_a[f]) % ring) * slot + x, ((y * sh + fold_b[f]) % ring) * slot + x,
@@ -276,7 +294,7 @@ def _direct(image, tap_rows, tap_cols, weights, fold_a, fold_b, ring, sh, sw, to
 
 
 @njit(cache=True, nogil=True)
-def _separable(image, v_taps, col_w, h_taps, row_w, sh, sw, top, left, mode, cval, convert_first, rows, out,
+def _separable(image, v_taps, col_w, h_taps, row_w, sh, sw, top, left, mode, cval, channels, convert_first, rows, out,
                first_job, last_job):  # pragma: no cover - jitted
     """kernel = outer(column, row): a horizontal pass per padded row into a ring, then a vertical pass.
 
@@ -314,7 +332,7 @@ def _separable(image, v_taps, col_w, h_taps, row_w, sh, sw, top, left, mode, cva
                 k = r % ring
                 source = _source_index(r - top, height, mode)
                 if sw != 1 or source < 0:
-                    _fill_row(image, b, r, top, left, mode, cval, pitch, sw, phase, line)
+                    _fill_row(image, b, r, top, left, mode, cval, channels, pitch, sw, phase, line)
                     for x in range(0, ow, TILE):
                         _taps(line, x, h_offsets, row_w, horizontal, k * ow + x, min(TILE, ow - x))
                     continue
@@ -323,11 +341,11 @@ def _separable(image, v_taps, col_w, h_taps, row_w, sh, sw, top, left, mode, cva
                     for x in range(0, ow, TILE):
                         n = min(TILE, ow - x)
                         upto = pitch if x + n >= ow else x + n + span_w - 1
-                        _fill_columns(image, b, r, top, left, mode, cval, done, upto, line, 0)
+                        _fill_columns(image, b, r, top, left, mode, cval, channels, done, upto, line, 0)
                         done = upto
                         _taps(line, x, h_offsets, row_w, horizontal, k * ow + x, n)
                     continue
-                _row_in_place(image[b, source], left, mode, cval, pitch, span_w, x_lo, x_hi, h_offsets, row_w, line,
+                _row_in_place(image[b, source], left, mode, cval, channels, pitch, span_w, x_lo, x_hi, h_offsets, row_w, line,
                               horizontal[k * ow: (k + 1) * ow])
             filled = need
             for i in range(kh):
@@ -338,16 +356,16 @@ def _separable(image, v_taps, col_w, h_taps, row_w, sh, sw, top, left, mode, cva
 
 
 @njit(cache=True, nogil=True)
-def _row_in_place(image_row, left, mode, cval, pitch, span_w, x_lo, x_hi, offsets, weights, line,
+def _row_in_place(image_row, left, mode, cval, channels, pitch, span_w, x_lo, x_hi, offsets, weights, line,
                   dst):  # pragma: no cover - jitted
     """One horizontal pass at stride 1: interior outputs x_lo..x_hi-1 read ``image_row`` itself; only the
     outputs near the edges read ``line``, where just the padded edge columns are filled."""
     width, ow = image_row.shape[0], dst.shape[0]
     for c in range(min(x_lo + span_w - 1, pitch)):
-        s = _source_index(c - left, width, mode)
+        s = _column_source(c - left, width, channels, mode)
         line[c] = cval if s < 0 else image_row[s]
     for c in range(x_hi, pitch):
-        s = _source_index(c - left, width, mode)
+        s = _column_source(c - left, width, channels, mode)
         line[c] = cval if s < 0 else image_row[s]
     if x_lo > 0:
         _taps(line, 0, offsets, weights, dst, 0, x_lo)
@@ -358,7 +376,7 @@ def _row_in_place(image_row, left, mode, cval, pitch, span_w, x_lo, x_hi, offset
 
 
 @njit(cache=True, nogil=True)
-def _planes(image, offsets1, weights1, offsets2, weights2, top, left, mode, cval, ph, pw, sh, sw, scratch, out,
+def _planes(image, offsets1, weights1, offsets2, weights2, top, left, mode, cval, channels, ph, pw, sh, sw, scratch, out,
             first_job, last_job):  # pragma: no cover - jitted
     """Images first..last-1 each padded whole into a plane, filtered as one flat row and kept, while in cache.
 
@@ -374,7 +392,7 @@ def _planes(image, offsets1, weights1, offsets2, weights2, top, left, mode, cval
     length2 = length1 - (offsets2.max() if offsets2.shape[0] else 0)
     for b in range(first_job, last_job):
         for r in range(ph):
-            _fill_columns(image, b, r, top, left, mode, cval, 0, pw, plane, r * pw)
+            _fill_columns(image, b, r, top, left, mode, cval, channels, 0, pw, plane, r * pw)
         for x in range(0, length1, TILE):
             _taps(plane, x, offsets1, weights1, first, x, min(TILE, length1 - x))
         result = first
@@ -490,8 +508,12 @@ def run(taps: Taps, image: np.ndarray, stride: tuple[int, int], pads: tuple[int,
 
 
 def prepare(taps: Taps, image_hw: tuple[int, ...], stride: tuple[int, int], pads: tuple[int, int, int, int],
-            border: str, cval: float) -> Callable[[np.ndarray, np.ndarray], None]:
+            border: str, cval: float, channels: int = 1) -> Callable[[np.ndarray, np.ndarray], None]:
     """The call ``(stack, out)`` that correlates (B, H, W) stacks of this plane size with ``taps``.
+
+    With ``channels`` > 1 (horizontal stride 1 only) the stack is (B, H, W * channels), interleaved
+    H,W,C images read as they are, and ``out`` is (B, OH, OW * channels): each row is one long row
+    whose horizontal taps step ``channels`` samples, so no channel is ever copied out.
 
     Everything that depends only on the plane size is worked out here, once. Small planes (up to
     ``FLAT_PIXELS`` padded pixels) are padded whole and filtered in cache, one image per job; larger
@@ -500,12 +522,19 @@ def prepare(taps: Taps, image_hw: tuple[int, ...], stride: tuple[int, int], pads
     """
     if taps.count == 0 or any(weights.size == 0 for _, _, weights in taps.passes):
         return _zero
+    if channels > 1:
+        if stride[1] != 1:  # pragma: no cover - conv only sends interleaved images at horizontal stride 1
+            raise ValueError("interleaved channels need horizontal stride 1")
+        taps = _interleaved(taps, channels)
+        image_hw = (image_hw[0], image_hw[1] * channels)
+        pads = (pads[0], pads[1], pads[2] * channels, pads[3] * channels)
     mode, cval32 = BORDER_CODES[border], np.float32(cval)
     ph, pw = image_hw[0] + pads[0] + pads[1], image_hw[1] + pads[2] + pads[3]
     flat = [rows * pw + cols for rows, cols, _ in taps.passes]
     second = (flat[1], taps.passes[1][2]) if len(flat) == 2 else (_NO_TAPS, _NO_WEIGHTS)
-    planes = (flat[0], taps.passes[0][2], *second, pads[0], pads[2], mode, cval32, ph, pw, stride[0], stride[1])
-    geometry = (stride[0], stride[1], pads[0], pads[2], mode, cval32)
+    planes = (flat[0], taps.passes[0][2], *second, pads[0], pads[2], mode, cval32, channels, ph, pw, stride[0],
+              stride[1])
+    geometry = (stride[0], stride[1], pads[0], pads[2], mode, cval32, channels)
 
     def correlate(image: np.ndarray, out: np.ndarray) -> None:
         if ph * pw <= FLAT_PIXELS:
@@ -514,6 +543,13 @@ def prepare(taps: Taps, image_hw: tuple[int, ...], stride: tuple[int, int], pads
             _rows(taps, image, geometry, out)
 
     return correlate
+
+
+def _interleaved(taps: Taps, channels: int) -> Taps:
+    """``taps`` for rows of interleaved pixels: every column offset counts ``channels`` samples per pixel."""
+    passes = tuple((rows, cols * channels, weights) for rows, cols, weights in taps.passes)
+    folded = None if taps.folded is None else (taps.folded[0], taps.folded[1] * channels, *taps.folded[2:])
+    return Taps(passes, folded)
 
 
 def _zero(image: np.ndarray, out: np.ndarray) -> None:
@@ -540,11 +576,11 @@ def _rows(taps: Taps, image: np.ndarray, geometry: tuple, out: np.ndarray) -> No
 _NO_TAPS, _NO_WEIGHTS = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
 
 
-def _planes_part(image, offsets1, weights1, offsets2, weights2, top, left, mode, cval, ph, pw, sh, sw, out,
+def _planes_part(image, offsets1, weights1, offsets2, weights2, top, left, mode, cval, channels, ph, pw, sh, sw, out,
                  first_job, last_job) -> None:
     """``_planes`` on this thread's scratch planes (kept per thread: fresh ones would cost page faults)."""
     scratch = _scratch_buffer(0, 3 * ph * pw)
-    _planes(image, offsets1, weights1, offsets2, weights2, top, left, mode, cval, ph, pw, sh, sw, scratch, out,
+    _planes(image, offsets1, weights1, offsets2, weights2, top, left, mode, cval, channels, ph, pw, sh, sw, scratch, out,
             first_job, last_job)
 
 
