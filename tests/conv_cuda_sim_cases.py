@@ -41,6 +41,15 @@ def test_cuda_matches_reference(kernel, stride, dilation, padding, border):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5, err_msg=backend)
 
 
+def test_interleaved_colour_images_run_on_cuda_as_planes():
+    image = RNG.integers(0, 256, (7, 9, 3)).astype(np.uint8)
+    kernel = np.outer([1.0, 2, 1], [1, 0, -1])
+    expected = np.moveaxis(correlate2d(np.moveaxis(image, -1, 0), kernel, padding="same", border="wrap",
+                                       backend="reference"), 0, -1)
+    got = correlate2d(image, kernel, padding="same", border="wrap", device="cuda", channel_axis=-1)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+
+
 def test_choice_reports_cuda_and_the_kernel_form():
     rank1 = choose_backend((9, 11), np.outer([1.0, 2, 1], [1, 0, -1]), device="cuda")
     assert (rank1.backend, rank1.device) == ("separable", "cuda") and "simulator" in rank1.reason
