@@ -1,5 +1,6 @@
 """The command group: start-up stays light, help lists the commands."""
 
+import os
 import subprocess
 import sys
 
@@ -65,3 +66,24 @@ def test_library_messages_name_parameters_and_the_cli_shows_flags():
     assert flag_names("pass `overwrite` to replace it") == "pass --overwrite to replace it"
     assert flag_names("use `output_layout` nchw; `device` cpu") == "use --output-layout nchw; --device cpu"
     assert flag_names("a `Backtick` quote and 'x'") == "a `Backtick` quote and 'x'"  # only parameter names
+
+
+def _blas_after(command: str) -> tuple[str, int]:
+    """OPENBLAS_NUM_THREADS and the process's thread count once a command started and NumPy is loaded."""
+    code = ("import os, sys; from convtool.cli import main as m\n"
+            f"m._one_blas_thread([{command!r}, 'x'])\n"
+            "import numpy\n"
+            "print(os.environ.get('OPENBLAS_NUM_THREADS', 'unset'), len(os.listdir('/proc/self/task')))")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    value, threads = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                    env=env).stdout.split()
+    return value, int(threads)
+
+
+def test_commands_without_matrix_products_start_numpy_with_one_blas_thread():
+    assert _blas_after("classify") == ("1", 1)
+    assert _blas_after("filter") == ("1", 1)
+    value, threads = _blas_after("train")  # im2col GEMMs: every thread OpenBLAS wants
+    assert value == "unset"
+    if len(os.sched_getaffinity(0)) > 1:
+        assert threads > 1

@@ -115,6 +115,21 @@ def _sized_files(folder: Path, count: int, size: int) -> list[str]:
     return [str(p) for p in sorted(folder.iterdir())]
 
 
+def test_decoding_workers_run_below_the_main_process_priority(numbered, monkeypatch):
+    """Inference in the main process is what a batch waits for: the decoding workers yield to it."""
+    real = decode.decode_group
+
+    def reporting(paths, preparer, **options):
+        chunks = real(paths, preparer, **options)
+        chunks[-1].failures.append(decode.Failure(Path("priority"), str(os.getpriority(os.PRIO_PROCESS, 0))))
+        return chunks
+
+    monkeypatch.setattr(decode, "decode_group", reporting)  # forked workers inherit it
+    chunks = list(decoded_chunks(numbered[:8], GRAY_4x4, chunk_size=4, plan=DecodePlan("processes", 2, "test")))
+    priorities = {int(f.message) for c in chunks for f in c.failures}
+    assert priorities == {min(19, os.getpriority(os.PRIO_PROCESS, 0) + decode.WORKER_NICENESS)}
+
+
 def test_plan_uses_processes_for_photos_and_stays_in_process_for_tiny_files(tmp_path, monkeypatch):
     monkeypatch.setattr(decode, "_cores", lambda: 2)
     monkeypatch.setattr(decode.sys, "platform", "linux")
@@ -122,6 +137,8 @@ def test_plan_uses_processes_for_photos_and_stays_in_process_for_tiny_files(tmp_
     assert photos.mode == "processes" and photos.workers == 2
     digits = _sized_files(tmp_path / "digits", 300, 300)
     assert plan_decoding(digits).mode == "threads"
+    many_digits = _sized_files(tmp_path / "many-digits", 2000, 300)  # 0.35 s of decoding pays for 2 workers
+    assert plan_decoding(many_digits).mode == "processes"
     assert plan_decoding(digits, overlap=False).mode == "inline"
     assert plan_decoding(_sized_files(tmp_path / "few", 3, 60_000)).mode == "threads"
     assert plan_decoding(find_images([tmp_path / "photos"]).files, keep_images=True).mode == "threads"

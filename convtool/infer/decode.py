@@ -30,13 +30,13 @@ MODES = ("auto", "inline", "threads", "processes")
 DRAFT_TOLERANCE = ("JPEG photos at least twice the model input are decoded reduced (DCT scaling) before the "
                    "resize: 3-4x faster; the model input then differs from a full decode by at most 1/255 "
                    "on average per pixel, and 99% of pixels by at most 8/255")
-# Cost model of decoding one file, fitted on this machine's 640x480 JPEGs (1.4-3.6 ms) and 28x28 PNGs
-# (50 us): a fixed cost plus a cost per byte of file.
-FILE_SECONDS = 50e-6
+# Cost model of decoding one file through decode_group, fitted on this machine's 640x480 JPEGs
+# (1.4-3.6 ms) and 28x28 PNGs (0.2 ms): a fixed cost plus a cost per byte of file.
+FILE_SECONDS = 150e-6
 BYTE_SECONDS = 30e-9
-PROCESS_SECONDS = 0.03  # forking a worker and handing it its first batch
-PROCESS_MIN_FILE_SECONDS = 0.25e-3  # tiny files cost less to decode than to hand between processes
-PROCESS_MIN_TOTAL_SECONDS = 0.3  # below this, two cores save less than workers cost to start
+PROCESS_SECONDS = 0.02  # forking a worker and handing it its first batch
+WORKER_NICENESS = 10  # decoding workers run below the inference, which is what a batch waits for
+PROCESS_MIN_TOTAL_SECONDS = 0.2  # below this, two cores save less than workers cost to start
 
 
 @dataclass
@@ -99,8 +99,7 @@ def plan_decoding(files: Sequence[str | Path], *, workers: int | None = None, mo
         return DecodePlan(mode, 1 if mode == "inline" else max(1, workers or cores), f"asked for; {work}")
     if not sys.platform.startswith("linux"):
         return DecodePlan("threads", 1, f"{work}; worker processes share memory by forking, on Linux only")
-    if cores > 1 and fixed_size and not keep_images and per_file >= PROCESS_MIN_FILE_SECONDS \
-            and total >= PROCESS_MIN_TOTAL_SECONDS + PROCESS_SECONDS * cores:
+    if cores > 1 and fixed_size and not keep_images and total >= PROCESS_MIN_TOTAL_SECONDS + PROCESS_SECONDS * cores:
         n = min(workers or cores, max(1, count // 2))
         return DecodePlan("processes", n, f"{work}, {total:.1f} s in all: worth {n} cores")
     why = ("the originals are kept for the outputs" if keep_images else
@@ -276,7 +275,7 @@ def process_chunks(groups: Sequence[Sequence[str | Path]], preparer: Preparer, *
     key = id(ring)
     _RINGS[key] = ring  # before the fork: the workers inherit the mapping
     try:
-        with WorkerPool(workers) as pool:
+        with WorkerPool(workers, initializer=_lower_priority) as pool:
             tasks = (_Task(key, index % depth, capacity, group, preparer, draft) for index, group in enumerate(groups))
             for index, (ok, reply) in enumerate(ordered(pool, _decode_task, tasks, in_flight=depth)):
                 group = groups[index]
@@ -290,6 +289,11 @@ def process_chunks(groups: Sequence[Sequence[str | Path]], preparer: Preparer, *
                 yield reply, pool.pending
     finally:
         del _RINGS[key]
+
+
+def _lower_priority() -> None:
+    """In a decoding worker: yield to the main process's inference when both want a core."""
+    os.nice(WORKER_NICENESS)
 
 
 def _cores() -> int:
