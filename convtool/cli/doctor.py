@@ -29,11 +29,12 @@ def command(as_json: bool, no_try: bool) -> None:
 
 
 def _render(report) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    console = Console(highlight=False)
+    from convtool.cli.console import console as make_console
+
+    console = make_console()  # piped: no width limit, so paths and commands come out whole
     versions = ", ".join(f"{name} {version}" for name, version in report.packages.items() if version)
     absent = ", ".join(name for name, version in report.packages.items() if version is None)
     console.print(f"convtool {report.convtool} on Python {report.python}, {report.platform}")
