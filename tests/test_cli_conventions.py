@@ -28,6 +28,15 @@ def test_results_to_stdout_as_json_lines_or_csv(tmp_path):
     assert [row["label_1"] for row in rows] == [r["top_k"][0]["label"] for r in records]
 
 
+def test_names_with_brackets_come_out_as_written_in_tables(tmp_path):
+    files, _ = write_mnist_pngs(tmp_path / "digits", 1)
+    odd = files[0].with_name("scan [bold]1[red].png")  # rich would read this as markup
+    files[0].rename(odd)
+    result = CliRunner().invoke(cli, ["classify", str(odd), "-m", "lenet5-mnist"])
+    assert result.exit_code == 0, result.output
+    assert str(odd) in result.stdout
+
+
 def test_format_overrides_the_suffix(tmp_path):
     write_mnist_pngs(tmp_path / "digits", 2)
     out = tmp_path / "results.txt"
@@ -69,6 +78,9 @@ def test_dash_reads_one_image_from_stdin(tmp_path):
     direct = runner.invoke(cli, ["classify", str(files[0]), "-m", "lenet5-mnist", "-o", "-"])
     assert piped.exit_code == 0, piped.output
     assert json.loads(piped.stdout)["top_k"] == json.loads(direct.stdout)["top_k"]
+    assert json.loads(piped.stdout)["file"] == "-"  # not the temporary copy's path
+    table = runner.invoke(cli, ["classify", "-", "-m", "lenet5-mnist"], input=files[0].read_bytes())
+    assert table.stdout.splitlines()[1].split()[0] == "-"
     out = tmp_path / "out"
     filtered = runner.invoke(cli, ["filter", "-", "-k", "sobel", "-o", str(out)], input=files[0].read_bytes())
     assert filtered.exit_code == 0, filtered.output

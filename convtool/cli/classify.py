@@ -173,13 +173,15 @@ class _Collector:
 
     def add(self, result, writer) -> None:
         self.failures.extend(result.failures)
+        from convtool.io.discover import shown_name
+
         label = self.classifier.label
         for path, indices, probs in zip(result.paths, result.indices.tolist(), result.probs.tolist(), strict=False):
             top_labels = [label(i) for i in indices]
             if writer is not None:
-                writer.write(str(path), top_labels, indices, probs)
+                writer.write(shown_name(path), top_labels, indices, probs)
             if self.show_table:
-                self.shown.append((str(path), top_labels, probs))
+                self.shown.append((shown_name(path), top_labels, probs))
             if self.evaluate:
                 self._score(path, indices[0])
 
@@ -223,6 +225,7 @@ class _NoResults(Exception):
 
 def _print_table(rows: list[tuple[str, list[str], list[float]]], top_k: int) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from convtool.cli.console import console
 
@@ -235,7 +238,7 @@ def _print_table(rows: list[tuple[str, list[str], list[float]]], top_k: int) -> 
     for file, labels, probs in rows:
         rest = ", ".join(f"{label} {prob:.3f}" for label, prob in zip(labels[1:], probs[1:], strict=False))
         cells = [file, labels[0], f"{probs[0]:.3f}"] + ([rest] if top_k > 1 else [])
-        table.add_row(*cells)
+        table.add_row(*map(Text, cells))  # as written: names and labels may hold [brackets]
     console().print(table)
 
 

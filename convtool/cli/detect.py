@@ -230,8 +230,10 @@ def _save(target: Path, found, label, overwrite: bool) -> None:
 
 def _print_table(shown: list, label) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from convtool.cli.console import console
+    from convtool.io.discover import shown_name
 
     table = Table(box=None, pad_edge=False)
     table.add_column("file", overflow="fold")
@@ -241,9 +243,9 @@ def _print_table(shown: list, label) -> None:
         table.add_column(corner, justify="right")
     for found in shown:
         if not len(found.boxes):
-            table.add_row(str(found.path), "(no objects)", "", "", "", "", "")
+            table.add_row(Text(shown_name(found.path)), "(no objects)", "", "", "", "", "")
         for box, score, cls in zip(found.boxes.tolist(), found.scores.tolist(), found.classes.tolist(), strict=True):
-            table.add_row(str(found.path), label(cls), f"{score:.3f}", *(f"{v:.1f}" for v in box))
+            table.add_row(Text(shown_name(found.path)), Text(label(cls)), f"{score:.3f}", *(f"{v:.1f}" for v in box))
     console().print(table)
 
 

@@ -113,7 +113,9 @@ def command(paths, model, out_dir, labels, batch, device, output_layout, overlay
 
 def _row(segmenter, done) -> tuple[str, str, list[tuple[str, float]]]:
     order = [i for i in done.areas.argsort()[::-1] if done.areas[i] > 0]
-    return str(done.path), f"{done.shape[0]}x{done.shape[1]}", [(segmenter.label(i), float(done.areas[i])) for i in order]
+    from convtool.io.discover import shown_name
+
+    return shown_name(done.path), f"{done.shape[0]}x{done.shape[1]}", [(segmenter.label(i), float(done.areas[i])) for i in order]
 
 
 def _targets(scan, out_dir: Path, overlay: bool) -> dict[str, tuple[Path, Path | None]]:
@@ -148,6 +150,7 @@ def _check_targets(targets: dict, inputs: list[str], overwrite: bool) -> None:
 
 def _print_areas(rows: list[tuple[str, str, list[tuple[str, float]]]]) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from convtool.cli.console import console
 
@@ -159,5 +162,5 @@ def _print_areas(rows: list[tuple[str, str, list[tuple[str, float]]]]) -> None:
         shown = ", ".join(f"{label} {fraction:.1%}" for label, fraction in areas[:6])
         if len(areas) > 6:
             shown += f", +{len(areas) - 6} more"
-        table.add_row(file, size, shown)
+        table.add_row(Text(file), size, Text(shown))  # as written: names and labels may hold [brackets]
     console().print(table)

@@ -79,6 +79,15 @@ def expand_patterns(paths: Iterable[str | os.PathLike]) -> Iterator[str]:
             yield text
 
 
+_STDIN_COPIES: set[str] = set()  # temporary copies of images read from standard input
+
+
+def shown_name(path: str | os.PathLike) -> str:
+    """How a file is named in results and tables: ``-`` for an image that came on standard input."""
+    text = os.fspath(path)
+    return "-" if text in _STDIN_COPIES else text
+
+
 def stdin_image() -> str:
     """Read one image from standard input into a temporary file (removed at exit) and return its path."""
     from PIL import Image
@@ -97,6 +106,7 @@ def stdin_image() -> str:
     with open(path, "wb") as file:
         file.write(data)
     atexit.register(_remove_stdin_copy, path)
+    _STDIN_COPIES.add(path)
     return path
 
 

@@ -6,6 +6,7 @@ from typing import Callable, TextIO
 
 from convtool.infer.detect.detector import Detections
 from convtool.infer.results import RecordWriter
+from convtool.io.discover import shown_name
 
 HEADER = ["file", "class", "label", "score", "x1", "y1", "x2", "y2"]
 
@@ -17,7 +18,7 @@ class BoxWriter(RecordWriter):
         super().__init__(stream, fmt, HEADER)
 
     def write(self, found: Detections, label: Callable[[int], str]) -> None:
-        file = str(found.path)
+        file = shown_name(found.path)
         for box, score, cls in zip(found.boxes.tolist(), found.scores.tolist(), found.classes.tolist(), strict=True):
             corners = [round(v, 2) for v in box]
             record = {"file": file, "class": cls, "label": label(cls), "score": round(score, 5)}
