@@ -1,4 +1,8 @@
-"""--ray on a two-node Ray cluster on this machine: work lands on both nodes, results equal local mode."""
+"""--ray on a two-node Ray cluster on this machine: work lands on both nodes, results equal local mode.
+
+The second node declares a GPU (a resource only: the model still runs on the CPU), so this test also runs
+the GPU-shaped pipeline: decode tasks on CPUs feeding one model actor per GPU.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ def two_nodes(monkeypatch):
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    cluster.add_node(num_cpus=1)
+    cluster.add_node(num_cpus=1, num_gpus=1)
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
     try:
@@ -38,4 +42,4 @@ def test_two_nodes_share_the_work_and_give_the_local_rows(two_nodes, tmp_path):
     on_ray = runner.invoke(cli, [*args, "-o", str(tmp_path / "ray.csv"), "--ray"], catch_exceptions=False)
     assert local.exit_code == on_ray.exit_code == 0, on_ray.output
     assert (tmp_path / "ray.csv").read_text() == (tmp_path / "local.csv").read_text()
-    assert "2 nodes, 2 CPUs" in on_ray.stderr and "work ran on 2 nodes" in on_ray.stderr
+    assert "2 nodes, 2 CPUs, 1 GPUs, 1 actor;" in on_ray.stderr and "work ran on 2 nodes" in on_ray.stderr

@@ -13,10 +13,12 @@ loses nor duplicates a row.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import pickle
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,6 +33,9 @@ RAY_MISSING = ("--ray needs Ray, which is not installed: pip install 'convtool[r
                "(uv: uv sync --extra ray, or uv run --extra ray convtool ...)")
 FAIL_ONCE_ENV = "CONVTOOL_RAY_FAIL_ONCE"  # tests: a marker file whose presence kills one actor once
 _SEPARATOR = "\0"  # between the paths of a group: the one character a path cannot hold
+# chunks queued at each actor: with Ray Data's default (2) an actor sat idle for up to ~0.1 s between
+# chunks waiting for the next; with 4 the gap is ~10 ms (1,000 photos in 64-image chunks, 2 actors)
+TASKS_PER_ACTOR = 4
 
 
 @dataclass
@@ -42,20 +47,24 @@ class Cluster:
     cpus: int
     gpus: int
     started_here: bool
+    on_this_machine: bool = False  # every node runs here: they all see the driver's files
+    pool: int = 0  # the actors a run started (no more than it had chunks)
 
     @property
     def actors(self) -> int:
-        """One per GPU; else half the CPUs (at least one), the other half left to the read tasks."""
-        return self.gpus if self.gpus else max(1, self.cpus - self.cpus // 2)
+        """One per GPU (CPUs left to the decode tasks); else one per CPU, each decoding its own chunks."""
+        return self.gpus if self.gpus else max(1, self.cpus)
 
     def describe(self) -> str:
         where = "a local Ray started for this run" if self.started_here else f"Ray at {self.address}"
+        actors = self.pool or self.actors
         return (f"{where}: {self.nodes} node{'s' * (self.nodes != 1)}, {self.cpus} CPUs, {self.gpus} GPUs, "
-                f"{self.actors} actor{'s' * (self.actors != 1)}")
+                f"{actors} actor{'s' * (actors != 1)}")
 
 
 def import_ray():
-    """Ray, or a UsageError saying which install command adds it."""
+    """Ray (not yet Ray Data, which :func:`connect` imports while the cluster starts), or a UsageError
+    saying which install command adds it."""
     # Ray's `uv run` hook would make every worker re-run `uv run`, re-syncing the environment without
     # convtool's extras: workers use this interpreter as it is instead (convtool[ray] on every node).
     # Ray reads this when it is first imported.
@@ -63,9 +72,10 @@ def import_ray():
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # Ray's C++ log lines; failures still raise
     try:
         import ray
-        import ray.data  # noqa: F401
     except ImportError:
         raise UsageError(RAY_MISSING) from None
+    if any(importlib.util.find_spec(name) is None for name in ("pyarrow", "pandas")):  # Ray without [data]
+        raise UsageError(RAY_MISSING)
     return ray
 
 
@@ -81,27 +91,59 @@ def connect(address: str | None = None) -> Iterator[Cluster]:
     if not ray.is_initialized():
         if address is None and os.environ.get("RAY_ADDRESS"):
             address = "auto"
-        kwargs = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
         _check_reachable(address)
-        try:
-            ray.init(address=address, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - unreachable, refused, no token: Ray's own first line says which
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-            raise UsageError(f"`ray` {address or ''}: cannot start or join Ray ({reason})") from None
+        _init(ray, address)
         started = True
+    else:
+        import ray.data  # noqa: F401
     try:
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # results reach the driver in file order
         context.enable_progress_bars = sys.stderr.isatty()  # Ray's own bars on a terminal, no log lines else
         logging.getLogger("ray.data").setLevel(logging.ERROR)
         resources = ray.cluster_resources()
-        nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+        nodes = [node for node in ray.nodes() if node.get("Alive")]
+        here = ray.util.get_node_ip_address()
         where = ray.get_runtime_context().gcs_address
-        yield Cluster(where, nodes, int(resources.get("CPU", 0)), int(resources.get("GPU", 0)),
-                      started and address is None)
+        yield Cluster(where, len(nodes), int(resources.get("CPU", 0)), int(resources.get("GPU", 0)),
+                      started and address is None, all(node.get("NodeManagerAddress") == here for node in nodes))
     finally:
         if started:
             ray.shutdown()
+
+
+def _init(ray, address: str | None) -> None:
+    """``ray.init`` while a thread imports Ray Data (each takes seconds; starting the cluster mostly waits).
+
+    ``ray.init`` itself stays in this thread: the processes it starts die with the thread that started them.
+    """
+    imported: list[BaseException] = []
+
+    def import_ray_data() -> None:
+        try:
+            import ray.data  # noqa: F401
+        except BaseException as exc:  # noqa: BLE001 - raised again below, in the caller's thread
+            imported.append(exc)
+
+    importing = threading.Thread(target=import_ray_data, name="import ray.data", daemon=True)
+    importing.start()
+    try:
+        ray.init(address=address, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    except Exception as exc:  # noqa: BLE001 - unreachable, refused, no token: Ray's own first line says which
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise UsageError(f"`ray` {address or ''}: cannot start or join Ray ({reason}){_auth_hint(address)}") from None
+    finally:
+        importing.join()
+    if imported:
+        raise imported[0]
+
+
+def _auth_hint(address: str | None) -> str:
+    """What to set when joining a cluster by address without token authentication turned on here."""
+    if address in (None, "auto", "local") or os.environ.get("RAY_AUTH_MODE"):
+        return ""
+    return ("; if the cluster uses token authentication (Ray's default), set RAY_AUTH_MODE=token and give its "
+            "token in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token")
 
 
 def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
@@ -147,19 +189,24 @@ def groups(files: Sequence[str], size: int) -> list[dict]:
             for i in range(0, len(files), size)]
 
 
-def run_stages(cluster: Cluster, rows: list[dict], decode: Callable | None, stage: type, stage_kwargs: dict) -> Iterator:
-    """Run decode tasks then ``stage`` actors over ``rows``; yield each row's result on the driver, in order."""
+def run_stages(cluster: Cluster, rows: list[dict], stage: type, stage_kwargs: dict,
+               decode: Callable | None = None) -> Iterator:
+    """Run ``stage`` actors over ``rows`` (after ``decode`` tasks, if given); yield each row's result in order.
+
+    Batches are NumPy dicts of one row (one chunk of files): no pandas, no per-file rows.
+    """
     ray = import_ray()
+    cluster.pool = max(1, min(cluster.actors, len(rows)))  # no actor without a chunk to work on
     dataset = ray.data.from_items(rows, override_num_blocks=len(rows))  # one chunk per block: steady streaming
-    if decode is not None:  # half a CPU each: reading waits on files too; the different resource shape also
-        # keeps Ray from fusing decoding into the model actors, which would queue it behind the model
-        dataset = dataset.map_batches(decode, batch_size=1, num_cpus=0.5)
+    if decode is not None:  # one CPU each, feeding the GPU actors
+        dataset = dataset.map_batches(decode, batch_size=1, batch_format="numpy", num_cpus=1)
     dataset = dataset.map_batches(  # Ray Data restarts a dead actor and retries its task (its defaults)
-        stage, batch_size=1, compute=ray.data.ActorPoolStrategy(size=cluster.actors), fn_constructor_kwargs=stage_kwargs,
+        stage, batch_size=1, batch_format="numpy", fn_constructor_kwargs=stage_kwargs,
+        compute=ray.data.ActorPoolStrategy(size=cluster.pool, max_tasks_in_flight_per_actor=TASKS_PER_ACTOR),
         num_cpus=0 if cluster.gpus else 1, num_gpus=1 if cluster.gpus else 0,
     )
-    for row in dataset.iter_rows():
-        yield pickle.loads(row["result"])
+    for batch in dataset.iter_batches(batch_size=1, batch_format="numpy"):
+        yield pickle.loads(batch["result"][0])
 
 
 def _paths(batch: dict) -> list[str]:
@@ -167,16 +214,21 @@ def _paths(batch: dict) -> list[str]:
 
 
 class DecodeStage:
-    """Read task: decode one group of files with the local decode stage (bad files become failures)."""
+    """Decode one group of files with the local decode stage (bad files become failures).
+
+    A task of its own before GPU actors; called inside the model actors on CPU-only clusters.
+    """
 
     def __init__(self, preparer, keep_images: bool, draft: bool) -> None:
         self.preparer, self.keep_images, self.draft = preparer, keep_images, draft
 
-    def __call__(self, batch: dict) -> dict:
+    def decode(self, batch: dict) -> list:
         from convtool.infer.decode import decode_group  # the local job's decoding stage, as it is
 
-        chunks = decode_group(_paths(batch), self.preparer, keep_images=self.keep_images, draft=self.draft)
-        return _row(batch, (chunks, _node()))
+        return decode_group(_paths(batch), self.preparer, keep_images=self.keep_images, draft=self.draft)
+
+    def __call__(self, batch: dict) -> dict:
+        return _row(batch, (self.decode(batch), _node()))
 
 
 def _node() -> str:
@@ -203,11 +255,17 @@ def _fail_once() -> None:
 
 
 class ModelStage:
-    """Actor: one model session for the actor's life; runs the local job's model stage on decoded chunks."""
+    """Actor: one model session for the actor's life; runs the local job's model stage on decoded chunks.
 
-    def __init__(self, *, job: str, model_path: str, device: str, recipe, options: dict) -> None:
+    With ``decode`` (CPU-only clusters) the actor decodes its chunks itself: one actor per CPU, no
+    decoded pixels through the object store.
+    """
+
+    def __init__(self, *, job: str, model_path: str, device: str, recipe, options: dict,
+                 decode: DecodeStage | None = None) -> None:
         from convtool.infer.session import open_session
 
+        self.decode = decode
         self.model = open_session(model_path, device, threads=1)
         self.job: Any
         if job == "classify":
@@ -226,7 +284,10 @@ class ModelStage:
         from convtool.infer.pipeline import Timings
 
         _fail_once()
-        chunks, decoded_on = pickle.loads(batch["result"][0])
+        if self.decode is not None:
+            chunks, decoded_on = self.decode.decode(batch), _node()
+        else:
+            chunks, decoded_on = pickle.loads(batch["result"][0])
         timings = Timings()
         results = []
         for chunk in chunks:
@@ -261,13 +322,14 @@ def model_results(address: str | None, files: Sequence[str], timings, run: RayRu
     """
     with connect(address) as cluster:
         run.cluster = cluster
-        if job == "segment":
+        if job == "segment" and not cluster.on_this_machine:  # here: the driver made it and checked it
             check_shared_folder(options["publish"].folder)
+        decode = DecodeStage(preparer, keep_images, draft)
         kwargs = dict(job=job, model_path=str(Path(model_path).resolve()), device=device if cluster.gpus else "cpu",
-                      recipe=recipe, options=options)
+                      recipe=recipe, options=options, decode=None if cluster.gpus else decode)
         started = time.perf_counter()
         for results, worker, ran_on, warnings, nodes in run_stages(
-                cluster, groups(files, chunk_size), DecodeStage(preparer, keep_images, draft), ModelStage, kwargs):
+                cluster, groups(files, chunk_size), ModelStage, kwargs, decode if cluster.gpus else None):
             run.nodes |= nodes
             for name in ("images", "decode", "infer", "post"):
                 setattr(timings, name, getattr(timings, name) + getattr(worker, name))
@@ -319,10 +381,10 @@ def filter_results(address: str | None, jobs: Sequence, run: RayRun, chunk_size:
     """The local filter jobs' results (``batchfilter.FileResult``), in input order, run by Ray actors."""
     with connect(address) as cluster:
         run.cluster = cluster
-        if jobs:
+        if jobs and not cluster.on_this_machine:  # here: the driver made it and checked it
             check_shared_folder(jobs[0].target.parent)
         rows = [{"group": i // chunk_size, "jobs": pickle.dumps(list(jobs[i : i + chunk_size]))}
                 for i in range(0, len(jobs), chunk_size)]
-        for results, nodes in run_stages(cluster, rows, None, FilterStage, {}):
+        for results, nodes in run_stages(cluster, rows, FilterStage, {}):
             run.nodes |= nodes
             yield from results
