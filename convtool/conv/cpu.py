@@ -30,6 +30,7 @@ import numpy as np
 from numba import njit, uint64
 
 from convtool.conv import borders
+from convtool.conv.stream import copy_out, fence
 
 BORDER_CODES = borders.CODES  # border code for each convtool border name (numpy.pad semantics)
 _POOL_MAX, _POOL_AVG, _POOL_L2 = 0, 1, 2
@@ -41,6 +42,7 @@ TILE = 1024  # output columns per pass (512 measured 0-15% slower on 1080p and 4
 CONVERT_FIRST_TAPS = 8
 FLAT_PIXELS = 1 << 17  # padded pixels of one plane up to which it is padded whole and filtered as one flat row
 SERIAL_WORK = 2_000_000  # multiply-adds below which one thread is faster (about 0.5 ms of work)
+STREAM_BYTES = 8 << 20  # outputs from this size are written with non-temporal stores (conv/stream.py)
 _pool_executor: ThreadPoolExecutor | None = None
 _scratch = threading.local()  # per thread: the flat path's padded plane and pass buffers
 
@@ -240,15 +242,16 @@ def _fill_columns(image, b, r, top, left, mode, cval, channels, c0, c1, buffer, 
 
 
 @njit(cache=True, nogil=True)
-def _direct(image, tap_rows, tap_cols, weights, fold_a, fold_b, ring, sh, sw, top, left, mode, cval, channels, rows, out,
-            first_job, last_job):  # pragma: no cover - jitted
+def _direct(image, tap_rows, tap_cols, weights, fold_a, fold_b, ring, sh, sw, top, left, mode, cval, channels, stream,
+            rows, out, first_job, last_job):  # pragma: no cover - jitted
     """Direct correlation for jobs first..last-1; taps (row, column) already dilated, zero taps dropped.
 
     Each job keeps a ring of the last ``ring`` padded rows, so every input row is converted once.
     A kernel whose rows mirror top to bottom is folded: padded rows ``fold_a[f]`` and ``fold_b[f]``
     are added into extra slot ``ring + f`` first, and taps with ``tap_rows >= ring`` read that slot.
     At stride 1 the row each output row adds to the ring is filled one tile ahead of the taps, so its
-    reads from memory overlap the arithmetic instead of stalling a separate copy loop.
+    reads from memory overlap the arithmetic instead of stalling a separate copy loop. With ``stream``
+    each tile is summed in L1 and streamed to ``out`` (conv/stream.py).
     """
     batch, oh, ow = out.shape
     blocks = (oh + rows - 1) // rows
@@ -258,6 +261,7 @@ def _direct(image, tap_rows, tap_cols, weights, fold_a, fold_b, ring, sh, sw, to
     slot = sw * phase
     folds = fold_a.shape[0]
     buffer = np.empty((ring + folds) * slot, dtype=np.float32)
+    tile = np.empty(TILE, dtype=np.float32)
     offsets = np.empty_like(tap_rows)
     for job in range(first_job, last_job):
         b = job // blocks
@@ -290,19 +294,25 @@ def _direct(image, tap_rows, tap_cols, weights, fold_a, fold_b, ring, sh, sw, to
                 for f in range(folds):  # only with sw == 1
                     _fold(buffer, ((y * sh + fold_a[f]) % ring) * slot + x, ((y * sh + fold_b[f]) % ring) * slot + x,
                           (ring + f) * slot + x, n + span_w - 1)
-                _taps(buffer, x, offsets, weights, row, x, n)
+                if stream:
+                    _taps(buffer, x, offsets, weights, tile, 0, n)
+                    copy_out(tile, row, x, n)
+                else:
+                    _taps(buffer, x, offsets, weights, row, x, n)
+    if stream:
+        fence()
 
 
 @njit(cache=True, nogil=True)
-def _separable(image, v_taps, col_w, h_taps, row_w, sh, sw, top, left, mode, cval, channels, convert_first, rows, out,
-               first_job, last_job):  # pragma: no cover - jitted
+def _separable(image, v_taps, col_w, h_taps, row_w, sh, sw, top, left, mode, cval, channels, stream, convert_first,
+               rows, out, first_job, last_job):  # pragma: no cover - jitted
     """kernel = outer(column, row): a horizontal pass per padded row into a ring, then a vertical pass.
 
     At stride 1 the horizontal pass reads the image row in place (converting uint8 on the fly) and
     only the few edge columns are padded into ``line``: writing a padded copy of each row and
     reading it back at once cost more than both passes (1.2 -> 0.7 ns per pixel, one thread).
     With ``convert_first`` (uint8 and many taps, where converting at every tap would cost more) each
-    tile of the row is converted into ``line`` just ahead of its taps instead.
+    tile of the row is converted into ``line`` just ahead of its taps instead. ``stream``: as in :func:`_direct`.
 
     ``v_taps``/``h_taps`` are the (dilated) positions of the non-zero weights ``col_w``/``row_w``.
     """
@@ -321,6 +331,7 @@ def _separable(image, v_taps, col_w, h_taps, row_w, sh, sw, top, left, mode, cva
     x_hi = max(x_lo, min(ow, width - span_w + 1 + left))
     line = np.empty(sw * phase, dtype=np.float32)
     horizontal = np.empty(ring * ow, dtype=np.float32)
+    tile = np.empty(TILE, dtype=np.float32)
     v_offsets = np.empty(kh, dtype=np.int64)
     for job in range(first_job, last_job):
         b = job // blocks
@@ -352,7 +363,13 @@ def _separable(image, v_taps, col_w, h_taps, row_w, sh, sw, top, left, mode, cva
                 v_offsets[i] = ((y * sh + v_taps[i]) % ring) * ow
             row = out[b, y]
             for x in range(0, ow, TILE):
-                _taps(horizontal, x, v_offsets, col_w, row, x, min(TILE, ow - x))
+                if stream:
+                    _taps(horizontal, x, v_offsets, col_w, tile, 0, min(TILE, ow - x))
+                    copy_out(tile, row, x, min(TILE, ow - x))
+                else:
+                    _taps(horizontal, x, v_offsets, col_w, row, x, min(TILE, ow - x))
+    if stream:
+        fence()
 
 
 @njit(cache=True, nogil=True)
@@ -558,11 +575,12 @@ def _zero(image: np.ndarray, out: np.ndarray) -> None:
 
 def _rows(taps: Taps, image: np.ndarray, geometry: tuple, out: np.ndarray) -> None:
     """The row-ring kernels (``_separable`` or ``_direct``) over (image, block of output rows) jobs."""
+    stream = out.nbytes >= STREAM_BYTES
     if len(taps.passes) == 2:
         (_, h_taps, row_w), (v_taps, _, col_w) = taps.passes
         rows = block_rows(out.shape[1], out.shape[0], int(v_taps.max()) + 1, THREADS)
         _run(_separable, out.shape[0] * -(-out.shape[1] // rows), out.size * taps.count, image, v_taps, col_w,
-             h_taps, row_w, *geometry, image.dtype != np.float32 and h_taps.size > CONVERT_FIRST_TAPS, rows, out)
+             h_taps, row_w, *geometry, stream, image.dtype != np.float32 and h_taps.size > CONVERT_FIRST_TAPS, rows, out)
         return
     tap_rows, tap_cols, weights = taps.passes[0]
     ring, fold_a, fold_b = int(tap_rows.max()) + 1, _NO_TAPS, _NO_TAPS
@@ -570,7 +588,7 @@ def _rows(taps: Taps, image: np.ndarray, geometry: tuple, out: np.ndarray) -> No
         tap_rows, tap_cols, weights, fold_a, fold_b, ring = taps.folded
     rows = block_rows(out.shape[1], out.shape[0], ring, THREADS)
     _run(_direct, out.shape[0] * -(-out.shape[1] // rows), out.size * weights.size, image, tap_rows, tap_cols,
-         weights, fold_a, fold_b, ring, *geometry, rows, out)
+         weights, fold_a, fold_b, ring, *geometry, stream, rows, out)
 
 
 _NO_TAPS, _NO_WEIGHTS = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
