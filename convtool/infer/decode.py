@@ -275,7 +275,7 @@ def process_chunks(groups: Sequence[Sequence[str | Path]], preparer: Preparer, *
     key = id(ring)
     _RINGS[key] = ring  # before the fork: the workers inherit the mapping
     try:
-        with WorkerPool(workers, initializer=_lower_priority) as pool:
+        with WorkerPool(workers, initializer=_set_up_worker) as pool:
             tasks = (_Task(key, index % depth, capacity, group, preparer, draft) for index, group in enumerate(groups))
             for index, (ok, reply) in enumerate(ordered(pool, _decode_task, tasks, in_flight=depth)):
                 group = groups[index]
@@ -291,9 +291,13 @@ def process_chunks(groups: Sequence[Sequence[str | Path]], preparer: Preparer, *
         del _RINGS[key]
 
 
-def _lower_priority() -> None:
-    """In a decoding worker: yield to the main process's inference when both want a core."""
+def _set_up_worker() -> None:
+    """In a decoding worker: yield to the main process's inference when both want a core, and keep
+    freed memory for the next group (no page faults for each image's buffers)."""
+    from convtool.workers import keep_freed_memory
+
     os.nice(WORKER_NICENESS)
+    keep_freed_memory()
 
 
 def _cores() -> int:
