@@ -9,13 +9,16 @@ Workloads (photos made from samples/ by benchmarks/photos.py):
 3. One 512x512 image, Sobel: whole process, cold (empty Numba cache) and warm (target <= 0.5 s).
 Also convtool's own split per image (decode / filter / encode) from its summary line.
 
-Usage: python benchmarks/filter_vs_opencv.py [--count 200] [--repeat 3]
+Usage: python benchmarks/filter_vs_opencv.py [--count 200] [--repeat 3] [--only photos,big,small]
 The machine is shared and noisy: the ratios are measured in one run; `uptime` is printed with them.
+convtool's own modules are byte-compiled first, as an install does (an editable checkout run with
+PYTHONDONTWRITEBYTECODE=1 would otherwise recompile them in every process: about 0.2-0.4 s).
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import statistics
 import subprocess
@@ -67,37 +70,51 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", default="photos,big,small", help="workloads to run (comma-separated)")
     args = parser.parse_args()
+    only = set(args.only.split(","))
+    compileall.compile_dir(str(HERE.parent / "convtool"), quiet=1)
     print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp / "numba-cache"))
         photos = tmp / "photos"
-        write_photos(photos, args.count)
-        print(f"{args.count} photos 640x480 JPEG -> PNG (target: ratio <= 0.6, PNG bytes within 10%):")
-        for spec, name in PHOTO_KERNELS:
+        if "photos" in only:
+            write_photos(photos, args.count)
+            print(f"{args.count} photos 640x480 JPEG -> PNG (target: ratio <= 0.6, PNG bytes within 10%):")
+        for spec, name in PHOTO_KERNELS if "photos" in only else ():
             ours, plain = tmp / f"ours-{name}", tmp / f"plain-{name}"
             compare(name, [CONVTOOL, "filter", str(photos), "-k", spec, "-o", str(ours), "--overwrite"],
                     [sys.executable, str(HERE / "plain_filter_opencv.py"), str(photos), str(plain), name],
                     args.repeat, ours, plain, env)
-        big = write_photos(tmp / "big", 1, size=(4000, 3000))[0]
-        ours_cmd = [CONVTOOL, "filter", str(big), "-k", "gaussian:sigma=3", "-o", str(tmp / "big-ours" / "g.png"),
-                    "--overwrite"]
-        plain_cmd = [sys.executable, str(HERE / "plain_filter_opencv.py"), str(big), str(tmp / "big-plain"),
-                     "gaussian-sigma3"]
-        cold_env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp / "cold-cache"))
-        first, _ = timed(ours_cmd, cold_env)
-        print("one 4000x3000 JPEG, Gaussian sigma 3 -> PNG (target: warm ratio <= 2.0, first run <= warm + 2 s):")
-        warm, _, _ = compare("gaussian-sigma3", ours_cmd, plain_cmd, args.repeat, tmp / "big-ours",
-                             tmp / "big-plain", cold_env)
-        print(f"  first run (empty Numba cache) {first:.2f} s: {first - warm:+.2f} s over warm")
-        small = tmp / "astronaut.png"
-        small.write_bytes((HERE.parent / "samples" / "astronaut.png").read_bytes())
-        small_cmd = [CONVTOOL, "filter", str(small), "-k", "sobel", "-o", str(tmp / "small.png"), "--overwrite"]
-        cold = timed(small_cmd, dict(os.environ, NUMBA_CACHE_DIR=str(tmp / "small-cache")))[0]
-        warm_small = statistics.median(timed(small_cmd, env)[0] for _ in range(args.repeat))
-        print(f"one 512x512 image, Sobel, whole process (target <= 0.5 s): cold {cold:.2f} s, warm {warm_small:.2f} s")
+        if "big" in only:
+            big_image(tmp, args.repeat)
+        if "small" in only:
+            small_image(tmp, args.repeat, env)
     print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+
+
+def big_image(tmp: Path, repeat: int) -> None:
+    big = write_photos(tmp / "big", 1, size=(4000, 3000))[0]
+    ours_cmd = [CONVTOOL, "filter", str(big), "-k", "gaussian:sigma=3", "-o", str(tmp / "big-ours" / "g.png"),
+                "--overwrite"]
+    plain_cmd = [sys.executable, str(HERE / "plain_filter_opencv.py"), str(big), str(tmp / "big-plain"),
+                 "gaussian-sigma3"]
+    cold_env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp / "cold-cache"))
+    first, _ = timed(ours_cmd, cold_env)
+    print("one 4000x3000 JPEG, Gaussian sigma 3 -> PNG (target: warm ratio <= 2.0, first run <= warm + 2 s):")
+    warm, _, _ = compare("gaussian-sigma3", ours_cmd, plain_cmd, repeat, tmp / "big-ours",
+                         tmp / "big-plain", cold_env)
+    print(f"  first run (empty Numba cache) {first:.2f} s: {first - warm:+.2f} s over warm")
+
+
+def small_image(tmp: Path, repeat: int, env: dict) -> None:
+    small = tmp / "astronaut.png"
+    small.write_bytes((HERE.parent / "samples" / "astronaut.png").read_bytes())
+    small_cmd = [CONVTOOL, "filter", str(small), "-k", "sobel", "-o", str(tmp / "small.png"), "--overwrite"]
+    cold = timed(small_cmd, dict(os.environ, NUMBA_CACHE_DIR=str(tmp / "small-cache")))[0]
+    warm_small = statistics.median(timed(small_cmd, env)[0] for _ in range(repeat))
+    print(f"one 512x512 image, Sobel, whole process (target <= 0.5 s): cold {cold:.2f} s, warm {warm_small:.2f} s")
 
 
 if __name__ == "__main__":

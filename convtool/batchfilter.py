@@ -9,10 +9,12 @@ stop (Ctrl-C, SIGTERM, a dead worker) leaves complete outputs and no temporary f
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -20,15 +22,16 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from convtool.errors import ConvtoolError, OutputError, UsageError
-from convtool.filtering import FilterSettings, chain_out_scale, filter_pixels, scale_for_output
+from convtool.filtering import FilterSettings, chain_out_scale, filter_planes, scale_for_output
 
 QUALITY = 90  # JPEG and WebP quality unless asked otherwise
 PROCESS_MIN_SECONDS = 0.4  # estimated work below which worker processes cost more than they save
 PIXEL_SECONDS = 25e-9  # decode + scale + encode per pixel and channel, measured on 640x480 photos (2 threads)
-# Loading the Numba core in a process costs about 1.25 s of CPU (import 0.45 s, the cached direct kernel
-# 0.8 s); on 640x480 RGB Sobel it then runs about 4x faster than NumPy's 0.3e9 multiply-adds per second
-# (9 vs 35 ms). It pays once a process has about 0.5e9 multiply-adds of filtering to do.
-NUMBA_WORK_PER_PROCESS = 500_000_000
+# Loading the Numba core in a process costs about 1.0 s of CPU (import 0.55 s, its first cached kernel 0.45 s,
+# with the BLAS probe skipped: see _skip_blas_probe); on 640x480 RGB Sobel it then runs about 8x faster than
+# NumPy's 0.3e9 multiply-adds per second (5 vs 40 ms). It pays once a process has about 0.35e9 to do.
+NUMBA_WORK_PER_PROCESS = 350_000_000
+WORKER_HEAP_BYTES = 32 << 20  # workers keep freed blocks up to this size for the next image (no page faults)
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class FilterPlan:
     workers: int
     numba: bool
     reason: str
+    sample: tuple[int, ...] | None = None  # H,W(,C) of the first image: the shape Numba's kernels are warmed on
 
     def describe(self) -> list[str]:
         where = "in this process" if self.mode == "inline" else f"in {self.workers} worker processes"
@@ -94,11 +98,12 @@ def plan_filtering(files: Sequence[Path], settings: FilterSettings, *, workers: 
     spread = len(files) > 1 and cores > 1 and sys.platform.startswith("linux") and seconds >= PROCESS_MIN_SECONDS
     processes = min(workers or cores, len(files)) if spread else 1
     numba, why_numba = _numba_pays(conv.numba_loaded() and not spread, total_work / processes, per_image, len(files))
+    sample = (height, width) if channels == 1 else (height, width, min(channels, 3))
     if spread:
         return FilterPlan("processes", processes, numba, f"{len(files)} images of {width}x{height}, about "
-                                                         f"{seconds:.1f} s of work: one per core; {why_numba}")
+                                                         f"{seconds:.1f} s of work: one per core; {why_numba}", sample)
     why = "one image" if len(files) == 1 else ("one core" if cores == 1 else f"about {seconds:.2f} s of work")
-    return FilterPlan("inline", 1, numba, f"{why}; {why_numba}")
+    return FilterPlan("inline", 1, numba, f"{why}; {why_numba}", sample)
 
 
 def _numba_pays(loaded: bool, work: float, per_image: float, count: int) -> tuple[bool, str]:
@@ -108,7 +113,7 @@ def _numba_pays(loaded: bool, work: float, per_image: float, count: int) -> tupl
         return True, f"Numba already loaded in this process; {sizes}"
     if work >= NUMBA_WORK_PER_PROCESS:
         return True, (f"Numba loaded: {sizes}, {work / 1e6:,.0f} M per process, more than the "
-                      f"{NUMBA_WORK_PER_PROCESS / 1e6:,.0f} M that pay for loading it (about 1.25 s of CPU)")
+                      f"{NUMBA_WORK_PER_PROCESS / 1e6:,.0f} M that pay for loading it (about 1 s of CPU)")
     return False, (f"NumPy: {sizes}, {work / 1e6:,.0f} M per process finish before Numba would load "
                    f"(it pays from {NUMBA_WORK_PER_PROCESS / 1e6:,.0f} M)")
 
@@ -133,12 +138,12 @@ def run_job(job: FileJob) -> FileResult:
     result = FileResult(job)
     try:
         started = time.perf_counter()
-        image = read_image(job.path, gray=job.gray)
+        image = read_image(job.path, gray=job.gray, native=True)
         decoded = time.perf_counter()
         steps: list = []
-        values = filter_pixels(image.pixels, job.settings, steps)
+        planes = filter_planes(image.pixels, job.settings, steps)
         result.steps = [(step, c.backend, c.device, c.reason) for step, c in steps]
-        output = _output_values(values, image, job)
+        output = _output_values(planes, image, job)
         filtered = time.perf_counter()
         _encode_to(job.temp, output, job)
         result.seconds = {"decode": decoded - started, "filter": filtered - decoded,
@@ -155,21 +160,32 @@ def run_job(job: FileJob) -> FileResult:
     return result
 
 
-def _output_values(values: np.ndarray, image, job: FileJob) -> np.ndarray:
-    """float32 values for .npy/.tif; otherwise integer pixels (uint8/uint16) with alpha stacked on."""
+def _output_values(planes: np.ndarray, image, job: FileJob) -> np.ndarray:
+    """float32 H,W(,C) values for .npy/.tif; otherwise integer pixels (uint8/uint16) with alpha stacked on.
+
+    ``planes`` (C,H,W or H,W float32, this job's own) are scaled in place and interleaved in one pass.
+    """
     suffix = job.target.suffix.lower()
     if suffix in (".npy", ".tif", ".tiff"):
-        return values
+        return np.moveaxis(planes, 0, -1) if planes.ndim == 3 else planes
     enc = job.encoding
-    bits = enc.depth or (16 if image.bit_depth == 16 and values.ndim == 2 and suffix == ".png" else 8)
-    if bits == 16 and (values.ndim == 3 or suffix != ".png"):
+    bits = enc.depth or (16 if image.bit_depth == 16 and planes.ndim == 2 and suffix == ".png" else 8)
+    if bits == 16 and (planes.ndim == 3 or suffix != ".png"):
         raise OutputError("16-bit output is for gray PNG images; use `gray`, 8-bit PNG, .tif or .npy for colour")
-    scaled = scale_for_output(values, enc.out_scale or chain_out_scale(job.settings.kernels), image.max_value,
-                              2.0**bits - 1)
-    data = np.rint(scaled).astype(np.uint16 if bits == 16 else np.uint8)
-    alpha = _resize_alpha(image.alpha, data.shape[:2])
-    if alpha is not None and bits == 8 and suffix not in (".jpg", ".jpeg"):
-        data = np.dstack([data, np.rint(alpha).astype(np.uint8)])
+    scaled = scale_for_output(planes, enc.out_scale or chain_out_scale(job.settings.kernels), image.max_value,
+                              2.0**bits - 1, out=planes)
+    np.rint(scaled, out=scaled)
+    height, width = scaled.shape[-2:]
+    channels = scaled.shape[0] if scaled.ndim == 3 else 1
+    alpha = _resize_alpha(image.alpha, (height, width))
+    alpha = None if bits != 8 or suffix in (".jpg", ".jpeg") else alpha
+    if alpha is None and scaled.ndim == 2:
+        return scaled.astype(np.uint16 if bits == 16 else np.uint8)
+    data = np.empty((height, width, channels + (alpha is not None)), dtype=np.uint16 if bits == 16 else np.uint8)
+    for channel in range(channels):  # plane by plane: 3x faster than one transposed copy
+        np.copyto(data[..., channel], scaled[channel] if scaled.ndim == 3 else scaled, casting="unsafe")
+    if alpha is not None:
+        data[..., channels] = np.rint(alpha) if alpha.dtype != np.uint8 else alpha
     return data
 
 
@@ -244,8 +260,8 @@ def filter_files(jobs: Sequence[FileJob], plan: FilterPlan, *, overwrite: bool =
         if plan.mode == "processes":
             yield from _in_processes(jobs, plan, overwrite)
         else:
-            if plan.numba:
-                _load_numba()
+            if plan.numba and jobs:
+                _load_numba(jobs[0].settings, plan.sample)
             for job in jobs:
                 yield _finish(run_job(job), overwrite)
     finally:
@@ -264,7 +280,8 @@ def _finish(result: FileResult, overwrite: bool) -> FileResult:
 def _in_processes(jobs: Sequence[FileJob], plan: FilterPlan, overwrite: bool) -> Iterator[FileResult]:
     from convtool.workers import Lost, WorkerPool, ordered
 
-    with WorkerPool(plan.workers, initializer=_numba_worker if plan.numba else _numpy_worker) as pool:
+    setup = functools.partial(_worker_setup, jobs[0].settings if plan.numba and jobs else None, plan.sample)
+    with WorkerPool(plan.workers, initializer=setup) as pool:
         for job, (ok, value) in zip(jobs, ordered(pool, run_job, jobs, in_flight=2 * plan.workers), strict=False):
             if ok:
                 yield _finish(value, overwrite)
@@ -274,25 +291,63 @@ def _in_processes(jobs: Sequence[FileJob], plan: FilterPlan, overwrite: bool) ->
                 yield FileResult(job, error=f"{job.path}: could not be filtered ({value.kind}: {value.message})")
 
 
-def _numba_worker() -> None:
-    """Worker set-up: one Numba thread per worker (the workers already fill the cores), core loaded."""
-    _single_threaded()
-    _load_numba()
-
-
-def _numpy_worker() -> None:
-    _single_threaded()
-
-
-def _single_threaded() -> None:
+def _worker_setup(numba_for: FilterSettings | None, sample: tuple[int, ...] | None) -> None:
+    """Worker set-up: one Numba thread (the workers already fill the cores), freed memory kept for the next
+    image, and with ``numba_for`` the Numba core loaded and its kernels for these settings warmed."""
     os.environ["NUMBA_NUM_THREADS"] = "1"
     if "convtool.conv.cpu" in sys.modules:
         sys.modules["convtool.conv.cpu"].set_threads(1)
+    _keep_freed_memory()
+    if numba_for is not None:
+        _load_numba(numba_for, sample)
 
 
-def _load_numba() -> None:
-    """Import the Numba core now, so the cost model picks its back-ends for every image of the batch."""
-    from convtool.conv import cpu  # noqa: F401 - importing loads Numba; kernels load from its cache on first use
+def _keep_freed_memory() -> None:
+    """glibc: serve blocks up to WORKER_HEAP_BYTES from the heap and keep it, so each image's arrays reuse the
+    last image's pages (fresh mmap'd arrays cost about 1 ms of page faults per 4 MB: a third of a 640x480 Sobel)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-3, WORKER_HEAP_BYTES)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 8 * WORKER_HEAP_BYTES)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def _load_numba(settings: FilterSettings, sample: tuple[int, ...] | None) -> None:
+    """Load the Numba core now (so the cost model picks its back-ends for every image of the batch) and warm
+    the kernels these settings use on an image as wide as ``sample``, loading them from Numba's cache.
+
+    The warm-up image has just enough rows for the core's row path (what images this size take), not all of them.
+    """
+    with _skip_blas_probe():
+        from convtool.conv import cpu
+
+        if sample is not None:
+            rows = min(sample[0], cpu.FLAT_PIXELS // max(sample[1], 1) + 64)
+            try:
+                filter_planes(np.zeros((rows,) + tuple(sample[1:]), dtype=np.uint8), settings)
+            except ConvtoolError:  # e.g. a kernel larger than the image: its job reports it
+                pass
+
+
+@contextmanager
+def _skip_blas_probe() -> Iterator[None]:
+    """Numba's first compile (or cache load) imports scipy.linalg, when installed, only to learn whether jitted
+    dot products may call BLAS (0.3-0.6 s per process); convtool's filter kernels never do. While this is
+    active that import fails fast, so Numba notes "no BLAS" for its np.correlate; np.dot still finds scipy later."""
+    if "scipy.linalg.cython_blas" in sys.modules or "numba.np.arraymath" in sys.modules:
+        yield
+        return
+    sys.modules["scipy.linalg.cython_blas"] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        if sys.modules.get("scipy.linalg.cython_blas", 0) is None:
+            del sys.modules["scipy.linalg.cython_blas"]
 
 
 def check_settings(encoding: Encoding) -> None:

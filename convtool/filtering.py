@@ -49,20 +49,28 @@ def apply_kernel(planes: np.ndarray, kernel: Kernel, settings: FilterSettings,
         _check_padded_size(planes.shape[-2:], matrix.shape, settings)
         oriented = matrix[::-1, ::-1] if settings.mode == "convolve" else matrix
         choice = conv.choose_backend(planes.shape, oriented, backend=settings.backend, device=settings.device,
-                                     stride=settings.stride)
+                                     stride=settings.stride, dtype=planes.dtype)
         choices.append((kernel.name, choice))
         responses.append(conv.correlate2d(planes, oriented, **settings.conv_options(),
                                           backend=choice.backend, device=choice.device))
     if len(responses) == 1:
         result = responses[0]
     elif kernel.combine == "magnitude":
-        result = np.sqrt(sum(r * r for r in responses)).astype(np.float32)
+        result = _magnitude(responses)
     else:
         raise UsageError(f"kernel {kernel.name!r}: unknown combination {kernel.combine!r}")
-    if not np.isfinite(result).all():
+    if not (np.isfinite(result.max()) and np.isfinite(result.min())):  # NaN and inf reach the extremes
         raise UsageError(f"kernel {kernel.name!r}: the filtered values overflow float32 (the kernel's weights "
                          "are too large for these pixels); scale the kernel down")
     return result
+
+
+def _magnitude(responses: list[np.ndarray]) -> np.ndarray:
+    """sqrt(r0**2 + r1**2 + ...) in the first response's memory (the responses are this module's own arrays)."""
+    result = np.multiply(responses[0], responses[0], out=responses[0])
+    for response in responses[1:]:
+        result += np.multiply(response, response, out=response)
+    return np.sqrt(result, out=result)
 
 
 def _check_padded_size(image_hw: tuple[int, ...], kernel_hw: tuple[int, ...], settings: FilterSettings) -> None:
@@ -79,11 +87,21 @@ def filter_pixels(pixels: np.ndarray, settings: FilterSettings,
 
     Pass a list as ``choices`` to learn which back-end and device ran each step.
     """
+    planes = filter_planes(pixels, settings, choices)
+    return np.moveaxis(planes, 0, -1) if pixels.ndim == 3 else planes
+
+
+def filter_planes(pixels: np.ndarray, settings: FilterSettings,
+                  choices: list[tuple[str, conv.Choice]] | None = None) -> np.ndarray:
+    """:func:`filter_pixels` with the result as C,H,W planes (H,W for gray), C-contiguous float32, not transposed back.
+
+    uint8 pixels go to the core as they are (it converts them on the fly); other dtypes become float32.
+    """
     if settings.mode not in ("correlate", "convolve"):
         raise UsageError(f"unknown mode {settings.mode!r}; use correlate or convolve")
     choices = [] if choices is None else choices
     planes = np.moveaxis(pixels, -1, 0) if pixels.ndim == 3 else pixels  # C,H,W
-    planes = np.ascontiguousarray(planes, dtype=np.float32)
+    planes = np.ascontiguousarray(planes, dtype=np.uint8 if pixels.dtype == np.uint8 else np.float32)
     for kernel in settings.kernels:
         planes = apply_kernel(planes, kernel, settings, choices)
     if settings.pool is not None:
@@ -93,7 +111,7 @@ def filter_pixels(pixels: np.ndarray, settings: FilterSettings,
                                                                        device=settings.device, work=windows)))
         planes = conv.pool2d(planes, pool.size, stride=pool.strides, kind=pool.kind,
                              backend=choices[-1][1].backend, device=choices[-1][1].device)
-    return np.moveaxis(planes, 0, -1) if pixels.ndim == 3 else planes
+    return planes.astype(np.float32, copy=False)  # still uint8 only when nothing ran
 
 
 def chain_out_scale(kernels: list[Kernel]) -> str:
@@ -102,18 +120,24 @@ def chain_out_scale(kernels: list[Kernel]) -> str:
     return "normalize" if "normalize" in scales else scales[-1]
 
 
-def scale_for_output(values: np.ndarray, out_scale: str, in_max: float, out_max: float) -> np.ndarray:
+def scale_for_output(values: np.ndarray, out_scale: str, in_max: float, out_max: float, *,
+                     out: np.ndarray | None = None) -> np.ndarray:
     """Map float values in the input's range (0..in_max) to 0..out_max for an integer image.
 
     clip: rescale by out_max/in_max and clip; abs: the same on absolute values (signed
     derivatives become edge strength); normalize: the minimum goes to 0 and the maximum to out_max.
+    ``out``: a float32 array of the same shape to write into (``values`` itself is fine), else a new one.
     """
     if out_scale not in OUT_SCALES:
         raise UsageError(f"unknown out-scale {out_scale!r}; choose one of {', '.join(OUT_SCALES)}")
     if out_scale == "normalize":
         low, high = float(values.min()), float(values.max())
         span = high - low
-        return np.zeros_like(values) if span == 0 else (values - low) * np.float32(out_max / span)
+        if span == 0:
+            return np.zeros_like(values) if out is None else np.multiply(out, 0, out=out)
+        result = np.subtract(values, low, out=out)
+        return np.multiply(result, np.float32(out_max / span), out=result)
     if out_scale == "abs":
-        values = np.abs(values)
-    return np.clip(values * np.float32(out_max / in_max), 0, out_max)
+        values = np.abs(values, out=out)
+    result = np.multiply(values, np.float32(out_max / in_max), out=out)
+    return np.clip(result, 0, out_max, out=result)

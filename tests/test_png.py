@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 import zlib
 
 import numpy as np
@@ -61,3 +62,12 @@ def test_bad_pixels_are_refused(pixels, message):
         encode_png(pixels)
     with pytest.raises(ValueError, match="level 10"):
         encode_png(np.zeros((2, 2), np.uint8), level=10)
+
+
+def test_level_1_without_isal_falls_back_to_zlib(monkeypatch):
+    pixels = RNG.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    with_isal = encode_png(pixels)
+    monkeypatch.setitem(sys.modules, "isal", None)  # `from isal import ...` now fails
+    without = encode_png(pixels)
+    assert without != with_isal
+    np.testing.assert_array_equal(decoded(without), pixels)

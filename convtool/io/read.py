@@ -1,7 +1,8 @@
 """Open images with every guard and turn them into arrays: bombs, EXIF, modes, 16-bit, palettes, alpha, frames.
 
 Pixels are returned as float32 in their native range (0..255 for 8-bit, 0..65535 for 16-bit), laid out
-H,W (gray) or H,W,C (colour); alpha is kept aside so filters never touch it.
+H,W (gray) or H,W,C (colour); alpha is kept aside so filters never touch it. With ``native=True`` 8-bit
+pixels stay uint8 (the convolution core reads them directly: no float32 copy of every image).
 """
 
 from __future__ import annotations
@@ -81,8 +82,11 @@ def _notice_frames(path: Path, image: Image.Image) -> None:
         image.seek(0)
 
 
-def to_array(image: Image.Image) -> ImageArray:
-    """Convert a Pillow image to float32 pixels with alpha split off; palettes and 16-bit handled."""
+def to_array(image: Image.Image, *, native: bool = False) -> ImageArray:
+    """Convert a Pillow image to float32 pixels with alpha split off; palettes and 16-bit handled.
+
+    ``native``: 8-bit pixels and alpha stay uint8 (same values).
+    """
     mode = image.mode
     if mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
@@ -96,15 +100,18 @@ def to_array(image: Image.Image) -> ImageArray:
         return ImageArray(np.clip(data, 0, 65535), None, 16)
     if mode == "F":
         return ImageArray(np.asarray(image, dtype=np.float32), None, 16)
-    data = np.asarray(image).astype(np.float32)
+    data = np.asarray(image) if native else np.asarray(image).astype(np.float32)
     if mode in ("LA", "RGBA"):
         return ImageArray(data[..., :-1].squeeze(-1) if mode == "LA" else data[..., :3], data[..., -1], 8)
     return ImageArray(data, None, 8)
 
 
-def read_image(path: str | os.PathLike, *, gray: bool = False) -> ImageArray:
-    """Read an image file as an ImageArray; ``gray`` converts colour to BT.601 luma."""
-    result = to_array(open_image(path))
+def read_image(path: str | os.PathLike, *, gray: bool = False, native: bool = False) -> ImageArray:
+    """Read an image file as an ImageArray; ``gray`` converts colour to BT.601 luma (float32).
+
+    ``native``: 8-bit pixels stay uint8 (see :func:`to_array`).
+    """
+    result = to_array(open_image(path), native=native)
     if gray and result.pixels.ndim == 3:
-        result.pixels = result.pixels @ LUMA_WEIGHTS
+        result.pixels = result.pixels.astype(np.float32, copy=False) @ LUMA_WEIGHTS
     return result
