@@ -52,11 +52,15 @@ class _Worker:
     tasks: dict[Any, tuple[Callable, Any]] = field(default_factory=dict)  # key -> (fn, arg), in order given
 
 
+def forks() -> bool:
+    """Whether workers are forked (Linux), and so start with everything the parent has imported and loaded."""
+    return sys.platform.startswith("linux")
+
+
 def _context():
     import multiprocessing  # only when a pool starts: about 15 ms of imports
 
-    method = "fork" if sys.platform.startswith("linux") else "spawn"
-    return multiprocessing.get_context(method)
+    return multiprocessing.get_context("fork" if forks() else "spawn")
 
 
 def _serve(conn: "Connection", initializer: Callable[[], None] | None) -> None:

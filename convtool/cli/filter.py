@@ -193,12 +193,12 @@ def _summary(results: list, written: list[Path], total: int, elapsed: float, fol
 
     choices: dict[tuple[str, str, str], str] = {}  # (step, back-end, device) -> reason, as they ran
     for result in results:
-        for step, ran, where, reason in result.steps:
-            choices.setdefault((step, ran, where), reason)
+        for step, ran, device, reason in result.steps:
+            choices.setdefault((step, ran, device), reason)
     if verbose:
-        for (step, ran, where), reason in choices.items():
-            say(f"{step}: {ran} back-end on {where.upper()} ({reason.removesuffix('; ' + why_device)})")
-    steps = ", ".join(f"{step} ({ran} on {where.upper()})" for step, ran, where in choices) or "nothing"
+        for (step, ran, device), reason in choices.items():
+            say(f"{step}: {ran} back-end on {device.upper()} ({reason.removesuffix('; ' + why_device)})")
+    steps = ", ".join(f"{step} ({ran} on {device.upper()})" for step, ran, device in choices) or "nothing"
     say(f"Filtered {len(written)} of {total} image(s) in {elapsed:.2f} s{where} ({per_image_split(results)}): "
                   f"{steps} -> {written[0] if len(written) == 1 else folder}")
 
