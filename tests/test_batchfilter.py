@@ -148,3 +148,45 @@ def test_plan_loads_numba_only_when_each_process_has_enough_work(photos, monkeyp
     assert small.mode == "inline" and not small.numba and "NumPy" in small.reason
     monkeypatch.setattr(bf, "NUMBA_WORK_PER_PROCESS", 1000)
     assert bf.plan_filtering(photos[:1], SETTINGS).numba
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
+def test_sobel_output_matches_scipy(mode, tmp_path):
+    """The uint8 path (decode, core, magnitude and scaling in place, interleave) against scipy.ndimage in float64."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, (23, 31, 4), dtype=np.uint8)
+    source = tmp_path / "in.png"
+    Image.fromarray(pixels[..., : len(mode)].squeeze(), mode).save(source)
+    (result,) = run([source], tmp_path / "out", INLINE)
+    colour = pixels[..., : 1 if mode == "L" else 3].astype(np.float64)
+    sobel_x = np.array([[1, 0, -1], [2, 0, -2], [1, 0, -1]], float)
+    grads = [ndimage.correlate(colour, k[..., None], mode="mirror") for k in (sobel_x, sobel_x.T)]
+    magnitude = np.hypot(*grads)
+    expected = (magnitude - magnitude.min()) * 255 / (magnitude.max() - magnitude.min())
+    written = np.asarray(Image.open(result.job.target)).astype(np.float64)
+    written = written[..., None] if written.ndim == 2 else written
+    assert np.abs(written[..., : colour.shape[-1]] - expected).max() <= 1.0  # float32 against float64 rounding
+    if mode == "RGBA":
+        np.testing.assert_array_equal(written[..., 3], pixels[..., 3])
+
+
+def test_blas_probe_is_skipped_only_inside_the_context():
+    import sys
+
+    had = "scipy.linalg.cython_blas" in sys.modules or "numba.np.arraymath" in sys.modules
+    with bf._skip_blas_probe():
+        if not had:
+            with pytest.raises(ImportError):
+                import scipy.linalg.cython_blas  # noqa: F401
+    assert sys.modules.get("scipy.linalg.cython_blas", 0) is not None  # no sentinel left behind
+
+
+def test_warming_numba_loads_the_core_and_tolerates_a_kernel_larger_than_the_sample():
+    import sys
+
+    bf._load_numba(SETTINGS, (8, 8, 3))
+    assert "convtool.conv.cpu" in sys.modules
+    huge = FilterSettings([load_kernel("gaussian:sigma=9")], padding="valid")
+    bf._load_numba(huge, (4, 4))  # the job itself reports the kernel being too large

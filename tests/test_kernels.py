@@ -99,3 +99,11 @@ def test_bad_kernel_files(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(KernelError, match=message):
         load_kernel(str(path))
+
+
+def test_every_library_kernel_loads_the_same_from_its_own_file():
+    entries = library()
+    for name, table in entries.items():
+        kernel = load_kernel(name)
+        assert kernel.name == table.get("name", name)
+        assert len(kernel.matrices) == len(table.get("components", [None]))
