@@ -200,7 +200,7 @@ def _summary(results: list, written: list[Path], total: int, elapsed: float, fol
             say(f"{step}: {ran} back-end on {device.upper()} ({reason.removesuffix('; ' + why_device)})")
     steps = ", ".join(f"{step} ({ran} on {device.upper()})" for step, ran, device in choices) or "nothing"
     say(f"Filtered {len(written)} of {total} image(s) in {elapsed:.2f} s{where} ({per_image_split(results)}): "
-                  f"{steps} -> {written[0] if len(written) == 1 else folder}")
+        f"{steps} -> {written[0] if len(written) == 1 else folder}")
 
 
 def _label(spec: str, kernel) -> str:
