@@ -49,6 +49,26 @@ def test_processes_give_the_same_batches_in_order(numbered, chunk_size, depth):
     assert timings.max_in_flight <= depth
 
 
+@pytest.mark.parametrize("depth", [1, 2])
+def test_groups_split_among_workers_come_back_whole_and_in_order(numbered, depth):
+    """Groups of 16 are decoded as two parts of 8 by two workers into one slot; 14 is one part."""
+    assert decode.split_group(16, 2) == [(0, 8), (8, 16)] and decode.split_group(14, 2) == [(0, 14)]
+    chunks = [(c.paths, c.batch.copy()) for c in decoded_chunks(numbered, GRAY_4x4, chunk_size=16, depth=depth,
+                                                                  plan=DecodePlan("processes", 2, "test"))]
+    assert [len(paths) for paths, _ in chunks] == [16, 14]
+    assert [p for paths, _ in chunks for p in paths] == numbered
+    np.testing.assert_array_equal(np.concatenate([b[:, 0, 0, 0] for _, b in chunks]), np.arange(30))
+
+
+def test_a_failed_file_in_a_split_group_leaves_no_gap(numbered, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    files = numbered[:3] + [str(bad)] + numbered[3:15]  # group of 16: parts [0, 8) and [8, 16)
+    (chunk,) = decoded_chunks(files, GRAY_4x4, chunk_size=16, plan=DecodePlan("processes", 2, "test"))
+    assert chunk.paths == numbered[:15] and [f.path for f in chunk.failures] == [bad]
+    np.testing.assert_array_equal(chunk.batch[:, 0, 0, 0], np.arange(15))
+
+
 def test_a_bad_file_among_processes_is_a_failure_and_the_rest_go_on(numbered, tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")

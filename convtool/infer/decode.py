@@ -37,6 +37,7 @@ BYTE_SECONDS = 30e-9
 PROCESS_SECONDS = 0.02  # forking a worker and handing it its first batch
 WORKER_NICENESS = 10  # decoding workers run below the inference, which is what a batch waits for
 PROCESS_MIN_TOTAL_SECONDS = 0.2  # below this, two cores save less than workers cost to start
+MIN_PART = 8  # files: a group is split among the workers into parts no smaller than this
 
 
 @dataclass
@@ -231,6 +232,7 @@ _RINGS: dict[int, mmap.mmap] = {}  # ring id -> anonymous shared mapping, inheri
 class _Task:
     ring: int
     slot: int
+    offset: int  # first row of the slot this part of the group fills
     capacity: int
     paths: Sequence[str | Path]
     preparer: Preparer
@@ -252,43 +254,75 @@ def fixed_item_shape(preparer: Preparer) -> tuple[int, ...]:
 
 
 def _decode_task(task: _Task) -> Chunk:
-    """Run in a worker: decode ``task.paths`` into the task's slot; the reply carries no pixels."""
+    """Run in a worker: decode ``task.paths`` into its rows of the task's slot; the reply carries no pixels."""
     item = fixed_item_shape(task.preparer)
-    out = _slot(_RINGS[task.ring], task.slot, task.capacity, item, task.preparer.dtype)
+    out = _slot(_RINGS[task.ring], task.slot, task.capacity, item, task.preparer.dtype)[task.offset:]
     (chunk,) = decode_group(task.paths, task.preparer, draft=task.draft, out=out)
     chunk.batch = np.empty((0,))  # the pixels are in the slot already
     return chunk
+
+
+def split_group(size: int, workers: int) -> list[tuple[int, int]]:
+    """(start, stop) of the parts one group is decoded in: one per worker, at least MIN_PART files each,
+    so every worker helps with the first batch and none waits alone at the end."""
+    parts = max(1, min(workers, size // MIN_PART))
+    bounds = [size * k // parts for k in range(parts + 1)]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
 def process_chunks(groups: Sequence[Sequence[str | Path]], preparer: Preparer, *, workers: int, depth: int,
                    draft: bool = False) -> Iterator[tuple[Chunk, int]]:
     """Yield (chunk, batches waiting) in order, decoded by ``workers`` processes at most ``depth`` groups ahead.
 
-    The recipe must have a fixed height and width. A group whose worker died twice comes back as failures.
+    Each group is decoded in parts (split_group), each written straight into its rows of the group's
+    slot. The recipe must have a fixed height and width. A part whose worker died twice comes back as
+    failures.
     """
-    from convtool.workers import Lost, WorkerPool, ordered
+    from convtool.workers import WorkerPool, ordered
 
     item = fixed_item_shape(preparer)
     capacity = max((len(g) for g in groups), default=1)
     depth = max(1, min(depth, len(groups)))
+    parts = [split_group(len(group), workers) for group in groups]
     ring = mmap.mmap(-1, max(1, depth * capacity * math.prod(item) * preparer.dtype.itemsize))
     key = id(ring)
     _RINGS[key] = ring  # before the fork: the workers inherit the mapping
+    # A group's slot is reused by the group `depth` later: at most that many groups' parts in flight.
+    in_flight = (depth - 1) * max(len(p) for p in parts) + 1 if parts else 1
     try:
         with WorkerPool(workers, initializer=_set_up_worker) as pool:
-            tasks = (_Task(key, index % depth, capacity, group, preparer, draft) for index, group in enumerate(groups))
-            for index, (ok, reply) in enumerate(ordered(pool, _decode_task, tasks, in_flight=depth)):
-                group = groups[index]
-                if not ok and isinstance(reply, Lost):
-                    yield Chunk([], np.empty((0,)), [], None, [Failure(Path(p), f"{p}: {reply.reason}") for p in group],
-                                0.0), pool.pending
-                    continue
-                if not ok:
-                    raise ConvtoolError(f"decoding failed in a worker ({reply.kind}: {reply.message})")
-                reply.batch = _slot(ring, index % depth, capacity, item, preparer.dtype)[: len(reply.paths)]
-                yield reply, pool.pending
+            tasks = (_Task(key, index % depth, start, capacity, group[start:stop], preparer, draft)
+                     for index, group in enumerate(groups) for start, stop in parts[index])
+            replies = ordered(pool, _decode_task, tasks, in_flight=in_flight)
+            for index, group in enumerate(groups):
+                pieces = [(start, group[start:stop], *next(replies)) for start, stop in parts[index]]
+                slot = _slot(ring, index % depth, capacity, item, preparer.dtype)
+                yield _assemble(pieces, slot), pool.pending
     finally:
         del _RINGS[key]
+
+
+def _assemble(pieces: list, slot: np.ndarray) -> Chunk:
+    """One chunk from its parts' replies ``(start, paths, ok, reply)``: rows of files that failed leave
+    gaps in the slot, closed by moving the later rows up (only then is anything copied)."""
+    from convtool.workers import Lost
+
+    chunk = Chunk([], np.empty((0,)), [], None, [], 0.0)
+    for start, paths, ok, reply in pieces:
+        if not ok and isinstance(reply, Lost):
+            chunk.failures += [Failure(Path(p), f"{p}: {reply.reason}") for p in paths]
+            continue
+        if not ok:
+            raise ConvtoolError(f"decoding failed in a worker ({reply.kind}: {reply.message})")
+        row, count = len(chunk.paths), len(reply.paths)
+        if row != start and count:
+            slot[row : row + count] = slot[start : start + count]
+        chunk.paths += reply.paths
+        chunk.sizes += reply.sizes
+        chunk.failures += reply.failures
+        chunk.decode_seconds += reply.decode_seconds
+    chunk.batch = slot[: len(chunk.paths)]
+    return chunk
 
 
 def _set_up_worker() -> None:
