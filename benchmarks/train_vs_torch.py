@@ -28,6 +28,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `convtool train` does
 
 import numpy as np  # noqa: E402
 
+from convtool.heap import keep_freed_memory  # noqa: E402
 from convtool.nn import models, recipe, train  # noqa: E402
 from convtool.nn._conv_kernels import using_threads  # noqa: E402
 from convtool.nn.optim import make_optimizer  # noqa: E402
@@ -75,7 +76,7 @@ def main() -> None:
     parser.add_argument("--torch-python", default="/work/torchenv/bin/python")
     args = parser.parse_args()
 
-    train.keep_freed_memory()  # as `convtool train` does
+    keep_freed_memory()  # as `convtool train` does
     p = recipe.prepare("classify", None)
     print(f"load average before: {_load()}", flush=True)
     summary = []

@@ -23,6 +23,7 @@ import numpy as np
 
 from convtool.errors import ConvtoolError, OutputError, UsageError
 from convtool.filtering import FilterSettings, chain_out_scale, filter_planes, scale_for_output
+from convtool.heap import keep_freed_memory
 
 QUALITY = 90  # JPEG and WebP quality unless asked otherwise
 PROCESS_MIN_SECONDS = 0.4  # estimated work below which worker processes cost more than they save
@@ -31,7 +32,6 @@ PIXEL_SECONDS = 25e-9  # decode + scale + encode per pixel and channel, measured
 # with the BLAS probe skipped: see _skip_blas_probe); on 640x480 RGB Sobel it then runs about 8x faster than
 # NumPy's 0.3e9 multiply-adds per second (5 vs 40 ms). It pays once a process has about 0.35e9 to do.
 NUMBA_WORK_PER_PROCESS = 350_000_000
-WORKER_HEAP_BYTES = 32 << 20  # workers keep freed blocks up to this size for the next image (no page faults)
 
 
 @dataclass(frozen=True)
@@ -309,24 +309,9 @@ def _worker_setup(numba_for: FilterSettings | None, sample: tuple[int, ...] | No
     os.environ["NUMBA_NUM_THREADS"] = "1"
     if "convtool.conv.cpu" in sys.modules:
         sys.modules["convtool.conv.cpu"].set_threads(1)
-    _keep_freed_memory()
+    keep_freed_memory()
     if numba_for is not None:
         _load_numba(numba_for, sample)
-
-
-def _keep_freed_memory() -> None:
-    """glibc: serve blocks up to WORKER_HEAP_BYTES from the heap and keep it, so each image's arrays reuse the
-    last image's pages (fresh mmap'd arrays cost about 1 ms of page faults per 4 MB: a third of a 640x480 Sobel)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None)
-        libc.mallopt(-3, WORKER_HEAP_BYTES)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 8 * WORKER_HEAP_BYTES)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 def _load_numba(settings: FilterSettings, sample: tuple[int, ...] | None) -> None:

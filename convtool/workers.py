@@ -244,25 +244,6 @@ def ordered(pool: WorkerPool, fn: Callable[[Any], Any], args: Iterable[Any], *,
         yielded += 1
 
 
-WORKER_HEAP_BYTES = 32 << 20  # a worker keeps freed blocks up to this size for its next task
-
-
-def keep_freed_memory() -> None:
-    """In a worker: glibc serves blocks up to WORKER_HEAP_BYTES from the heap and keeps them once freed,
-    so each task's images and arrays reuse the last task's pages. Fresh memory costs about 5 us of page
-    faults per 4 KB page here: 0.6 ms of a 640x480 photo's 2.5 ms decode. Not glibc: nothing changes."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None)
-        libc.mallopt(-3, WORKER_HEAP_BYTES)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 8 * WORKER_HEAP_BYTES)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):  # no mallopt (not glibc)
-        pass
-
-
 def default_workers() -> int:
     """Worker processes for a batch job: one per core this process may use."""
     try:

@@ -111,6 +111,7 @@ def command(ctx, arch, arch_option, output, overwrite, quiet, resume, strict, th
     preprocessing in its metadata, so `convtool classify` / `segment` need no flags for it. Ctrl-C
     stops and saves the best model so far; --resume continues from the checkpoint.
     """
+    from convtool.heap import keep_freed_memory
     from convtool.nn import checkpoint, recipe, train
 
     if resume is not None:
@@ -125,7 +126,7 @@ def command(ctx, arch, arch_option, output, overwrite, quiet, resume, strict, th
     data, init_from = _path(settings["data"]), _path(settings["init_from"])
     overwrite = overwrite or saved is not None
     paths = _check_paths(output, task, data, init_from, overwrite)
-    train.keep_freed_memory()
+    keep_freed_memory()
 
     from rich.console import Console
 

@@ -328,7 +328,7 @@ def _assemble(pieces: list, slot: np.ndarray) -> Chunk:
 def _set_up_worker() -> None:
     """In a decoding worker: yield to the main process's inference when both want a core, and keep
     freed memory for the next group (no page faults for each image's buffers)."""
-    from convtool.workers import keep_freed_memory
+    from convtool.heap import keep_freed_memory
 
     os.nice(WORKER_NICENESS)
     keep_freed_memory()

@@ -112,25 +112,6 @@ EpochCallback = Callable[[EpochRecord], None]
 CheckpointCallback = Callable[[Network, Optimizer, np.random.Generator, "Result"], None]
 
 
-def keep_freed_memory() -> bool:
-    """Ask glibc to keep freed blocks for reuse instead of returning them to the OS.
-
-    Training allocates the same few-MB arrays at every step; fresh pages cost page faults, about a
-    fifth of a LeNet-5 step here. Process-wide, so only the CLI and benchmarks call it. Returns
-    False where it does not apply (not glibc).
-    """
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name or "libc.so.6")
-        trim_threshold, mmap_threshold = -1, -3  # M_TRIM_THRESHOLD, M_MMAP_THRESHOLD from malloc.h
-        return bool(libc.mallopt(mmap_threshold, 32 << 20) and libc.mallopt(trim_threshold, 1 << 30))
-    except (OSError, AttributeError):
-        return False
-
-
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
     """``m[t, p]`` = how many samples (or pixels) of true class t were predicted as p."""
     return np.bincount(labels.ravel() * classes + predicted.ravel(), minlength=classes * classes).reshape(classes, classes)
