@@ -1,14 +1,19 @@
-"""`convtool classify --ray` (a local Ray on this machine) against convtool's own single-machine path.
+"""`convtool classify --ray` (Ray on this machine) against convtool's own single-machine path.
 
 Workloads, written to a temp folder by this script:
+- fixed cost: one image, process start to the first result row (target <= 6 s) and to exit, for the
+  local path, for `--ray` starting its own Ray, and for `--ray ADDRESS` joining a Ray already running
+  here (started by this script with ray.init, as `ray start --head` would be): the first job on it (which
+  also starts Ray Data's own bookkeeping actors) and a later one.
 - photos: 1,000 640x480 JPEG crops of the sample photos, a 32x32 NHWC classifier (a small conv net with
   random weights, built here), batch 64. Target: --ray images/s >= 0.8x the local path's.
 - digits: 2,000 and 20,000 MNIST PNGs, LeNet-5 (dynamic batch) at batch 256: images/s ratio, and the
   driver's peak RSS at 2,000 vs 20,000 (target: flat, within 10%).
-- fixed cost: --ray on one image, process start to exit (target <= 6 s), next to the local run's.
 
-Each run is a fresh `convtool` process; its own peak RSS (the driver, not Ray's workers) is read with
-getrusage. Usage: python benchmarks/ray_vs_local.py [--skip-20000]
+Each run is a fresh `convtool` process writing its rows to stdout (`-o -`), read here as they come:
+"whole run" is process start to exit; "once started" is the rate between the first and the last row
+(the images after the first chunk over that time), the same measure for both paths. The driver's own
+peak RSS (not Ray's workers) is read with getrusage. Usage: python benchmarks/ray_vs_local.py [--skip-20000]
 The machine is shared and noisy: compare the ratios printed here, measured in one run, and note `uptime`.
 """
 
@@ -20,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,29 +37,47 @@ sys.path.insert(0, str(ROOT / "tests"))
 from infer_helpers import lenet, mnist  # noqa: E402
 
 DRIVER = """
-import resource, sys
-from convtool.cli.main import cli
-try:
-    cli.main(sys.argv[1:], prog_name="convtool")
-except SystemExit as exit:
-    code = exit.code
-else:
-    code = 0
-print(f"peak-rss-kb {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}", file=sys.stderr)
-sys.exit(code)
+import atexit, resource, sys
+from convtool.cli import main
+atexit.register(lambda: print(f"peak-rss-kb {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}", file=sys.stderr))
+sys.argv = ["convtool", *sys.argv[1:]]
+main.main()
 """
 
 
-def run(args: list[str]) -> tuple[float, int]:
-    """Wall seconds and the driver's peak RSS (kB) of one `convtool ...` process."""
-    env = dict(os.environ, RAY_ENABLE_UV_RUN_RUNTIME_ENV="0")
+@dataclass
+class Run:
+    """One `convtool` process: seconds from its start to its first row, to its last row and to its exit."""
+
+    first: float
+    last: float
+    exit: float
+    rows: list[str]
+    rss_kb: int
+
+    def steady(self, chunk: int) -> float:
+        """Images/s between the first and the last row (the rows after the first chunk)."""
+        return (len(self.rows) - chunk) / max(self.last - self.first, 1e-3)
+
+
+def run(args: list[str], env: dict | None = None) -> Run:
+    """Run `convtool ARGS -o -` and time its rows as they reach stdout."""
+    env = dict(os.environ, RAY_ENABLE_UV_RUN_RUNTIME_ENV="0", PYTHONUNBUFFERED="1", **(env or {}))
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", DRIVER, *args], capture_output=True, text=True, env=env)
+    process = subprocess.Popen([sys.executable, "-c", DRIVER, *args, "-o", "-"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env)
+    assert process.stdout is not None and process.stderr is not None
+    rows, first, last = [], 0.0, 0.0
+    for line in process.stdout:
+        last = time.perf_counter() - start
+        first = first or last
+        rows.append(line)
+    stderr = process.stderr.read()
+    code = process.wait()
     elapsed = time.perf_counter() - start
-    if done.returncode != 0:
-        sys.exit(f"failed: convtool {' '.join(args)}\n{done.stderr[-2000:]}")
-    rss = int(done.stderr.rsplit("peak-rss-kb ", 1)[1].split()[0])
-    return elapsed, rss
+    if code != 0:
+        sys.exit(f"failed: convtool {' '.join(args)}\n{stderr[-2000:]}")
+    return Run(first, last, elapsed, rows, int(stderr.rsplit("peak-rss-kb ", 1)[1].split()[0]))
 
 
 def photos(folder: Path, count: int) -> None:
@@ -93,24 +117,43 @@ def small_classifier(path: Path) -> Path:
     return path
 
 
-def compare(name: str, folder: Path, model: Path, batch: int, count: int, out: Path,
-            fixed: tuple[float, float]) -> tuple[float, int]:
-    """Both paths on one folder; ratios of whole runs and of the rate once started (one-image run subtracted)."""
-    args = ["classify", str(folder), "-m", str(model), "--batch", str(batch), "--overwrite"]
-    local, local_rss = run([*args, "-o", str(out / f"{name}-local.csv")])
-    ray, ray_rss = run([*args, "-o", str(out / f"{name}-ray.csv"), "--ray"])
-    same = (out / f"{name}-local.csv").read_text() == (out / f"{name}-ray.csv").read_text()
-    steady_local, steady_ray = count / max(local - fixed[0], 1e-3), count / max(ray - fixed[1], 1e-3)
-    print(f"{name:12s} {count:6d} images: local {local:6.2f} s ({count / local:5.0f} img/s), --ray {ray:6.2f} s "
-          f"({count / ray:5.0f} img/s): ray/local = {local / ray:.2f}x whole run, {steady_ray / steady_local:.2f}x "
-          f"once started ({steady_local:.0f} vs {steady_ray:.0f} img/s); driver peak RSS local "
-          f"{local_rss / 1024:.0f} MB, ray {ray_rss / 1024:.0f} MB; same rows: {same}")
-    return local / ray, ray_rss
+def compare(name: str, folder: Path, model: Path, batch: int, count: int) -> tuple[float, int]:
+    """Both paths on one folder: images/s over the whole run and once started; the driver's peak RSS."""
+    args = ["classify", str(folder), "-m", str(model), "--batch", str(batch)]
+    local, ray = run(args), run([*args, "--ray"])
+    whole = local.exit / ray.exit
+    steady_local, steady_ray = local.steady(batch), ray.steady(batch)
+    print(f"{name:12s} {count:6d} images: local {local.exit:6.2f} s ({count / local.exit:5.0f} img/s), --ray "
+          f"{ray.exit:6.2f} s ({count / ray.exit:5.0f} img/s): ray/local = {whole:.2f}x whole run, "
+          f"{steady_ray / steady_local:.2f}x once started ({steady_local:.0f} vs {steady_ray:.0f} img/s; first row "
+          f"after {local.first:.2f} vs {ray.first:.2f} s); driver peak RSS local {local.rss_kb / 1024:.0f} MB, "
+          f"ray {ray.rss_kb / 1024:.0f} MB; same rows: {local.rows == ray.rows}")
+    return steady_ray / steady_local, ray.rss_kb
+
+
+def fixed_costs(one: Path, model: Path) -> None:
+    """One image: local, --ray starting its own Ray, and --ray joining a Ray that is already running."""
+    import ray
+
+    args = ["classify", str(one), "-m", str(model)]
+    local, own = run(args), run([*args, "--ray"])
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)  # as `ray start --head`
+    try:  # joining by address: RAY_AUTH_MODE=token (set by ray.init here) reaches the child's environment
+        address = ray.get_runtime_context().gcs_address
+        joined = [run([*args, "--ray", address]) for _ in range(2)]
+    finally:
+        ray.shutdown()
+    for what, result in (("local", local), ("--ray (starts its own Ray)", own),
+                         ("--ray ADDRESS, first job on a running Ray", joined[0]),
+                         ("--ray ADDRESS, a later job", joined[1])):
+        print(f"fixed cost   one image, {what}: first result after {result.first:5.2f} s, exit after "
+              f"{result.exit:5.2f} s (target <= 6 s to the first result)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-20000", action="store_true", help="Leave out the 20,000-image run.")
+    parser.add_argument("--only", choices=("fixed", "photos"), help="Only the one-image runs, or only the photos.")
     options = parser.parse_args()
     print(f"load: {os.getloadavg()[0]:.1f} {os.getloadavg()[1]:.1f} {os.getloadavg()[2]:.1f} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,17 +164,19 @@ def main() -> None:
         one = tmp_path / "one"
         one.mkdir()
         (one / "00000.jpg").write_bytes((tmp_path / "photos" / "00000.jpg").read_bytes())
-        local, _ = run(["classify", str(one), "-m", str(small)])
-        fixed, _ = run(["classify", str(one), "-m", str(small), "--ray"])
-        print(f"fixed cost   one image: local {local:.2f} s, --ray {fixed:.2f} s (process start to result and exit; "
-              f"target <= 6 s)")
-        compare("photos 32x32", tmp_path / "photos", small, 64, 1000, tmp_path, (local, fixed))
+        if options.only != "photos":
+            fixed_costs(one, small)
+        if options.only != "fixed":
+            compare("photos 32x32", tmp_path / "photos", small, 64, 1000)
+        if options.only:
+            return
         digits(tmp_path / "d2000", 2000)
-        _, rss_small = compare("digits", tmp_path / "d2000", net, 256, 2000, tmp_path, (local, fixed))
+        _, rss_small = compare("digits", tmp_path / "d2000", net, 256, 2000)
         if not options.skip_20000:
             digits(tmp_path / "d20000", 20000)
-            _, rss_large = compare("digits", tmp_path / "d20000", net, 256, 20000, tmp_path, (local, fixed))
+            _, rss_large = compare("digits", tmp_path / "d20000", net, 256, 20000)
             print(f"driver peak RSS with --ray: 20,000 / 2,000 images = {rss_large / rss_small:.2f}x (target <= 1.10)")
+        print(f"load at the end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

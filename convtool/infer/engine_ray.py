@@ -105,11 +105,21 @@ def connect(address: str | None = None) -> Iterator[Cluster]:
         nodes = [node for node in ray.nodes() if node.get("Alive")]
         here = ray.util.get_node_ip_address()
         where = ray.get_runtime_context().gcs_address
-        yield Cluster(where, len(nodes), int(resources.get("CPU", 0)), int(resources.get("GPU", 0)),
-                      started and address is None, all(node.get("NodeManagerAddress") == here for node in nodes))
+        new = started and address is None and where != _ray_start_address()  # not a `ray start` cluster joined
+        yield Cluster(where, len(nodes), int(resources.get("CPU", 0)), int(resources.get("GPU", 0)), new,
+                      all(node.get("NodeManagerAddress") == here for node in nodes))
     finally:
         if started:
             ray.shutdown()
+
+
+def _ray_start_address() -> str | None:
+    """The cluster started on this machine with ``ray start``, which ``ray.init()`` without an address joins."""
+    temp = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp"
+    try:
+        return (Path(temp) / "ray" / "ray_current_cluster").read_text().strip() or None
+    except OSError:
+        return None
 
 
 def _init(ray, address: str | None) -> None:
