@@ -272,7 +272,7 @@ def split_group(size: int, workers: int) -> list[tuple[int, int]]:
 
 def process_chunks(groups: Sequence[Sequence[str | Path]], preparer: Preparer, *, workers: int, depth: int,
                    draft: bool = False) -> Iterator[tuple[Chunk, int]]:
-    """Yield (chunk, batches waiting) in order, decoded by ``workers`` processes at most ``depth`` groups ahead.
+    """Yield (chunk, groups in the workers) in order, decoded by ``workers`` processes at most ``depth`` groups ahead.
 
     Each group is decoded in parts (split_group), each written straight into its rows of the group's
     slot. The recipe must have a fixed height and width. A part whose worker died twice comes back as
@@ -297,7 +297,7 @@ def process_chunks(groups: Sequence[Sequence[str | Path]], preparer: Preparer, *
             for index, group in enumerate(groups):
                 pieces = [(start, group[start:stop], *next(replies)) for start, stop in parts[index]]
                 slot = _slot(ring, index % depth, capacity, item, preparer.dtype)
-                yield _assemble(pieces, slot), pool.pending
+                yield _assemble(pieces, slot), -(-pool.pending // len(parts[index]))
     finally:
         del _RINGS[key]
 
