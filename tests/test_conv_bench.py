@@ -93,3 +93,12 @@ def test_case_selects_cases_by_name_and_one_matching_nothing_is_a_usage_error():
     missing = CliRunner().invoke(cli, ["bench", "--quick", "--case", "nothing like this"])
     assert missing.exit_code != 0
     assert "no benchmark case matches 'nothing like this'" in missing.output
+
+
+def test_loading_the_numba_kernels_does_not_import_scipy_linalg_and_jitted_dot_still_works():
+    script = ("import sys, numpy as np, numba; from convtool.conv import correlate2d; "
+              "correlate2d(np.ones((9, 9), np.float32), np.ones((3, 3)), backend='direct'); "
+              "print('scipy.linalg' in sys.modules); "
+              "print(numba.njit(lambda a: np.dot(a, a))(np.ones(3)))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "3.0"]

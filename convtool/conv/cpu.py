@@ -21,16 +21,35 @@ of OpenMP's start-up stalls).
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from numba import njit, uint64
 
-from convtool.conv import borders
-from convtool.conv.stream import copy_out, fence
+
+def _load_numba_without_blas_probe() -> None:
+    """Import Numba's array lowering with scipy's BLAS hidden: the first compile or cache load in a process
+    otherwise imports scipy.linalg (0.3-0.6 s) only to learn whether jitted np.dot may call BLAS, which
+    these kernels never do. np.dot in other jitted code still finds scipy when it is compiled."""
+    if "numba.np.arraymath" in sys.modules or "scipy.linalg.cython_blas" in sys.modules:
+        return
+    sys.modules["scipy.linalg.cython_blas"] = None  # type: ignore[assignment]
+    try:
+        import numba.np.arraymath  # noqa: F401
+    finally:
+        if sys.modules.get("scipy.linalg.cython_blas", 0) is None:
+            del sys.modules["scipy.linalg.cython_blas"]
+
+
+_load_numba_without_blas_probe()
+
+from numba import njit, uint64  # noqa: E402
+
+from convtool.conv import borders  # noqa: E402
+from convtool.conv.stream import copy_out, fence  # noqa: E402
 
 BORDER_CODES = borders.CODES  # border code for each convtool border name (numpy.pad semantics)
 _POOL_MAX, _POOL_AVG, _POOL_L2 = 0, 1, 2
