@@ -41,9 +41,12 @@ NATIVE_DTYPES = (np.uint8, np.float32)  # the Numba kernels read these directly;
 # a pass over a row costs about one unit per tap plus a fixed pass overhead; the FFT costs about
 # FFT_COST_PER_LOG2 * log2(padded pixels) per pixel whatever the kernel (numpy FFT, padding and
 # the spectrum product included: about 15-18 Mpix/s here, so it wins past about 23x23 dense taps).
-# (Rechecked after both Numba paths stopped copying rows before their taps: Sobel 3x3 as 6 direct taps
-# runs 1.1x faster than as 2 + 3 separable taps on 4096^2 and 1080p RGB, as this model says.)
+# Small planes (filtered whole, in cache) pay PASS_OVERHEAD per pass; large ones (a ring of rows, outputs
+# streamed) only ROW_PASS_OVERHEAD: there Sobel 3x3 as 2 + 3 separable taps beats 6 direct taps (2 threads,
+# medians of 31: 1080p RGB uint8 3.2 vs 5.0 ms, 4096^2 float32 17.9 vs 20.0 ms), at 64^2-512^2 it does not.
 PASS_OVERHEAD = 3.0
+ROW_PASS_OVERHEAD = 0.5
+LARGE_PLANE = 1 << 17  # padded pixels from which the Numba kernels keep a ring of rows (cpu.FLAT_PIXELS)
 FFT_COST_PER_LOG2 = 25.0
 # Until Numba is loaded, plain NumPy wins for small jobs: loading Numba and its cache costs about 1 s,
 # NumPy does about 0.3-1e9 multiply-adds per second.
@@ -153,11 +156,12 @@ def _cost_choice(image_shape: tuple[int, ...], kernel_shape: tuple[int, int], da
                  stride: tuple[int, int], why_device: str, numba_in: bool) -> Choice:
     """_cost_model's answer (about 60 us to work out: 10% of filtering 256 28x28 digits)."""
     taps, row, column = _tap_counts(kernel_shape, data)
-    costs = {"direct": taps + PASS_OVERHEAD}
     pixels = float(math.prod(n + k - 1 for n, k in zip(image_shape[-2:], kernel_shape, strict=True)))
+    overhead = ROW_PASS_OVERHEAD if pixels > LARGE_PLANE else PASS_OVERHEAD
+    costs = {"direct": taps + overhead}
     planes = float(math.prod(image_shape[:-2]))
     if rank1:
-        costs["separable"] = (row + column + 2 * PASS_OVERHEAD) * (1 if stride[0] == 1 else 1.5)
+        costs["separable"] = (row + column + 2 * overhead) * (1 if stride[0] == 1 else 1.5)
     # the FFT computes every stride-1 output, so strides multiply its cost per kept pixel
     costs["fft"] = FFT_COST_PER_LOG2 * math.log2(max(pixels, 2.0)) * stride[0] * stride[1]
     best = min(costs, key=lambda name: costs[name])
@@ -233,9 +237,14 @@ def correlate2d(image: np.ndarray, kernel: np.ndarray, *, stride: Pair = 1, padd
     """
     image = np.asarray(image)
     kernel = np.asarray(kernel, dtype=np.float64)
-    plan = correlation_plan(image.shape, image.dtype, kernel.shape, kernel.tobytes(), _hashable(stride),
-                            _hashable(padding), border, cval, _hashable(dilation), backend, device, numba_loaded(),
-                            _channels_last(channel_axis, image.ndim))
+    channels_last = False if channel_axis is None else _channels_last(channel_axis, image.ndim)
+    try:  # the common case: geometry given as ints, strings or tuples of them
+        plan = correlation_plan(image.shape, image.dtype, kernel.shape, kernel.tobytes(), stride, padding, border,
+                                cval, dilation, backend, device, "numba" in sys.modules, channels_last)
+    except TypeError:  # a list or array somewhere: key the cache on its tuple form
+        plan = correlation_plan(image.shape, image.dtype, kernel.shape, kernel.tobytes(), _hashable(stride),
+                                _hashable(padding), border, cval, _hashable(dilation), backend, device,
+                                numba_loaded(), channels_last)
     return _execute(plan, image, out)
 
 
@@ -256,15 +265,15 @@ class Plan:
 
     ``run(stack, out)`` takes the (B, H, W) stack in ``stack_dtype`` and the (B, OH, OW) float32 output;
     for interleaved (..., H, W, C) images, the (B, H, W * C) stack and the (B, OH, OW * C) output
-    (``stack_hw`` and ``out_rows`` are those last two axes).
+    (``stack_shape`` and ``out_stack_shape`` reshape the caller's arrays to those).
     """
 
     choice: Choice
     out_shape: tuple[int, ...]
     stack_dtype: np.dtype
     run: Callable[[np.ndarray, np.ndarray], None]
-    stack_hw: tuple[int, int]
-    out_rows: tuple[int, int]
+    stack_shape: tuple[int, int, int]  # (-1, H, W), or (-1, H, W * C) for interleaved images
+    out_stack_shape: tuple[int, int, int]  # (-1, OH, OW), or (-1, OH, OW * C)
 
 
 @functools.lru_cache(maxsize=256)
@@ -292,10 +301,10 @@ def correlation_plan(image_shape: tuple[int, ...], dtype: np.dtype, kernel_shape
     if backend == "auto" and choice.backend == "numpy":
         run = functools.partial(_numpy_until_numba_pays, run)
     if not channels_last:
-        return Plan(choice, tuple(image_shape[:-2]) + out_hw, _stack_dtype(dtype), run, (planes[-2], planes[-1]),
-                    (out_hw[0], out_hw[1]))
+        return Plan(choice, tuple(image_shape[:-2]) + out_hw, _stack_dtype(dtype), run, (-1, planes[-2], planes[-1]),
+                    (-1, out_hw[0], out_hw[1]))
     return Plan(choice, tuple(image_shape[:-3]) + out_hw + (channels,), _stack_dtype(dtype), run,
-                (planes[-2], planes[-1] * channels), (out_hw[0], out_hw[1] * channels))
+                (-1, planes[-2], planes[-1] * channels), (-1, out_hw[0], out_hw[1] * channels))
 
 
 def _numpy_until_numba_pays(run: Callable[[np.ndarray, np.ndarray], None], stack: np.ndarray, out: np.ndarray) -> None:
@@ -388,8 +397,9 @@ def _factors(kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _execute(plan: Plan, image: np.ndarray, out: np.ndarray | None) -> np.ndarray:
     """Run ``plan`` on ``image`` into ``out`` (checked) or a new float32 array, and return it."""
     target = np.empty(plan.out_shape, dtype=np.float32) if out is None else check_out(out, plan.out_shape, image)
-    stack = np.ascontiguousarray(image, dtype=plan.stack_dtype).reshape((-1,) + plan.stack_hw)
-    plan.run(stack, target.reshape((-1,) + plan.out_rows))
+    stack = image if image.dtype == plan.stack_dtype and image.flags.c_contiguous else \
+        np.ascontiguousarray(image, dtype=plan.stack_dtype)
+    plan.run(stack.reshape(plan.stack_shape), target.reshape(plan.out_stack_shape))
     return target
 
 
