@@ -161,3 +161,14 @@ def test_io_binding_that_fails_falls_back_to_plain_runs(tmp_path):
     model.session, model.bind = Broken(model.session), True
     np.testing.assert_array_equal(model.run(x)[0], plain)
     assert model.bind is False
+
+
+def test_threads_every_core_except_one_image_per_run_of_a_tiny_model(tmp_path, monkeypatch):
+    """mnist-12 (fixed batch 1, 1x28x28) runs on one thread; LeNet with a dynamic batch gets every core."""
+    from convtool.infer import session as sessions
+
+    monkeypatch.setattr(sessions, "default_threads", lambda: 2)
+    tiny = open_session(MNIST_12, "cpu").session.get_session_options()
+    batched = open_session(lenet(tmp_path / "lenet.onnx"), "cpu").session.get_session_options()
+    asked = open_session(MNIST_12, "cpu", threads=2).session.get_session_options()
+    assert (tiny.intra_op_num_threads, batched.intra_op_num_threads, asked.intra_op_num_threads) == (1, 2, 2)
