@@ -17,13 +17,16 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
 
 from convtool.errors import ConvtoolError, OutputError, UsageError
 from convtool.filtering import FilterSettings, chain_out_scale, filter_planes, scale_for_output
 from convtool.heap import keep_freed_memory
+
+if TYPE_CHECKING:
+    from convtool.io.read import ImageArray
 
 QUALITY = 90  # JPEG and WebP quality unless asked otherwise
 PROCESS_MIN_SECONDS = 0.4  # estimated work below which worker processes cost more than they save
@@ -131,14 +134,24 @@ def _first_image_shape(files: Sequence[Path]) -> tuple[int, int, int]:
     return 1, 1, 1
 
 
-def run_job(job: FileJob) -> FileResult:
-    """Read, filter, scale, encode and write one file to ``job.temp``; errors become ``result.error``."""
+def run_job(job: FileJob, read: Callable[[], tuple[ImageArray | BaseException, float]] | None = None) -> FileResult:
+    """Read, filter, scale, encode and write one file to ``job.temp``; errors become ``result.error``.
+
+    ``read``, if given, returns the job's image (or the exception reading it raised) and the seconds it
+    took, read ahead by :func:`_read_ahead`.
+    """
     from convtool.io.read import read_image
 
     result = FileResult(job)
     try:
         started = time.perf_counter()
-        image = read_image(job.path, gray=job.gray, native=True)
+        if read is None:
+            image = read_image(job.path, gray=job.gray, native=True)
+        else:
+            got, seconds = read()
+            if isinstance(got, BaseException):
+                raise got
+            image, started = got, started - seconds
         decoded = time.perf_counter()
         steps: list = []
         planes = filter_planes(image.pixels, job.settings, steps)
@@ -260,12 +273,38 @@ def filter_files(jobs: Sequence[FileJob], plan: FilterPlan, *, overwrite: bool =
         if plan.mode == "processes":
             yield from _in_processes(jobs, plan, overwrite)
         else:
-            if plan.numba and jobs:
-                _load_numba(jobs[0].settings, plan.sample)
-            for job in jobs:
-                yield _finish(run_job(job), overwrite)
+            read = None
+            if plan.numba and jobs:  # decode the first image (Pillow releases the GIL) while Numba loads
+                read = _read_ahead(jobs[0], functools.partial(_load_numba, jobs[0].settings, plan.sample))
+            for index, job in enumerate(jobs):
+                yield _finish(run_job(job, read if index == 0 else None), overwrite)
     finally:
         remove_temps(jobs)
+
+
+def _read_ahead(job: FileJob, meanwhile: Callable[[], None]) -> Callable[[], tuple[ImageArray | BaseException, float]]:
+    """Read ``job``'s image on a thread while ``meanwhile()`` runs here; returns the :func:`run_job` ``read``."""
+    import threading
+
+    from convtool.io.read import read_image
+
+    box: list = [None, 0.0]
+
+    def read() -> None:
+        started = time.perf_counter()
+        try:
+            box[0] = read_image(job.path, gray=job.gray, native=True)
+        except Exception as exc:  # noqa: BLE001 - handed to run_job, which reports it as it would its own
+            box[0] = exc
+        box[1] = time.perf_counter() - started
+
+    thread = threading.Thread(target=read, name="convtool-read", daemon=True)
+    thread.start()
+    try:
+        meanwhile()
+    finally:
+        thread.join()
+    return lambda: (box[0], box[1])
 
 
 def _finish(result: FileResult, overwrite: bool) -> FileResult:

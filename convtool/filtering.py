@@ -38,11 +38,16 @@ class FilterSettings:
                     dilation=self.dilation)
 
 
+SURELY_FINITE = 1e37  # |values| below this bound cannot have overflowed float32 (largest about 3.4e38)
+
+
 def apply_kernel(planes: np.ndarray, kernel: Kernel, settings: FilterSettings,
-                 choices: list[tuple[str, conv.Choice]]) -> np.ndarray:
+                 choices: list[tuple[str, conv.Choice]], *, bound: float = math.inf) -> np.ndarray:
     """Filter (..., H, W) planes with one kernel; combined kernels give the gradient magnitude.
 
-    The back-end and device chosen for each matrix are appended to ``choices``.
+    The back-end and device chosen for each matrix are appended to ``choices``. ``bound`` is the largest
+    absolute value the planes can hold (255 for uint8 pixels); when the weights prove every value finite,
+    the passes that look for overflow are skipped.
     """
     responses = []
     for matrix in kernel.matrices:
@@ -59,10 +64,29 @@ def apply_kernel(planes: np.ndarray, kernel: Kernel, settings: FilterSettings,
         result = _magnitude(responses)
     else:
         raise UsageError(f"kernel {kernel.name!r}: unknown combination {kernel.combine!r}")
-    if not (np.isfinite(result.max()) and np.isfinite(result.min())):  # NaN and inf reach the extremes
+    if not _surely_finite(kernel, bound, settings) and not (
+            np.isfinite(result.max()) and np.isfinite(result.min())):  # NaN and inf reach the extremes
         raise UsageError(f"kernel {kernel.name!r}: the filtered values overflow float32 (the kernel's weights "
                          "are too large for these pixels); scale the kernel down")
     return result
+
+
+def response_bound(kernel: Kernel, bound: float, settings: FilterSettings) -> float:
+    """The largest absolute value ``kernel`` can give on planes whose values are at most ``bound`` in size
+    (the padding's constant counts too): sum of absolute weights per matrix, root-sum-square for a magnitude."""
+    sums = _matrix_bounds(kernel, bound, settings)
+    return sums[0] if len(sums) == 1 else math.sqrt(sum(v * v for v in sums))
+
+
+def _surely_finite(kernel: Kernel, bound: float, settings: FilterSettings) -> bool:
+    """Whether every value computed for ``kernel`` (a magnitude's squares included) stays far inside float32."""
+    sums = _matrix_bounds(kernel, bound, settings)
+    return (sums[0] if len(sums) == 1 else sum(v * v for v in sums)) < SURELY_FINITE
+
+
+def _matrix_bounds(kernel: Kernel, bound: float, settings: FilterSettings) -> list[float]:
+    reach = max(bound, abs(settings.cval)) if settings.border == "constant" else bound
+    return [reach * float(np.abs(m).sum()) for m in kernel.matrices]
 
 
 def _magnitude(responses: list[np.ndarray]) -> np.ndarray:
@@ -102,8 +126,10 @@ def filter_planes(pixels: np.ndarray, settings: FilterSettings,
     choices = [] if choices is None else choices
     planes = np.moveaxis(pixels, -1, 0) if pixels.ndim == 3 else pixels  # C,H,W
     planes = np.ascontiguousarray(planes, dtype=np.uint8 if pixels.dtype == np.uint8 else np.float32)
+    bound = 255.0 if planes.dtype == np.uint8 else math.inf  # the largest |value| the planes can hold
     for kernel in settings.kernels:
-        planes = apply_kernel(planes, kernel, settings, choices)
+        planes = apply_kernel(planes, kernel, settings, choices, bound=bound)
+        bound = response_bound(kernel, bound, settings)
     if settings.pool is not None:
         pool = settings.pool.broadcast(2)
         windows = planes.size * math.prod(pool.size) / math.prod(pool.strides)

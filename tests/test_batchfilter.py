@@ -190,3 +190,30 @@ def test_warming_numba_loads_the_core_and_tolerates_a_kernel_larger_than_the_sam
     assert "convtool.conv.cpu" in sys.modules
     huge = FilterSettings([load_kernel("gaussian:sigma=9")], padding="valid")
     bf._load_numba(huge, (4, 4))  # the job itself reports the kernel being too large
+
+
+def test_overflow_is_still_caught_on_uint8_pixels_and_in_a_magnitude():
+    from convtool.errors import UsageError
+    from convtool.filtering import filter_planes
+    from convtool.kernels import Kernel
+
+    pixels = np.full((6, 7, 3), 255, np.uint8)
+    huge = FilterSettings([load_kernel("[[1e37, 1e37]]")])
+    with pytest.raises(UsageError, match="overflow float32"):
+        filter_planes(pixels, huge)
+    squares = Kernel("pair", [np.full((1, 1), 1e18), np.full((1, 1), 1e18)], combine="magnitude")
+    with pytest.raises(UsageError, match="overflow float32"):  # 255e18 is finite, its square is not
+        filter_planes(pixels, FilterSettings([squares]))
+    assert np.isfinite(filter_planes(pixels, FilterSettings([load_kernel("sobel")]))).all()
+
+
+def test_the_first_image_read_ahead_while_numba_loads_gives_the_same_file(photos, tmp_path, monkeypatch):
+    plain = run(photos[:2], tmp_path / "plain", INLINE)
+    monkeypatch.setattr(bf, "_load_numba", lambda settings, sample: time.sleep(0.05))
+    ahead = run(photos[:2], tmp_path / "ahead", bf.FilterPlan("inline", 1, True, "test", (40, 48, 3)))
+    for a, b in zip(plain, ahead, strict=False):
+        assert b.error is None and b.job.target.read_bytes() == a.job.target.read_bytes()
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    (result,) = run([broken], tmp_path / "bad", bf.FilterPlan("inline", 1, True, "test", (40, 48, 3)))
+    assert "broken.png" in result.error and not list((tmp_path / "bad").iterdir())
