@@ -29,8 +29,9 @@ if TYPE_CHECKING:
     from convtool.io.read import ImageArray
 
 QUALITY = 90  # JPEG and WebP quality unless asked otherwise
-PROCESS_MIN_SECONDS = 0.4  # estimated work below which worker processes cost more than they save
-PIXEL_SECONDS = 25e-9  # decode + scale + encode per pixel and channel, measured on 640x480 photos (2 threads)
+PROCESS_MIN_SECONDS = 0.15  # estimated work below which worker processes (about 20 ms to fork) cost more than they save
+PIXEL_SECONDS = 12e-9  # decode + scale + encode per pixel and channel, measured on 640x480 photos in one worker
+NUMPY_RATE, NUMBA_RATE = 0.3e9, 2e9  # filter multiply-adds per second on one core (640x480 RGB Sobel: 40 / 5 ms)
 # Loading the Numba core in a process costs about 1.0 s of CPU (import 0.55 s, its first cached kernel 0.45 s,
 # with the BLAS probe skipped: see _skip_blas_probe); on 640x480 RGB Sobel it then runs about 8x faster than
 # NumPy's 0.3e9 multiply-adds per second (5 vs 40 ms). It pays once a process has about 0.35e9 to do.
@@ -97,10 +98,12 @@ def plan_filtering(files: Sequence[Path], settings: FilterSettings, *, workers: 
     per_image = width * height * channels * max(taps, 1)
     total_work = per_image * len(files)
     cores = default_workers()
-    seconds = len(files) * width * height * channels * PIXEL_SECONDS
+    pixel_seconds = len(files) * width * height * channels * PIXEL_SECONDS
+    seconds = pixel_seconds + total_work / NUMPY_RATE  # at most: Numba, if loaded, is faster
     spread = len(files) > 1 and cores > 1 and sys.platform.startswith("linux") and seconds >= PROCESS_MIN_SECONDS
     processes = min(workers or cores, len(files)) if spread else 1
     numba, why_numba = _numba_pays(conv.numba_loaded() and not spread, total_work / processes, per_image, len(files))
+    seconds = pixel_seconds + total_work / (NUMBA_RATE if numba else NUMPY_RATE)
     sample = (height, width) if channels == 1 else (height, width, min(channels, 3))
     if spread:
         return FilterPlan("processes", processes, numba, f"{len(files)} images of {width}x{height}, about "
