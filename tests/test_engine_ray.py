@@ -133,7 +133,10 @@ def test_an_address_nothing_answers_at_is_refused_at_once():
 
 def test_joining_by_address_without_token_auth_here_says_how_to_turn_it_on(monkeypatch):
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
     assert "set RAY_AUTH_MODE=token" in engine_ray._auth_hint("10.0.0.1:6379")
     assert engine_ray._auth_hint("auto") == engine_ray._auth_hint(None) == ""  # Ray turns it on by itself there
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")  # an address after all
+    assert "set RAY_AUTH_MODE=token" in engine_ray._auth_hint("auto")
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
     assert engine_ray._auth_hint("10.0.0.1:6379") == ""

@@ -149,7 +149,13 @@ def _init(ray, address: str | None) -> None:
 
 
 def _auth_hint(address: str | None) -> str:
-    """What to set when joining a cluster by address without token authentication turned on here."""
+    """What to set when joining a cluster by address without token authentication turned on here.
+
+    Ray turns token auth on by itself only for a cluster it finds on its own (no address, or ``auto``
+    without ``RAY_ADDRESS``).
+    """
+    if address in (None, "auto"):
+        address = os.environ.get("RAY_ADDRESS")
     if address in (None, "auto", "local") or os.environ.get("RAY_AUTH_MODE"):
         return ""
     return ("; if the cluster uses token authentication (Ray's default), set RAY_AUTH_MODE=token and give its "
