@@ -313,11 +313,9 @@ def _direct(image, tap_rows, tap_cols, weights, fold_a, fold_b, ring, sh, sw, to
                 for f in range(folds):  # only with sw == 1
                     _fold(buffer, ((y * sh + fold_a[f]) % ring) * slot + x, ((y * sh + fold_b[f]) % ring) * slot + x,
                           (ring + f) * slot + x, n + span_w - 1)
-                if stream:
-                    _taps(buffer, x, offsets, weights, tile, 0, n)
+                _taps(buffer, x, offsets, weights, tile if stream else row, 0 if stream else x, n)  # one call site:
+                if stream:  # each inlined _taps costs seconds of cold compile
                     copy_out(tile, row, x, n)
-                else:
-                    _taps(buffer, x, offsets, weights, row, x, n)
     if stream:
         fence()
 
@@ -382,11 +380,10 @@ def _separable(image, v_taps, col_w, h_taps, row_w, sh, sw, top, left, mode, cva
                 v_offsets[i] = ((y * sh + v_taps[i]) % ring) * ow
             row = out[b, y]
             for x in range(0, ow, TILE):
+                n = min(TILE, ow - x)
+                _taps(horizontal, x, v_offsets, col_w, tile if stream else row, 0 if stream else x, n)
                 if stream:
-                    _taps(horizontal, x, v_offsets, col_w, tile, 0, min(TILE, ow - x))
-                    copy_out(tile, row, x, min(TILE, ow - x))
-                else:
-                    _taps(horizontal, x, v_offsets, col_w, row, x, min(TILE, ow - x))
+                    copy_out(tile, row, x, n)
     if stream:
         fence()
 
