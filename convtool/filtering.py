@@ -165,5 +165,6 @@ def scale_for_output(values: np.ndarray, out_scale: str, in_max: float, out_max:
         return np.multiply(result, np.float32(out_max / span), out=result)
     if out_scale == "abs":
         values = np.abs(values, out=out)
-    result = np.multiply(values, np.float32(out_max / in_max), out=out)
+    factor = np.float32(out_max / in_max)
+    result = values if factor == 1 and out is values else np.multiply(values, factor, out=out)  # x * 1 is x
     return np.clip(result, 0, out_max, out=result)
