@@ -85,3 +85,20 @@ def test_gray_resize_and_16bit_inputs():
     rgb = Image.fromarray(np.dstack([np.full((28, 28), v, np.uint8) for v in (255, 0, 0)]))
     luma = Preparer(recipe).prepare(rgb)  # Pillow's L = 0.299 R + 0.587 G + 0.114 B
     np.testing.assert_allclose(luma, round(0.299 * 255) / 255, atol=1 / 255)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("channels, dtype", [("rgb", "float32"), ("bgr", "float16"), ("gray", "float32"),
+                                             ("rgb", "uint8")])
+def test_placing_scaled_in_one_pass_equals_placing_then_scaling(layout, channels, dtype):
+    recipe = Preprocess(channels=channels, layout=layout, height=5, width=7, scale=1 / 255, mean=(0.4, 0.5, 0.6)
+                        if channels != "gray" else 0.5, std=(0.2, 0.25, 0.3) if channels != "gray" else 0.25, dtype=dtype)
+    preparer = Preparer(recipe)
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 256, (5, 7, 3), dtype=np.uint8)).convert(preparer.mode)
+    pixels = preparer.pixels(image)
+    raw = np.empty((1, *recipe.item_shape(5, 7)), dtype=np.uint8)
+    preparer.place(pixels, raw[0])
+    expected = preparer.scale(raw)[0]
+    out = np.empty(recipe.item_shape(5, 7), dtype=preparer.dtype)
+    preparer.place_scaled(pixels, out)
+    np.testing.assert_array_equal(out, expected)

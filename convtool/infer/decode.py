@@ -174,18 +174,19 @@ def decode_group(paths: Sequence[str | Path], preparer: Preparer, *, keep_images
                  draft: bool = False, out: np.ndarray | None = None) -> list[Chunk]:
     """Decode a group of files into one chunk per run of equal input sizes (usually exactly one).
 
-    ``draft``: reduced JPEG decoding (see open_for_model); never for kept originals. With ``out`` (capacity x item_shape, the model's dtype), a single-size group is written there.
+    ``draft``: reduced JPEG decoding (see open_for_model); never for kept originals. With ``out``
+    (capacity x item_shape, the model's dtype), the first chunk is written there, scaled, as it decodes.
     Bad files become Failures on the last chunk; the others go on.
     """
     start = time.perf_counter()
     chunks: list[Chunk] = []
     failures: list[Failure] = []
-    raw = _decode_into(paths, preparer, keep_images, draft and not keep_images, chunks, failures)
+    raw = _decode_into(paths, preparer, keep_images, draft and not keep_images, chunks, failures, out)
     for chunk, pixels in zip(chunks, raw, strict=False):
         n = len(chunk.paths)
-        if out is not None and len(chunks) == 1 and out.shape[1:] == pixels.shape[1:]:
+        if pixels is None:  # written into `out` as it was decoded
+            assert out is not None
             chunk.batch = out[:n]
-            preparer.scale(pixels[:n], out=chunk.batch)
         else:
             chunk.batch = preparer.scale(pixels[:n])
     if not chunks:
@@ -196,10 +197,14 @@ def decode_group(paths: Sequence[str | Path], preparer: Preparer, *, keep_images
 
 
 def _decode_into(paths: Sequence[str | Path], preparer: Preparer, keep_images: bool, draft: bool,
-                 chunks: list[Chunk], failures: list[Failure]) -> list[np.ndarray]:
-    """Append chunks (a new one whenever the input size changes) and return their uint8 pixel arrays."""
+                 chunks: list[Chunk], failures: list[Failure], out: np.ndarray | None = None) -> list[np.ndarray | None]:
+    """Append chunks (a new one whenever the input size changes) and return their uint8 pixel arrays.
+
+    The first chunk goes straight into ``out``, scaled, when its item shape fits (its array is then None).
+    """
     current: Chunk | None = None
-    arrays: list[np.ndarray] = []
+    arrays: list[np.ndarray | None] = []
+    shape: tuple[int, ...] | None = None
     for path in paths:
         try:
             image, size = open_for_model(path, preparer, draft=draft)
@@ -210,12 +215,18 @@ def _decode_into(paths: Sequence[str | Path], preparer: Preparer, keep_images: b
         except Exception as exc:  # noqa: BLE001 - a decoder bug or odd mode in Pillow: report it, go on
             failures.append(Failure(Path(path), f"{path}: could not be decoded ({type(exc).__name__}: {exc})"))
             continue
-        shape = preparer.recipe.item_shape(pixels.shape[0], pixels.shape[1])
-        if current is None or arrays[-1].shape[1:] != shape:
-            current = Chunk([], np.empty(0), [], [] if keep_images else None, [], 0.0)
+        item = preparer.recipe.item_shape(pixels.shape[0], pixels.shape[1])
+        if current is None or item != shape:
+            current, shape = Chunk([], np.empty(0), [], [] if keep_images else None, [], 0.0), item
+            direct = out is not None and not chunks and out.shape[1:] == item
             chunks.append(current)
-            arrays.append(np.empty((len(paths), *shape), dtype=np.uint8))
-        preparer.place(pixels, arrays[-1][len(current.paths)])
+            arrays.append(None if direct else np.empty((len(paths), *item), dtype=np.uint8))
+        target = arrays[-1]
+        if target is None:
+            assert out is not None
+            preparer.place_scaled(pixels, out[len(current.paths)])
+        else:
+            preparer.place(pixels, target[len(current.paths)])
         current.paths.append(path)
         current.sizes.append(size)
         if current.images is not None:

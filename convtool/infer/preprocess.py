@@ -185,6 +185,20 @@ class Preparer:
         else:
             out[...] = pixels[..., None] if pixels.ndim == 2 else pixels
 
+    def place_scaled(self, pixels: np.ndarray, out: np.ndarray) -> None:
+        """:meth:`place` and :meth:`scale` in one pass: uint8 pixels into one row of the model's input."""
+        if self.recipe.layout == "nchw":
+            view = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+        else:
+            view = pixels[..., None] if pixels.ndim == 2 else pixels
+        if self.dtype == np.uint8:
+            out[...] = view
+        elif out.dtype == np.float32:
+            np.multiply(view, self.a, out=out)
+            out += self.b
+        else:
+            out[...] = np.multiply(view, self.a, dtype=np.float32) + self.b
+
     def scale(self, raw: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """uint8 images N, item_shape -> the model's input type: x = (pixel*scale - mean) / std.
 
