@@ -14,7 +14,6 @@ import math
 import os
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
@@ -33,7 +32,7 @@ PROCESS_MIN_SECONDS = 0.15  # estimated work below which worker processes (about
 PIXEL_SECONDS = 12e-9  # decode + scale + encode per pixel and channel, measured on 640x480 photos in one worker
 NUMPY_RATE, NUMBA_RATE = 0.3e9, 2e9  # filter multiply-adds per second on one core (640x480 RGB Sobel: 40 / 5 ms)
 # Loading the Numba core in a process costs about 1.0 s of CPU (import 0.55 s, its first cached kernel 0.45 s,
-# with the BLAS probe skipped: see _skip_blas_probe); on 640x480 RGB Sobel it then runs about 8x faster than
+# with Numba's BLAS probe skipped by conv/cpu.py); on 640x480 RGB Sobel it then runs about 8x faster than
 # NumPy's 0.3e9 multiply-adds per second (5 vs 40 ms). It pays once a process has about 0.35e9 to do.
 NUMBA_WORK_PER_PROCESS = 350_000_000
 
@@ -362,31 +361,14 @@ def _load_numba(settings: FilterSettings, sample: tuple[int, ...] | None) -> Non
 
     The warm-up image has just enough rows for the core's row path (what images this size take), not all of them.
     """
-    with _skip_blas_probe():
-        from convtool.conv import cpu
+    from convtool.conv import cpu  # its import skips Numba's scipy BLAS probe (0.3-0.6 s)
 
-        if sample is not None:
-            rows = min(sample[0], cpu.FLAT_PIXELS // max(sample[1], 1) + 64)
-            try:
-                filter_planes(np.zeros((rows,) + tuple(sample[1:]), dtype=np.uint8), settings)
-            except ConvtoolError:  # e.g. a kernel larger than the image: its job reports it
-                pass
-
-
-@contextmanager
-def _skip_blas_probe() -> Iterator[None]:
-    """Numba's first compile (or cache load) imports scipy.linalg, when installed, only to learn whether jitted
-    dot products may call BLAS (0.3-0.6 s per process); convtool's filter kernels never do. While this is
-    active that import fails fast, so Numba notes "no BLAS" for its np.correlate; np.dot still finds scipy later."""
-    if "scipy.linalg.cython_blas" in sys.modules or "numba.np.arraymath" in sys.modules:
-        yield
-        return
-    sys.modules["scipy.linalg.cython_blas"] = None  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        if sys.modules.get("scipy.linalg.cython_blas", 0) is None:
-            del sys.modules["scipy.linalg.cython_blas"]
+    if sample is not None:
+        rows = min(sample[0], cpu.FLAT_PIXELS // max(sample[1], 1) + 64)
+        try:
+            filter_planes(np.zeros((rows,) + tuple(sample[1:]), dtype=np.uint8), settings)
+        except ConvtoolError:  # e.g. a kernel larger than the image: its job reports it
+            pass
 
 
 def check_settings(encoding: Encoding) -> None:

@@ -172,17 +172,6 @@ def test_sobel_output_matches_scipy(mode, tmp_path):
         np.testing.assert_array_equal(written[..., 3], pixels[..., 3])
 
 
-def test_blas_probe_is_skipped_only_inside_the_context():
-    import sys
-
-    had = "scipy.linalg.cython_blas" in sys.modules or "numba.np.arraymath" in sys.modules
-    with bf._skip_blas_probe():
-        if not had:
-            with pytest.raises(ImportError):
-                import scipy.linalg.cython_blas  # noqa: F401
-    assert sys.modules.get("scipy.linalg.cython_blas", 0) is not None  # no sentinel left behind
-
-
 def test_warming_numba_loads_the_core_and_tolerates_a_kernel_larger_than_the_sample():
     import sys
 
