@@ -36,6 +36,9 @@ _SEPARATOR = "\0"  # between the paths of a group: the one character a path cann
 # chunks queued at each actor: with Ray Data's default (2) an actor sat idle for up to ~0.1 s between
 # chunks waiting for the next; with 4 the gap is ~10 ms (1,000 photos in 64-image chunks, 2 actors)
 TASKS_PER_ACTOR = 4
+# actors run below the driver and Ray's own processes, which hand them their next chunks (as the local
+# path's decoding workers run below its inference)
+ACTOR_NICENESS = 10
 
 
 @dataclass
@@ -259,6 +262,14 @@ def _row(batch: dict, value) -> dict:
     return {"group": batch["group"], "result": np.array([pickle.dumps(value, protocol=5)], dtype=object)}
 
 
+def _set_up_worker() -> None:
+    """An actor's process, as the local path sets up its workers: niced, and freed memory kept for reuse."""
+    from convtool.heap import keep_freed_memory
+
+    os.nice(ACTOR_NICENESS)
+    keep_freed_memory()
+
+
 def _fail_once() -> None:
     """Test hook: with ``CONVTOOL_RAY_FAIL_ONCE`` naming an existing file, remove it and kill this worker."""
     marker = os.environ.get(FAIL_ONCE_ENV)
@@ -281,6 +292,7 @@ class ModelStage:
                  decode: DecodeStage | None = None) -> None:
         from convtool.infer.session import open_session
 
+        _set_up_worker()
         self.decode = decode
         self.model = open_session(model_path, device, threads=1)
         self.job: Any
@@ -376,6 +388,9 @@ class FilterStage:
     attempt (a retried chunk); the filter core stays loaded (Numba JIT warm) for the actor's life.
     """
 
+    def __init__(self) -> None:
+        _set_up_worker()
+
     def __call__(self, batch: dict) -> dict:
         from convtool.batchfilter import publish, run_job
         from convtool.errors import ConvtoolError
@@ -404,3 +419,4 @@ def filter_results(address: str | None, jobs: Sequence, run: RayRun, chunk_size:
         for results, nodes in run_stages(cluster, rows, FilterStage, {}):
             run.nodes |= nodes
             yield from results
+
