@@ -380,7 +380,10 @@ def _other_runner(choice: Choice, kernel: np.ndarray, stride: tuple[int, int], p
     elif choice.backend == "im2col":
         from convtool.conv import gemm as module  # type: ignore[no-redef]
     else:
-        from convtool.conv import vectorised as module  # type: ignore[no-redef]
+        from convtool.conv import separable, vectorised
+
+        factors = separable.factors(kernel)  # rank 1: two 1D passes
+        return lambda stack, out: vectorised.correlate(stack, kernel, *geometry, out, factors)
     return lambda stack, out: module.correlate(stack, kernel, *geometry, out)
 
 

@@ -12,9 +12,26 @@ from convtool.conv import reference
 
 
 def correlate(stack: np.ndarray, kernel: np.ndarray, stride: tuple[int, int], pads: tuple[int, int, int, int],
-              border: str, cval: float, dilation: tuple[int, int], out: np.ndarray) -> None:
-    """Correlate a (B, H, W) stack into the (B, OH, OW) float32 ``out``."""
+              border: str, cval: float, dilation: tuple[int, int], out: np.ndarray,
+              factors: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    """Correlate a (B, H, W) stack into the (B, OH, OW) float32 ``out``.
+
+    With the rank-1 ``factors`` (column, row) of ``kernel``: a pass along the rows of every padded row,
+    then one down the columns (a 3x3 Sobel: 2 + 3 multiply-adds instead of 6).
+    """
     padded = reference.pad(stack.astype(np.float32, copy=False), pads, border, cval)
+    if factors is None:
+        _accumulate(padded, kernel, stride, dilation, out)
+        return
+    column, row = factors
+    horizontal = np.empty(padded.shape[:2] + out.shape[2:], dtype=np.float32)  # (B, padded H, OW)
+    _accumulate(padded, row[None, :], (1, stride[1]), (1, dilation[1]), horizontal)
+    _accumulate(horizontal, column[:, None], (stride[0], 1), (dilation[0], 1), out)
+
+
+def _accumulate(padded: np.ndarray, kernel: np.ndarray, stride: tuple[int, int], dilation: tuple[int, int],
+                out: np.ndarray) -> None:
+    """out = sum over the non-zero taps of weight * the strided window of ``padded`` it reads."""
     (sh, sw), (dh, dw) = stride, dilation
     oh, ow = out.shape[1:]
     out[...] = 0.0
