@@ -61,6 +61,7 @@ TILE = 1024  # output columns per pass (512 measured 0-15% slower on 1080p and 4
 CONVERT_FIRST_TAPS = 8
 FLAT_PIXELS = 1 << 17  # padded pixels of one plane up to which it is padded whole and filtered as one flat row
 SERIAL_WORK = 2_000_000  # multiply-adds below which one thread is faster (about 0.5 ms of work)
+RING_BYTES = 1 << 18  # the separable ring of horizontal results is kept below this (L2: 512 KB per core)
 STREAM_BYTES = 8 << 20  # outputs from this size are written with non-temporal stores (conv/stream.py)
 _pool_executor: ThreadPoolExecutor | None = None
 _scratch = threading.local()  # per thread: the flat path's padded plane and pass buffers
@@ -229,6 +230,13 @@ def block_rows(out_rows: int, batch: int, span: int, threads: int) -> int:
     return int(min(out_rows, max(rows, 4 * span)))
 
 
+def column_strip(out_width: int, ring: int, sw: int) -> int:
+    """Output columns per strip of the separable kernel: the whole row, unless its ring of ``ring`` rows
+    would not fit in ``RING_BYTES``; then whole tiles that do (at horizontal stride 1 only)."""
+    fits = RING_BYTES // (4 * ring) // TILE * TILE
+    return out_width if sw != 1 or out_width <= fits else max(TILE, fits)
+
+
 @njit(cache=True, nogil=True)
 def _fold(buffer, a, b, d, n):  # pragma: no cover - jitted
     """buffer[d + i] = buffer[a + i] + buffer[b + i] for i < n (two padded rows with equal weights)."""
@@ -322,9 +330,11 @@ def _direct(image, tap_rows, tap_cols, weights, fold_a, fold_b, ring, sh, sw, to
 
 @njit(cache=True, nogil=True)
 def _separable(image, v_taps, col_w, h_taps, row_w, sh, sw, top, left, mode, cval, channels, stream, convert_first,
-               rows, out, first_job, last_job):  # pragma: no cover - jitted
+               rows, strip, out, first_job, last_job):  # pragma: no cover - jitted
     """kernel = outer(column, row): a horizontal pass per padded row into a ring, then a vertical pass.
 
+    Jobs are (image, block of ``rows`` output rows, strip of ``strip`` output columns): a strip keeps
+    the ring of horizontal results in L2 however wide the row (31 rows of 1920 x 3 floats are 700 KB).
     At stride 1 the horizontal pass reads the image row in place (converting uint8 on the fly) and
     only the few edge columns are padded into ``line``: writing a padded copy of each row and
     reading it back at once cost more than both passes (1.2 -> 0.7 ns per pixel, one thread).
@@ -336,6 +346,7 @@ def _separable(image, v_taps, col_w, h_taps, row_w, sh, sw, top, left, mode, cva
     batch, oh, ow = out.shape
     kh, kw = col_w.shape[0], row_w.shape[0]
     blocks = (oh + rows - 1) // rows
+    strips = (ow + strip - 1) // strip
     span_w = h_taps.max() + 1
     pitch = (ow - 1) * sw + span_w
     phase = ow + (span_w - 1) // sw + 1
@@ -347,12 +358,14 @@ def _separable(image, v_taps, col_w, h_taps, row_w, sh, sw, top, left, mode, cva
     x_lo = min(left, ow)  # outputs x_lo .. x_hi-1 need no padded column (stride 1)
     x_hi = max(x_lo, min(ow, width - span_w + 1 + left))
     line = np.empty(sw * phase, dtype=np.float32)
-    horizontal = np.empty(ring * ow, dtype=np.float32)
+    horizontal = np.empty(ring * strip, dtype=np.float32)
     tile = np.empty(TILE, dtype=np.float32)
     v_offsets = np.empty(kh, dtype=np.int64)
     for job in range(first_job, last_job):
-        b = job // blocks
-        y0 = (job % blocks) * rows
+        b = job // (blocks * strips)
+        y0 = (job // strips % blocks) * rows
+        x0 = (job % strips) * strip
+        x1 = min(ow, x0 + strip)
         filled = y0 * sh
         for y in range(y0, min(oh, y0 + rows)):
             need = y * sh + ring
@@ -361,27 +374,27 @@ def _separable(image, v_taps, col_w, h_taps, row_w, sh, sw, top, left, mode, cva
                 source = _source_index(r - top, height, mode)
                 if sw != 1 or source < 0:
                     _fill_row(image, b, r, top, left, mode, cval, channels, pitch, sw, phase, line)
-                    for x in range(0, ow, TILE):
-                        _taps(line, x, h_offsets, row_w, horizontal, k * ow + x, min(TILE, ow - x))
+                    for x in range(x0, x1, TILE):
+                        _taps(line, x, h_offsets, row_w, horizontal, k * strip + x - x0, min(TILE, x1 - x))
                     continue
                 if convert_first:  # many taps on uint8: convert each tile once, just ahead of its taps
-                    done = 0
-                    for x in range(0, ow, TILE):
-                        n = min(TILE, ow - x)
+                    done = x0
+                    for x in range(x0, x1, TILE):
+                        n = min(TILE, x1 - x)
                         upto = pitch if x + n >= ow else x + n + span_w - 1
                         _fill_columns(image, b, r, top, left, mode, cval, channels, done, upto, line, 0)
                         done = upto
-                        _taps(line, x, h_offsets, row_w, horizontal, k * ow + x, n)
+                        _taps(line, x, h_offsets, row_w, horizontal, k * strip + x - x0, n)
                     continue
-                _row_in_place(image[b, source], left, mode, cval, channels, pitch, span_w, x_lo, x_hi, h_offsets, row_w, line,
-                              horizontal[k * ow: (k + 1) * ow])
+                _row_in_place(image[b, source], left, mode, cval, channels, pitch, span_w, x_lo, x_hi, x0, x1,
+                              h_offsets, row_w, line, horizontal[k * strip: k * strip + x1 - x0])
             filled = need
             for i in range(kh):
-                v_offsets[i] = ((y * sh + v_taps[i]) % ring) * ow
+                v_offsets[i] = ((y * sh + v_taps[i]) % ring) * strip
             row = out[b, y]
-            for x in range(0, ow, TILE):
-                n = min(TILE, ow - x)
-                _taps(horizontal, x, v_offsets, col_w, tile if stream else row, 0 if stream else x, n)
+            for x in range(x0, x1, TILE):
+                n = min(TILE, x1 - x)
+                _taps(horizontal, x - x0, v_offsets, col_w, tile if stream else row, 0 if stream else x, n)
                 if stream:
                     copy_out(tile, row, x, n)
     if stream:
@@ -389,23 +402,26 @@ def _separable(image, v_taps, col_w, h_taps, row_w, sh, sw, top, left, mode, cva
 
 
 @njit(cache=True, nogil=True)
-def _row_in_place(image_row, left, mode, cval, channels, pitch, span_w, x_lo, x_hi, offsets, weights, line,
+def _row_in_place(image_row, left, mode, cval, channels, pitch, span_w, x_lo, x_hi, x0, x1, offsets, weights, line,
                   dst):  # pragma: no cover - jitted
-    """One horizontal pass at stride 1: interior outputs x_lo..x_hi-1 read ``image_row`` itself; only the
-    outputs near the edges read ``line``, where just the padded edge columns are filled."""
-    width, ow = image_row.shape[0], dst.shape[0]
-    for c in range(min(x_lo + span_w - 1, pitch)):
-        s = _column_source(c - left, width, channels, mode)
-        line[c] = cval if s < 0 else image_row[s]
-    for c in range(x_hi, pitch):
-        s = _column_source(c - left, width, channels, mode)
-        line[c] = cval if s < 0 else image_row[s]
-    if x_lo > 0:
-        _taps(line, 0, offsets, weights, dst, 0, x_lo)
-    for x in range(x_lo, x_hi, TILE):
-        _taps(image_row, x - left, offsets, weights, dst, x, min(TILE, x_hi - x))
-    if x_hi < ow:
-        _taps(line, x_hi, offsets, weights, dst, x_hi, ow - x_hi)
+    """Outputs x0..x1-1 of one horizontal pass at stride 1 into ``dst[: x1 - x0]``: interior outputs
+    (x_lo..x_hi-1) read ``image_row`` itself; only the outputs near the edges read ``line``, where just
+    the padded edge columns they need are filled."""
+    width = image_row.shape[0]
+    lo = min(max(x0, x_lo), x1)  # x0..lo-1: left edge, lo..hi-1: interior, hi..x1-1: right edge
+    hi = max(min(x1, x_hi), lo)
+    if x0 < lo:
+        for c in range(x0, min(lo + span_w - 1, pitch)):
+            s = _column_source(c - left, width, channels, mode)
+            line[c] = cval if s < 0 else image_row[s]
+        _taps(line, x0, offsets, weights, dst, 0, lo - x0)
+    for x in range(lo, hi, TILE):
+        _taps(image_row, x - left, offsets, weights, dst, x - x0, min(TILE, hi - x))
+    if hi < x1:
+        for c in range(hi, min(x1 + span_w - 1, pitch)):
+            s = _column_source(c - left, width, channels, mode)
+            line[c] = cval if s < 0 else image_row[s]
+        _taps(line, hi, offsets, weights, dst, hi - x0, x1 - hi)
 
 
 @njit(cache=True, nogil=True)
@@ -626,9 +642,13 @@ def _rows(taps: Taps, image: np.ndarray, geometry: tuple, out: np.ndarray) -> No
     stream = out.nbytes >= STREAM_BYTES
     if len(taps.passes) == 2:
         (_, h_taps, row_w), (v_taps, _, col_w) = taps.passes
-        rows = block_rows(out.shape[1], out.shape[0], int(v_taps.max()) + 1, THREADS)
-        _run(_separable, out.shape[0] * -(-out.shape[1] // rows), out.size * taps.count, image, v_taps, col_w,
-             h_taps, row_w, *geometry, stream, image.dtype != np.float32 and h_taps.size > CONVERT_FIRST_TAPS, rows, out)
+        ring = int(v_taps.max()) + 1
+        strip = column_strip(out.shape[2], ring, geometry[1])
+        strips = -(-out.shape[2] // strip)
+        rows = block_rows(out.shape[1], out.shape[0] * strips, ring, THREADS)
+        _run(_separable, out.shape[0] * -(-out.shape[1] // rows) * strips, out.size * taps.count, image, v_taps, col_w,
+             h_taps, row_w, *geometry, stream, image.dtype != np.float32 and h_taps.size > CONVERT_FIRST_TAPS, rows,
+             strip, out)
         return
     tap_rows, tap_cols, weights = taps.passes[0]
     ring, fold_a, fold_b = int(tap_rows.max()) + 1, _NO_TAPS, _NO_TAPS
