@@ -102,3 +102,13 @@ def test_loading_the_numba_kernels_does_not_import_scipy_linalg_and_jitted_dot_s
               "print(numba.njit(lambda a: np.dot(a, a))(np.ones(3)))")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "3.0"]
+
+
+def test_each_round_starts_one_call_further_so_every_call_follows_every_other():
+    from convtool.bench_harness.timing import interleaved
+
+    seen: list[str] = []
+    calls = {name: (lambda name=name: seen.append(name)) for name in "abc"}
+    stats = interleaved(calls, repeat=3, budget=1.0)
+    assert {name: s.runs for name, s in stats.items()} == {"a": 3, "b": 3, "c": 3}
+    assert seen[3:] == list("abc" "bca" "cab")  # after one warm-up call each
