@@ -7,6 +7,8 @@ import errno
 import json
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -181,6 +183,11 @@ def test_a_kernel_beyond_float32_is_refused(tmp_path, digit):
     overflow = run("filter", digit, "-k", "[[1e37, 1e37]]", "-o", tmp_path / "o.png")
     assert overflow.exit_code == 2 and "overflow float32" in overflow.output
     assert not (tmp_path / "o.png").exists()
+    as_a_user_sees_it = subprocess.run(  # outside pytest, which would record NumPy's warnings itself
+        [sys.executable, "-c", "import sys; from convtool.cli.main import main; sys.argv[0] = 'convtool'; main()",
+         "filter", str(digit), "-k", "[[1e37, 1e37]]", "-o", str(tmp_path / "o.png")], capture_output=True, text=True)
+    assert as_a_user_sees_it.returncode == 2
+    assert as_a_user_sees_it.stderr.splitlines() == [overflow.output.strip()]  # one line: no RuntimeWarning
 
 
 # 8. size guards ---------------------------------------------------------------------------------

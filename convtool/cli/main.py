@@ -116,6 +116,9 @@ def _show_notices() -> None:
             original(message, category, filename, lineno, file, line)
 
     warnings.simplefilter("always", Notice)
+    # NumPy's floating-point warnings: the library checks its results for overflow itself and says so
+    # in one line; the raw warnings would come first, naming source lines.
+    warnings.filterwarnings("ignore", category=RuntimeWarning, message="(overflow|invalid value) encountered")
     warnings.showwarning = show
 
 
