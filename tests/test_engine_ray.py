@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,11 +82,16 @@ def test_segment_on_ray_writes_the_local_masks_and_overlays_bit_for_bit(local_ra
     on_ray = run("segment", str(images), "-m", str(model), "-o", str(tmp_path / "ray"), "--batch", "2", "--ray")
     assert local.exit_code == on_ray.exit_code == 1
     assert "broken.png" in on_ray.stderr
-    written = sorted(p.name for p in (tmp_path / "local").iterdir())
-    assert len(written) == 8 and written == sorted(p.name for p in (tmp_path / "ray").iterdir())
-    for name in written:
-        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
+    _assert_same_files(tmp_path / "local", tmp_path / "ray", 8)
     assert on_ray.stdout == local.stdout  # the areas table
+
+
+def _assert_same_files(local: Path, on_ray: Path, count: int) -> None:
+    """Both folders hold the same ``count`` file names, byte for byte."""
+    written = sorted(p.name for p in local.iterdir())
+    assert len(written) == count and written == sorted(p.name for p in on_ray.iterdir())
+    for name in written:
+        assert (on_ray / name).read_bytes() == (local / name).read_bytes(), name
 
 
 def test_filter_on_ray_writes_the_local_images_bit_for_bit(local_ray, tmp_path):
@@ -102,10 +108,7 @@ def test_filter_on_ray_writes_the_local_images_bit_for_bit(local_ray, tmp_path):
     on_ray = run(*args, "-o", str(tmp_path / "ray"), "--ray")
     assert local.exit_code == on_ray.exit_code == 1
     assert "bad.png" in on_ray.output
-    written = sorted(p.name for p in (tmp_path / "local").iterdir())
-    assert len(written) == 5 and written == sorted(p.name for p in (tmp_path / "ray").iterdir())
-    for name in written:
-        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
+    _assert_same_files(tmp_path / "local", tmp_path / "ray", 5)
 
 
 @pytest.mark.parametrize("command", [["classify", "-m", "M"], ["segment", "-m", "M", "-o", "out"], ["filter", "-k", "sobel"]])
