@@ -301,7 +301,7 @@ def process_chunks(groups: Sequence[Sequence[str | Path]], preparer: Preparer, *
     # A group's slot is reused by the group `depth` later: at most that many groups' parts in flight.
     in_flight = (depth - 1) * max(len(p) for p in parts) + 1 if parts else 1
     try:
-        with WorkerPool(workers, initializer=_set_up_worker) as pool:
+        with WorkerPool(workers, initializer=set_up_worker) as pool:
             tasks = (_Task(key, index % depth, start, capacity, group[start:stop], preparer, draft)
                      for index, group in enumerate(groups) for start, stop in parts[index])
             replies = ordered(pool, _decode_task, tasks, in_flight=in_flight)
@@ -336,9 +336,9 @@ def _assemble(pieces: list, slot: np.ndarray) -> Chunk:
     return chunk
 
 
-def _set_up_worker() -> None:
-    """In a decoding worker: yield to the main process's inference when both want a core, and keep
-    freed memory for the next group (no page faults for each image's buffers)."""
+def set_up_worker() -> None:
+    """In a decoding worker (or a Ray actor): yield to the main process's inference when both want a
+    core, and keep freed memory for the next group (no page faults for each image's buffers)."""
     from convtool.heap import keep_freed_memory
 
     os.nice(WORKER_NICENESS)

@@ -36,9 +36,6 @@ _SEPARATOR = "\0"  # between the paths of a group: the one character a path cann
 # chunks queued at each actor: with Ray Data's default (2) an actor sat idle for up to ~0.1 s between
 # chunks waiting for the next; with 4 the gap is ~10 ms (1,000 photos in 64-image chunks, 2 actors)
 TASKS_PER_ACTOR = 4
-# actors run below the driver and Ray's own processes, which hand them their next chunks (as the local
-# path's decoding workers run below its inference)
-ACTOR_NICENESS = 10
 
 
 @dataclass
@@ -263,11 +260,11 @@ def _row(batch: dict, value) -> dict:
 
 
 def _set_up_worker() -> None:
-    """An actor's process, as the local path sets up its workers: niced, and freed memory kept for reuse."""
-    from convtool.heap import keep_freed_memory
+    """An actor's process, set up as the local path's decoding workers are: niced below the driver and
+    Ray's own processes (which hand it its next chunks), freed memory kept for reuse."""
+    from convtool.infer.decode import set_up_worker
 
-    os.nice(ACTOR_NICENESS)
-    keep_freed_memory()
+    set_up_worker()
 
 
 def _fail_once() -> None:
