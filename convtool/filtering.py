@@ -80,8 +80,8 @@ def response_bound(kernel: Kernel, bound: float, settings: FilterSettings) -> fl
 
 def _surely_finite(kernel: Kernel, bound: float, settings: FilterSettings) -> bool:
     """Whether every value computed for ``kernel`` (a magnitude's squares included) stays far inside float32."""
-    sums = _matrix_bounds(kernel, bound, settings)
-    return (sums[0] if len(sums) == 1 else sum(v * v for v in sums)) < SURELY_FINITE
+    largest = response_bound(kernel, bound, settings)
+    return (largest if len(kernel.matrices) == 1 else largest * largest) < SURELY_FINITE
 
 
 def _matrix_bounds(kernel: Kernel, bound: float, settings: FilterSettings) -> list[float]:
