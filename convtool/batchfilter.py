@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 import numpy as np
 
 from convtool.errors import ConvtoolError, OutputError, UsageError
-from convtool.filtering import FilterSettings, chain_out_scale, filter_planes, scale_for_output
+from convtool.filtering import FilterSettings, chain_out_scale, filter_pixels, scale_for_output
 from convtool.heap import keep_freed_memory
 
 if TYPE_CHECKING:
@@ -156,9 +156,9 @@ def run_job(job: FileJob, read: Callable[[], tuple[ImageArray | BaseException, f
             image, started = got, started - seconds
         decoded = time.perf_counter()
         steps: list = []
-        planes = filter_planes(image.pixels, job.settings, steps)
+        values = filter_pixels(image.pixels, job.settings, steps)
         result.steps = [(step, c.backend, c.device, c.reason) for step, c in steps]
-        output = _output_values(planes, image, job)
+        output = _output_values(values, image, job)
         filtered = time.perf_counter()
         _encode_to(job.temp, output, job)
         result.seconds = {"decode": decoded - started, "filter": filtered - decoded,
@@ -175,32 +175,31 @@ def run_job(job: FileJob, read: Callable[[], tuple[ImageArray | BaseException, f
     return result
 
 
-def _output_values(planes: np.ndarray, image, job: FileJob) -> np.ndarray:
+def _output_values(values: np.ndarray, image, job: FileJob) -> np.ndarray:
     """float32 H,W(,C) values for .npy/.tif; otherwise integer pixels (uint8/uint16) with alpha stacked on.
 
-    ``planes`` (C,H,W or H,W float32, this job's own) are scaled in place and interleaved in one pass.
+    ``values`` (H,W or H,W,C float32, this job's own) are scaled and rounded in place, then cast in one pass.
     """
     suffix = job.target.suffix.lower()
     if suffix in (".npy", ".tif", ".tiff"):
-        return np.moveaxis(planes, 0, -1) if planes.ndim == 3 else planes
+        return values
     enc = job.encoding
-    bits = enc.depth or (16 if image.bit_depth == 16 and planes.ndim == 2 and suffix == ".png" else 8)
-    if bits == 16 and (planes.ndim == 3 or suffix != ".png"):
+    bits = enc.depth or (16 if image.bit_depth == 16 and values.ndim == 2 and suffix == ".png" else 8)
+    if bits == 16 and (values.ndim == 3 or suffix != ".png"):
         raise OutputError("16-bit output is for gray PNG images; use `gray`, 8-bit PNG, .tif or .npy for colour")
-    scaled = scale_for_output(planes, enc.out_scale or chain_out_scale(job.settings.kernels), image.max_value,
-                              2.0**bits - 1, out=planes)
+    scaled = scale_for_output(values, enc.out_scale or chain_out_scale(job.settings.kernels), image.max_value,
+                              2.0**bits - 1, out=values)
     np.rint(scaled, out=scaled)
-    height, width = scaled.shape[-2:]
-    channels = scaled.shape[0] if scaled.ndim == 3 else 1
+    height, width = scaled.shape[:2]
+    channels = scaled.shape[2] if scaled.ndim == 3 else 1
     alpha = _resize_alpha(image.alpha, (height, width))
     alpha = None if bits != 8 or suffix in (".jpg", ".jpeg") else alpha
-    if alpha is None and scaled.ndim == 2:
-        return scaled.astype(np.uint16 if bits == 16 else np.uint8)
-    data = np.empty((height, width, channels + (alpha is not None)), dtype=np.uint16 if bits == 16 else np.uint8)
-    for channel in range(channels):  # plane by plane: 3x faster than one transposed copy
-        np.copyto(data[..., channel], scaled[channel] if scaled.ndim == 3 else scaled, casting="unsafe")
-    if alpha is not None:
-        data[..., channels] = np.rint(alpha) if alpha.dtype != np.uint8 else alpha
+    dtype = np.uint16 if bits == 16 else np.uint8
+    if alpha is None:
+        return scaled.astype(dtype)
+    data = np.empty((height, width, channels + 1), dtype=dtype)
+    np.copyto(data[..., :channels], scaled.reshape(height, width, channels), casting="unsafe")
+    data[..., channels] = np.rint(alpha) if alpha.dtype != np.uint8 else alpha
     return data
 
 
@@ -366,7 +365,7 @@ def _load_numba(settings: FilterSettings, sample: tuple[int, ...] | None) -> Non
     if sample is not None:
         rows = min(sample[0], cpu.FLAT_PIXELS // max(sample[1], 1) + 64)
         try:
-            filter_planes(np.zeros((rows,) + tuple(sample[1:]), dtype=np.uint8), settings)
+            filter_pixels(np.zeros((rows,) + tuple(sample[1:]), dtype=np.uint8), settings)
         except ConvtoolError:  # e.g. a kernel larger than the image: its job reports it
             pass
 

@@ -41,23 +41,26 @@ class FilterSettings:
 SURELY_FINITE = 1e37  # |values| below this bound cannot have overflowed float32 (largest about 3.4e38)
 
 
-def apply_kernel(planes: np.ndarray, kernel: Kernel, settings: FilterSettings,
-                 choices: list[tuple[str, conv.Choice]], *, bound: float = math.inf) -> np.ndarray:
-    """Filter (..., H, W) planes with one kernel; combined kernels give the gradient magnitude.
+def apply_kernel(image: np.ndarray, kernel: Kernel, settings: FilterSettings,
+                 choices: list[tuple[str, conv.Choice]], *, bound: float = math.inf,
+                 channels_last: bool = False) -> np.ndarray:
+    """Filter (..., H, W) planes, or with ``channels_last`` an H,W,C image, with one kernel (same layout out);
+    combined kernels give the gradient magnitude.
 
     The back-end and device chosen for each matrix are appended to ``choices``. ``bound`` is the largest
-    absolute value the planes can hold (255 for uint8 pixels); when the weights prove every value finite,
+    absolute value the image can hold (255 for uint8 pixels); when the weights prove every value finite,
     the passes that look for overflow are skipped.
     """
+    planes_shape = (image.shape[-1],) + image.shape[:-1] if channels_last else image.shape  # C,H,W as the core sees it
     responses = []
     for matrix in kernel.matrices:
-        _check_padded_size(planes.shape[-2:], matrix.shape, settings)
+        _check_padded_size(planes_shape[-2:], matrix.shape, settings)
         oriented = matrix[::-1, ::-1] if settings.mode == "convolve" else matrix
-        choice = conv.choose_backend(planes.shape, oriented, backend=settings.backend, device=settings.device,
-                                     stride=settings.stride, dtype=planes.dtype)
+        choice = conv.choose_backend(planes_shape, oriented, backend=settings.backend, device=settings.device,
+                                     stride=settings.stride, dtype=image.dtype)
         choices.append((kernel.name, choice))
-        responses.append(conv.correlate2d(planes, oriented, **settings.conv_options(),
-                                          backend=choice.backend, device=choice.device))
+        responses.append(conv.correlate2d(image, oriented, **settings.conv_options(), backend=choice.backend,
+                                          device=choice.device, channel_axis=-1 if channels_last else None))
     if len(responses) == 1:
         result = responses[0]
     elif kernel.combine == "magnitude":
@@ -107,37 +110,31 @@ def _check_padded_size(image_hw: tuple[int, ...], kernel_hw: tuple[int, ...], se
 
 def filter_pixels(pixels: np.ndarray, settings: FilterSettings,
                   choices: list[tuple[str, conv.Choice]] | None = None) -> np.ndarray:
-    """Filter H,W or H,W,C pixels channel by channel; returns float32 of the same layout.
+    """Filter H,W or H,W,C pixels channel by channel; returns float32 of the same layout (this call's own array).
 
-    Pass a list as ``choices`` to learn which back-end and device ran each step.
-    """
-    planes = filter_planes(pixels, settings, choices)
-    return np.moveaxis(planes, 0, -1) if pixels.ndim == 3 else planes
-
-
-def filter_planes(pixels: np.ndarray, settings: FilterSettings,
-                  choices: list[tuple[str, conv.Choice]] | None = None) -> np.ndarray:
-    """:func:`filter_pixels` with the result as C,H,W planes (H,W for gray), C-contiguous float32, not transposed back.
-
-    uint8 pixels go to the core as they are (it converts them on the fly); other dtypes become float32.
+    Colour images go to the core as they are, channels interleaved (no transposed copy); uint8 pixels
+    too (the core converts them on the fly); other dtypes become float32. Pass a list as ``choices`` to
+    learn which back-end and device ran each step.
     """
     if settings.mode not in ("correlate", "convolve"):
         raise UsageError(f"unknown mode {settings.mode!r}; use correlate or convolve")
     choices = [] if choices is None else choices
-    planes = np.moveaxis(pixels, -1, 0) if pixels.ndim == 3 else pixels  # C,H,W
-    planes = np.ascontiguousarray(planes, dtype=np.uint8 if pixels.dtype == np.uint8 else np.float32)
-    bound = 255.0 if planes.dtype == np.uint8 else math.inf  # the largest |value| the planes can hold
+    channels_last = pixels.ndim == 3  # H,W,C
+    image = np.ascontiguousarray(pixels, dtype=np.uint8 if pixels.dtype == np.uint8 else np.float32)
+    bound = 255.0 if image.dtype == np.uint8 else math.inf  # the largest |value| the image can hold
     for kernel in settings.kernels:
-        planes = apply_kernel(planes, kernel, settings, choices, bound=bound)
+        image = apply_kernel(image, kernel, settings, choices, bound=bound, channels_last=channels_last)
         bound = response_bound(kernel, bound, settings)
     if settings.pool is not None:
         pool = settings.pool.broadcast(2)
-        windows = planes.size * math.prod(pool.size) / math.prod(pool.strides)
+        windows = image.size * math.prod(pool.size) / math.prod(pool.strides)
         choices.append((f"{pool.kind}-pool", conv.choose_pool_backend(backend=settings.backend,
                                                                        device=settings.device, work=windows)))
-        planes = conv.pool2d(planes, pool.size, stride=pool.strides, kind=pool.kind,
+        planes = np.moveaxis(image, -1, 0) if channels_last else image  # the pool reads (..., H, W)
+        pooled = conv.pool2d(planes, pool.size, stride=pool.strides, kind=pool.kind,
                              backend=choices[-1][1].backend, device=choices[-1][1].device)
-    return planes.astype(np.float32, copy=False)  # still uint8 only when nothing ran
+        image = np.ascontiguousarray(np.moveaxis(pooled, 0, -1)) if channels_last else pooled
+    return image.astype(np.float32, copy=image is pixels)  # the caller's own array: it may scale it in place
 
 
 def chain_out_scale(kernels: list[Kernel]) -> str:

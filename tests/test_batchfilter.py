@@ -183,17 +183,17 @@ def test_warming_numba_loads_the_core_and_tolerates_a_kernel_larger_than_the_sam
 
 def test_overflow_is_still_caught_on_uint8_pixels_and_in_a_magnitude():
     from convtool.errors import UsageError
-    from convtool.filtering import filter_planes
+    from convtool.filtering import filter_pixels
     from convtool.kernels import Kernel
 
     pixels = np.full((6, 7, 3), 255, np.uint8)
     huge = FilterSettings([load_kernel("[[1e37, 1e37]]")])
     with pytest.raises(UsageError, match="overflow float32"):
-        filter_planes(pixels, huge)
+        filter_pixels(pixels, huge)
     squares = Kernel("pair", [np.full((1, 1), 1e18), np.full((1, 1), 1e18)], combine="magnitude")
     with pytest.raises(UsageError, match="overflow float32"):  # 255e18 is finite, its square is not
-        filter_planes(pixels, FilterSettings([squares]))
-    assert np.isfinite(filter_planes(pixels, FilterSettings([load_kernel("sobel")]))).all()
+        filter_pixels(pixels, FilterSettings([squares]))
+    assert np.isfinite(filter_pixels(pixels, FilterSettings([load_kernel("sobel")]))).all()
 
 
 def test_the_first_image_read_ahead_while_numba_loads_gives_the_same_file(photos, tmp_path, monkeypatch):
