@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 import numpy as np
 
 from convtool.errors import ConvtoolError, OutputError, UsageError
-from convtool.filtering import FilterSettings, chain_out_scale, filter_pixels, scale_for_output
+from convtool.filtering import FilterSettings, chain_out_scale, filter_pixels, read_only, scale_for_output
 from convtool.heap import keep_freed_memory
 
 if TYPE_CHECKING:
@@ -368,6 +368,37 @@ def _load_numba(settings: FilterSettings, sample: tuple[int, ...] | None) -> Non
             filter_pixels(np.zeros((rows,) + tuple(sample[1:]), dtype=np.uint8), settings)
         except ConvtoolError:  # e.g. a kernel larger than the image: its job reports it
             pass
+
+
+# What `filter --warm` runs so that every CPU kernel `auto` can pick is in Numba's cache: 8-bit pixels and float
+# values (a chain's second kernel reads floats), small planes (padded whole: up to conv/cpu.py's FLAT_PIXELS)
+# and large ones (a ring of rows), separable and direct kernels, and pooling. Shapes are just past each limit.
+WARM_SHAPES = ((48, 64, 3), (400, 400, 3))  # 48x192 interleaved samples: padded whole; 400x1200: rows
+WARM_KERNELS = (("separable", np.outer([1.0, 2.0, 1.0], [1.0, 0.0, -1.0])), ("direct", np.eye(3)))
+
+
+def warm_numba() -> list[str]:
+    """Load every CPU kernel of the Numba core from Numba's cache, compiling those that are not in it (once
+    per install or change to the core: about 15-30 s), so later runs pick the fast core from the first image.
+
+    Returns what ran, one line per kernel kind (the kernels themselves take milliseconds here).
+    """
+    from convtool import conv
+
+    ran = []
+    for dtype in (np.uint8, np.float32):
+        for shape in WARM_SHAPES:
+            image = read_only(np.zeros(shape, dtype=dtype))  # as filter_pixels gives the core its images
+            for backend, kernel in WARM_KERNELS:
+                started = time.perf_counter()
+                conv.correlate2d(image, kernel, padding="same", border="reflect", backend=backend, device="cpu",
+                                 channel_axis=-1)
+                ran.append(f"{backend} {np.dtype(dtype).name} {shape[0]}x{shape[1]}x{shape[2]}: "
+                           f"{time.perf_counter() - started:.1f} s")
+    started = time.perf_counter()
+    conv.pool2d(np.zeros(WARM_SHAPES[0][:2], dtype=np.float32), 2, backend="direct", device="cpu")
+    ran.append(f"pool float32: {time.perf_counter() - started:.1f} s")
+    return ran
 
 
 def check_settings(encoding: Encoding) -> None:

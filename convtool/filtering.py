@@ -52,6 +52,7 @@ def apply_kernel(image: np.ndarray, kernel: Kernel, settings: FilterSettings,
     the passes that look for overflow are skipped.
     """
     planes_shape = (image.shape[-1],) + image.shape[:-1] if channels_last else image.shape  # C,H,W as the core sees it
+    image = read_only(image)
     responses = []
     for matrix in kernel.matrices:
         _check_padded_size(planes_shape[-2:], matrix.shape, settings)
@@ -72,6 +73,15 @@ def apply_kernel(image: np.ndarray, kernel: Kernel, settings: FilterSettings,
         raise UsageError(f"kernel {kernel.name!r}: the filtered values overflow float32 (the kernel's weights "
                          "are too large for these pixels); scale the kernel down")
     return result
+
+
+def read_only(array: np.ndarray) -> np.ndarray:
+    """A read-only view of ``array``: what the core is always given, so Numba compiles (and caches) one
+    kernel per dtype. Images as decoded are read-only (Pillow's bytes) and Numba types read-only arrays
+    apart: fed both kinds, it would compile each kernel twice (13 s more for a large image's first run)."""
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
 def response_bound(kernel: Kernel, bound: float, settings: FilterSettings) -> float:

@@ -206,3 +206,41 @@ def test_the_first_image_read_ahead_while_numba_loads_gives_the_same_file(photos
     broken.write_bytes(b"not a png")
     (result,) = run([broken], tmp_path / "bad", bf.FilterPlan("inline", 1, True, "test", (40, 48, 3)))
     assert "broken.png" in result.error and not list((tmp_path / "bad").iterdir())
+
+
+def test_the_core_is_given_read_only_images_so_numba_compiles_one_kernel_per_dtype(monkeypatch):
+    from convtool import conv
+    from convtool.filtering import filter_pixels
+
+    seen = []
+    real = conv.correlate2d
+
+    def spy(image, kernel, **options):
+        seen.append((image.dtype, image.flags.writeable))
+        return real(image, kernel, **options)
+
+    monkeypatch.setattr(conv, "correlate2d", spy)
+    writable = np.zeros((6, 7, 3), np.uint8)
+    filter_pixels(writable, FilterSettings([load_kernel("sobel"), load_kernel("box")]))
+    assert seen == [(np.uint8, False), (np.uint8, False), (np.float32, False)]
+    assert writable.flags.writeable  # the caller's array is left as it was
+
+
+def test_warming_covers_every_cpu_kernel_auto_can_pick(monkeypatch):
+    from convtool import conv
+    from convtool.conv import cpu
+
+    calls = []
+    monkeypatch.setattr(conv, "correlate2d", lambda image, kernel, **o: calls.append(
+        (image.dtype, image.flags.writeable, image.shape, o["backend"], o["channel_axis"])))
+    monkeypatch.setattr(conv, "pool2d", lambda image, size, **o: calls.append((image.dtype, "pool", o["backend"])))
+    lines = bf.warm_numba()
+    assert len(lines) == len(calls)
+    kinds = set()
+    for dtype, writeable, shape, backend, axis in calls[:-1]:
+        assert not writeable and axis == -1  # as filter_pixels hands images to the core
+        padded = (shape[0] + 2) * (shape[1] + 2) * shape[2]
+        kinds.add((np.dtype(dtype).name, padded > cpu.FLAT_PIXELS, backend))
+    assert kinds == {(d, large, b) for d in ("uint8", "float32") for large in (False, True)
+                     for b in ("direct", "separable")}
+    assert calls[-1] == (np.float32, "pool", "direct")

@@ -156,3 +156,19 @@ def test_device_and_backends_are_reported_honestly(runner, photos, tmp_path):
         cuda = run(runner, "filter", photos / "camera-64.png", "-k", "sobel", "--device", "cuda", "-o", tmp_path / "c.png")
         assert cuda.exit_code == 1 and "CUDA was asked for but is unavailable" in cuda.output
         assert not (tmp_path / "c.png").exists()
+
+
+def test_warm_alone_warms_the_core_and_needs_no_images(runner, monkeypatch):
+    from convtool import batchfilter
+
+    monkeypatch.setattr(batchfilter, "warm_numba", lambda: ["separable uint8 48x64x3: 0.0 s"])
+    result = run(runner, "filter", "--warm", "-v")
+    assert result.exit_code == 0, result.output
+    assert "Numba core warm" in result.output and "separable uint8" in result.output
+
+
+def test_images_or_warm_and_a_kernel_are_required(runner, photos):
+    nothing = run(runner, "filter", "-k", "sobel")
+    assert nothing.exit_code == 2 and "INPUTS" in nothing.output and "--warm" in nothing.output
+    no_kernel = run(runner, "filter", photos)
+    assert no_kernel.exit_code == 2 and "--kernel" in no_kernel.output

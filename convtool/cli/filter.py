@@ -36,8 +36,8 @@ PNG_LEVEL_NOTE = ("ISA-L's deflate, about 3x as fast as OpenCV's PNG writer at a
 
 
 @click.command(short_help="Apply kernels to images (stride, padding, pooling).")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-k", "--kernel", "kernel_specs", multiple=True, required=True, metavar="K",
+@click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
+@click.option("-k", "--kernel", "kernel_specs", multiple=True, metavar="K",
               help="Library name (sobel, gaussian:sigma=2, ...), inline matrix [[1,0,-1],...] or a "
                    ".toml/.csv/.txt file. Repeat to apply several in order.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
@@ -74,14 +74,18 @@ PNG_LEVEL_NOTE = ("ISA-L's deflate, about 3x as fast as OpenCV's PNG writer at a
               help="auto uses CUDA only when a GPU initialises.")
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
               help="Worker processes for a folder (default: one per core when the work pays for them; -v says).")
+@click.option("--warm", is_flag=True,
+              help="Compile the Numba core's CPU kernels into Numba's cache first (once after an install or "
+                   "upgrade: about 40 s), so later runs use the fast core from the first image. Without it, a run "
+                   "on a cold cache filters with NumPy (-v says so). IMAGES, if given, are filtered after.")
 @recursive_opt
 @overwrite_opt
 @verbose_opt
 @ray_opt
 @max_pixels_opt
 def command(inputs, kernel_specs, output, mode, stride, padding, border, cval, dilation, gray, pool,
-            out_scale, depth, fmt, png_compression, quality, backend, device, workers, recursive, overwrite,
-            verbose, ray_address, max_pixels) -> None:
+            out_scale, depth, fmt, png_compression, quality, backend, device, workers, warm, recursive,
+            overwrite, verbose, ray_address, max_pixels) -> None:
     """Filter IMAGES (files or folders) with one or more kernels.
 
     Folders are filtered in worker processes (decode, filter and encode of different images side by
@@ -91,8 +95,18 @@ def command(inputs, kernel_specs, output, mode, stride, padding, border, cval, d
       convtool filter photo.png --kernel sobel -o edges.png
       convtool filter photos/ --kernel gaussian:sigma=2 --kernel laplacian -o out/
       convtool filter photo.png --kernel blob --padding valid --stride 2 --pool max:3:2 -o blobs.npy
+      convtool filter --warm          # once after installing: compile the fast core
     """
     from convtool import batchfilter as bf
+
+    if warm:
+        _warm(verbose)
+        if not inputs:
+            return
+    if not inputs:
+        raise click.UsageError("Missing argument 'INPUTS...': the images to filter (files or folders), or --warm.")
+    if not kernel_specs:
+        raise click.UsageError("Missing option '-k' / '--kernel': a kernel to apply, e.g. -k sobel.")
 
     if ray_address is not None:
         from convtool.infer import engine_ray
@@ -149,6 +163,20 @@ def command(inputs, kernel_specs, output, mode, stride, padding, border, cval, d
             message = flag_names(error)
             failed(message if str(path) in message else f"{path}: {message}")
         raise click.exceptions.Exit(1)
+
+
+def _warm(verbose: bool) -> None:
+    """--warm: every CPU kernel of the Numba core compiled into (or loaded from) Numba's cache."""
+    from convtool.batchfilter import warm_numba
+
+    say("loading the Numba core's CPU kernels, compiling those not in Numba's cache (about 40 s if none is)")
+    started = time.perf_counter()
+    ran = warm_numba()
+    if verbose:
+        for line in ran:
+            say(f"  {line}")
+    say(f"Numba core warm in {time.perf_counter() - started:.1f} s: its CPU kernels are in Numba's cache; "
+        "later runs load them in about half a second")
 
 
 def _refused_targets(files: list[Path], targets: list[Path], overwrite: bool):
