@@ -331,3 +331,20 @@ def test_auto_leaves_numpy_for_numba_once_numpy_has_cost_as_much_as_loading_it(m
                                  "auto", "auto", True).choice.backend == "direct"
     np.testing.assert_allclose(first, correlate2d(image, SOBEL, padding="same", backend="reference"), atol=1e-5)
 
+
+
+@pytest.mark.parametrize("border", BORDERS)
+def test_numpy_separable_in_bands_of_a_few_rows_with_mirrored_taps_paired(border, monkeypatch):
+    from convtool.conv import vectorised
+
+    monkeypatch.setattr(vectorised, "BAND_SAMPLES", 8)  # a band per output row or two: every band edge case
+    gaussian = np.outer(np.hanning(7)[1:-1], np.hanning(7)[1:-1])  # symmetric taps: 3 multiplies per pass
+    for kernel in (SOBEL, gaussian, KERNELS["rank1"], np.outer([2.0], [0, 1, 0])):
+        for stride, dilation, padding in GEOMETRIES + [(1, 1, (0, 0, 9, 0))]:
+            options = dict(stride=stride, dilation=dilation, padding=padding, border=border, cval=1.5)
+            for image, axis in ((_image(), None), (RNG.integers(0, 256, (2, 13, 11, 3)).astype(np.uint8), -1)):
+                got = correlate2d(image, kernel, backend="numpy", channel_axis=axis, **options)
+                planes = image if axis is None else np.moveaxis(image, -1, -3)
+                expected = correlate2d(planes, kernel, backend="reference", **options)
+                expected = expected if axis is None else np.moveaxis(expected, -3, -1)
+                np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3, err_msg=f"{kernel} {options}")

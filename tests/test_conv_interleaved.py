@@ -60,13 +60,12 @@ def test_a_colour_image_matches_scipy_with_a_one_channel_deep_kernel(backend, bo
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32])
-@pytest.mark.parametrize("stream", [False, True])
-def test_rows_wider_than_a_tile_and_many_blocks_on_threads(monkeypatch, dtype, stream):
+@pytest.mark.parametrize("strips", [False, True])
+def test_rows_wider_than_a_tile_and_many_blocks_on_threads(monkeypatch, dtype, strips):
     monkeypatch.setattr(cpu, "FLAT_PIXELS", 0)  # the row-ring path: 400 x 3 samples per row, two tiles and a part
     monkeypatch.setattr(cpu, "THREADS", 3)
     monkeypatch.setattr(cpu, "SERIAL_WORK", 0)
-    if stream:  # every output row streamed (conv/stream.py), at any alignment; separable rings in 1-tile strips
-        monkeypatch.setattr(cpu, "STREAM_BYTES", 0)
+    if strips:  # separable rings in 1-tile column strips
         monkeypatch.setattr(cpu, "RING_BYTES", 0)
         assert cpu.column_strip(1200, 3, 1) == 1024
     image = RNG.integers(0, 256, (2, 37, 400, 3)).astype(dtype)

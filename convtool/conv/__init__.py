@@ -248,6 +248,38 @@ def correlate2d(image: np.ndarray, kernel: np.ndarray, *, stride: Pair = 1, padd
     return _execute(plan, image, out)
 
 
+def jit_cached(image: np.ndarray, kernel: np.ndarray, *, stride: Pair = 1, padding: Padding = "valid",
+               border: str = "zero", cval: float = 0.0, dilation: Pair = 1, backend: str = "auto",
+               device: str = "cpu", channel_axis: int | None = None) -> bool:
+    """Whether ``correlate2d(image, kernel, ...)`` with the same options, once Numba is loaded, would compile
+    nothing: its jitted kernels are compiled in this process or in Numba's on-disk cache. Nothing is
+    compiled, loaded or filtered; the answer costs about a millisecond once Numba is imported (importing
+    it, if this is the first thing that does, costs about 0.5 s).
+
+    ``image`` may be the real image or any array of its shape, dtype and writeability (a read-only array
+    is a different Numba signature). Back-ends that run no CPU kernel (fft, im2col, numpy, reference)
+    need none: True. CUDA kernels compile in every process: False. Use it to stay in NumPy
+    (``backend="numpy"``) for a job that would otherwise first compile for seconds on an empty cache::
+
+        backend = "auto" if conv.jit_cached(image, kernel, padding="same") else "numpy"
+    """
+    from convtool.conv import cpu
+
+    image = np.asarray(image)
+    kernel = np.asarray(kernel, dtype=np.float64)
+    channels_last = False if channel_axis is None else _channels_last(channel_axis, image.ndim)
+    plan = correlation_plan(image.shape, image.dtype, kernel.shape, kernel.tobytes(), _hashable(stride),
+                            _hashable(padding), border, cval, _hashable(dilation), backend, device, True, channels_last)
+    if plan.choice.device == "cuda":
+        return False
+    if plan.choice.backend not in ("direct", "separable"):
+        return True
+    stack = image if image.dtype == plan.stack_dtype and image.flags.c_contiguous else \
+        np.empty(image.shape, dtype=plan.stack_dtype)  # what correlate2d's copy would be
+    out = np.empty(plan.out_shape, dtype=np.float32)  # never written: untouched pages cost nothing
+    return cpu.kernels_cached(plan.run, stack.reshape(plan.stack_shape), out.reshape(plan.out_stack_shape))
+
+
 def _channels_last(channel_axis: object, ndim: int) -> bool:
     """Whether ``channel_axis`` asks for interleaved (..., H, W, C) images; UsageError unless None or the last axis."""
     if channel_axis is None:
@@ -341,9 +373,21 @@ def _runner(choice: Choice, kernel: np.ndarray, image_hw: tuple[int, ...], strid
         if channels == 1 or stride[1] == 1:
             return cpu.prepare(taps, image_hw, stride, pads, border, cval, channels)
         run = cpu.prepare(taps, image_hw, stride, pads, border, cval)
+    elif choice.backend == "numpy" and channels > 1 and stride[1] == 1 and _rank1(kernel):
+        from convtool.conv import vectorised
+
+        column, row = _factors(kernel)  # interleaved rows read in place, as by the CPU kernels
+        return lambda stack, out: vectorised.correlate_separable(stack, column, row, stride, pads, border, cval,
+                                                                 dilation, out, channels)
     else:
         run = _other_runner(choice, kernel, stride, pads, border, cval, dilation)
     return run if channels == 1 else functools.partial(_through_planes, run, channels)
+
+
+def _rank1(kernel: np.ndarray) -> bool:
+    from convtool.conv import separable
+
+    return separable.factors(kernel) is not None
 
 
 def _through_planes(run: Callable[[np.ndarray, np.ndarray], None], channels: int, stack: np.ndarray,

@@ -49,7 +49,6 @@ _load_numba_without_blas_probe()
 from numba import njit, uint64  # noqa: E402
 
 from convtool.conv import borders  # noqa: E402
-from convtool.conv.stream import copy_out, fence  # noqa: E402
 
 BORDER_CODES = borders.CODES  # border code for each convtool border name (numpy.pad semantics)
 _POOL_MAX, _POOL_AVG, _POOL_L2 = 0, 1, 2
@@ -62,12 +61,11 @@ CONVERT_FIRST_TAPS = 8
 FLAT_PIXELS = 1 << 17  # padded pixels of one plane up to which it is padded whole and filtered as one flat row
 SERIAL_WORK = 2_000_000  # multiply-adds below which one thread is faster (about 0.5 ms of work)
 RING_BYTES = 1 << 18  # the separable ring of horizontal results is kept below this (L2: 512 KB per core)
-# Outputs from STREAM_BYTES on are written with non-temporal stores (conv/stream.py). Off: inside the kernels
-# they ran 5-12% slower than plain stores here (2 threads, medians of 21: 1080p RGB Sobel 5.10 vs 4.72 ms,
-# 4096^2 Sobel 23.0 vs 20.8 ms), although a bare converting copy of 1080p RGB ran 1.5x faster with them.
-STREAM_BYTES = 1 << 62
 _pool_executor: ThreadPoolExecutor | None = None
 _scratch = threading.local()  # per thread: the flat path's padded plane and pass buffers
+_probe = threading.local()  # per thread: the kernel calls recorded instead of run by kernels_cached
+_probes = [0]  # kernels_cached calls running in any thread (the hot paths test only this)
+_probe_lock = threading.Lock()
 
 
 def default_threads() -> int:
@@ -95,6 +93,8 @@ def _run(function: Callable[..., None], jobs: int, work: float, *args: object) -
     ``work`` counts multiply-adds; below ``SERIAL_WORK`` waking threads costs more than it saves.
     """
     global _pool_executor
+    if _probes[0] and _recorded(function, args + (0, jobs)):
+        return
     if THREADS == 1 or jobs == 1 or work < SERIAL_WORK:
         function(*args, 0, jobs)
         return
@@ -272,16 +272,15 @@ def _fill_columns(image, b, r, top, left, mode, cval, channels, c0, c1, buffer, 
 
 
 @njit(cache=True, nogil=True)
-def _direct(image, tap_rows, tap_cols, weights, fold_a, fold_b, ring, sh, sw, top, left, mode, cval, channels, stream,
-            rows, out, first_job, last_job):  # pragma: no cover - jitted
+def _direct(image, tap_rows, tap_cols, weights, fold_a, fold_b, ring, sh, sw, top, left, mode, cval, channels, rows, out,
+            first_job, last_job):  # pragma: no cover - jitted
     """Direct correlation for jobs first..last-1; taps (row, column) already dilated, zero taps dropped.
 
     Each job keeps a ring of the last ``ring`` padded rows, so every input row is converted once.
     A kernel whose rows mirror top to bottom is folded: padded rows ``fold_a[f]`` and ``fold_b[f]``
     are added into extra slot ``ring + f`` first, and taps with ``tap_rows >= ring`` read that slot.
     At stride 1 the row each output row adds to the ring is filled one tile ahead of the taps, so its
-    reads from memory overlap the arithmetic instead of stalling a separate copy loop. With ``stream``
-    each tile is summed in L1 and streamed to ``out`` (conv/stream.py).
+    reads from memory overlap the arithmetic instead of stalling a separate copy loop.
     """
     batch, oh, ow = out.shape
     blocks = (oh + rows - 1) // rows
@@ -291,7 +290,6 @@ def _direct(image, tap_rows, tap_cols, weights, fold_a, fold_b, ring, sh, sw, to
     slot = sw * phase
     folds = fold_a.shape[0]
     buffer = np.empty((ring + folds) * slot, dtype=np.float32)
-    tile = np.empty(TILE, dtype=np.float32)
     offsets = np.empty_like(tap_rows)
     for job in range(first_job, last_job):
         b = job // blocks
@@ -324,15 +322,11 @@ def _direct(image, tap_rows, tap_cols, weights, fold_a, fold_b, ring, sh, sw, to
                 for f in range(folds):  # only with sw == 1
                     _fold(buffer, ((y * sh + fold_a[f]) % ring) * slot + x, ((y * sh + fold_b[f]) % ring) * slot + x,
                           (ring + f) * slot + x, n + span_w - 1)
-                _taps(buffer, x, offsets, weights, tile if stream else row, 0 if stream else x, n)  # one call site:
-                if stream:  # each inlined _taps costs seconds of cold compile
-                    copy_out(tile, row, x, n)
-    if stream:
-        fence()
+                _taps(buffer, x, offsets, weights, row, x, n)  # one call site: each inlined _taps costs seconds
 
 
 @njit(cache=True, nogil=True)
-def _separable(image, v_taps, col_w, h_taps, row_w, sh, sw, top, left, mode, cval, channels, stream, convert_first,
+def _separable(image, v_taps, col_w, h_taps, row_w, sh, sw, top, left, mode, cval, channels, convert_first,
                rows, strip, out, first_job, last_job):  # pragma: no cover - jitted
     """kernel = outer(column, row): a horizontal pass per padded row into a ring, then a vertical pass.
 
@@ -342,7 +336,7 @@ def _separable(image, v_taps, col_w, h_taps, row_w, sh, sw, top, left, mode, cva
     only the few edge columns are padded into ``line``: writing a padded copy of each row and
     reading it back at once cost more than both passes (1.2 -> 0.7 ns per pixel, one thread).
     With ``convert_first`` (uint8 and many taps, where converting at every tap would cost more) each
-    tile of the row is converted into ``line`` just ahead of its taps instead. ``stream``: as in :func:`_direct`.
+    tile of the row is converted into ``line`` just ahead of its taps instead.
 
     ``v_taps``/``h_taps`` are the (dilated) positions of the non-zero weights ``col_w``/``row_w``.
     """
@@ -362,7 +356,6 @@ def _separable(image, v_taps, col_w, h_taps, row_w, sh, sw, top, left, mode, cva
     x_hi = max(x_lo, min(ow, width - span_w + 1 + left))
     line = np.empty(sw * phase, dtype=np.float32)
     horizontal = np.empty(ring * strip, dtype=np.float32)
-    tile = np.empty(TILE, dtype=np.float32)
     v_offsets = np.empty(kh, dtype=np.int64)
     for job in range(first_job, last_job):
         b = job // (blocks * strips)
@@ -397,11 +390,7 @@ def _separable(image, v_taps, col_w, h_taps, row_w, sh, sw, top, left, mode, cva
             row = out[b, y]
             for x in range(x0, x1, TILE):
                 n = min(TILE, x1 - x)
-                _taps(horizontal, x - x0, v_offsets, col_w, tile if stream else row, 0 if stream else x, n)
-                if stream:
-                    copy_out(tile, row, x, n)
-    if stream:
-        fence()
+                _taps(horizontal, x - x0, v_offsets, col_w, row, x, n)
 
 
 @njit(cache=True, nogil=True)
@@ -622,7 +611,10 @@ def prepare(taps: Taps, image_hw: tuple[int, ...], stride: tuple[int, int], pads
             _rows(taps, image, geometry, out)
         elif image.shape[0] == 1 or image.shape[0] * plane_work < SERIAL_WORK or THREADS == 1:
             # the lean path of small images: straight to the jitted kernel on this thread
-            _planes(image, *planes, _scratch_buffer(0, scratch_size), out, 0, image.shape[0])  # type: ignore[call-arg]
+            scratch = _scratch_buffer(0, scratch_size)
+            if _probes[0] and _recorded(_planes, (image, *planes, scratch, out, 0, image.shape[0])):
+                return
+            _planes(image, *planes, scratch, out, 0, image.shape[0])  # type: ignore[call-arg]
         else:
             _run(_planes_part, image.shape[0], image.shape[0] * plane_work, image, *planes, out)
 
@@ -642,7 +634,6 @@ def _zero(image: np.ndarray, out: np.ndarray) -> None:
 
 def _rows(taps: Taps, image: np.ndarray, geometry: tuple, out: np.ndarray) -> None:
     """The row-ring kernels (``_separable`` or ``_direct``) over (image, block of output rows) jobs."""
-    stream = out.nbytes >= STREAM_BYTES
     if len(taps.passes) == 2:
         (_, h_taps, row_w), (v_taps, _, col_w) = taps.passes
         ring = int(v_taps.max()) + 1
@@ -650,7 +641,7 @@ def _rows(taps: Taps, image: np.ndarray, geometry: tuple, out: np.ndarray) -> No
         strips = -(-out.shape[2] // strip)
         rows = block_rows(out.shape[1], out.shape[0] * strips, ring, THREADS)
         _run(_separable, out.shape[0] * -(-out.shape[1] // rows) * strips, out.size * taps.count, image, v_taps, col_w,
-             h_taps, row_w, *geometry, stream, image.dtype != np.float32 and h_taps.size > CONVERT_FIRST_TAPS, rows,
+             h_taps, row_w, *geometry, image.dtype != np.float32 and h_taps.size > CONVERT_FIRST_TAPS, rows,
              strip, out)
         return
     tap_rows, tap_cols, weights = taps.passes[0]
@@ -659,7 +650,7 @@ def _rows(taps: Taps, image: np.ndarray, geometry: tuple, out: np.ndarray) -> No
         tap_rows, tap_cols, weights, fold_a, fold_b, ring = taps.folded
     rows = block_rows(out.shape[1], out.shape[0], ring, THREADS)
     _run(_direct, out.shape[0] * -(-out.shape[1] // rows), out.size * weights.size, image, tap_rows, tap_cols,
-         weights, fold_a, fold_b, ring, *geometry, stream, rows, out)
+         weights, fold_a, fold_b, ring, *geometry, rows, out)
 
 
 _NO_TAPS, _NO_WEIGHTS = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
@@ -718,3 +709,61 @@ def _scratch_buffer(role: int, size: int) -> np.ndarray:
     if buffer is None or buffer.size < size:
         _scratch.__dict__.setdefault("buffers", {})[role] = buffer = np.empty(max(size, 1), dtype=np.float32)
     return buffer if buffer.size == size else buffer[:size]
+
+
+def kernels_cached(run: Callable[[np.ndarray, np.ndarray], None], stack: np.ndarray, out: np.ndarray) -> bool:
+    """Whether every jitted kernel ``run(stack, out)`` (a :func:`prepare`d call) would call is compiled in this
+    process or held by Numba's on-disk cache for these argument types; nothing is compiled, loaded or run.
+
+    ``run`` is called with its kernel calls recorded instead of made (only on this thread), then each call's
+    signature is looked up. Reads Numba's private cache index (``_index_key``, ``_load_index``); if those ever
+    change or fail, the answer is False ("not known to be cached"), never an error.
+    """
+    _probe.calls = []
+    with _probe_lock:
+        _probes[0] += 1
+    try:
+        run(stack, out)
+    finally:
+        with _probe_lock:
+            _probes[0] -= 1
+        calls, _probe.calls = _probe.calls, None
+    return all(_compiled(*_jitted(function, args)) for function, args in calls)
+
+
+def _jitted(function: Callable[..., None], args: tuple) -> tuple[Callable[..., None], tuple]:
+    """The jitted kernel and its arguments behind a call ``_run`` makes (``_planes_part`` adds the scratch plane)."""
+    if function is _planes_part:
+        return _planes, args[:-3] + (np.empty(1, dtype=np.float32),) + args[-3:]
+    return function, args
+
+
+def _recorded(function: Callable[..., None], args: tuple) -> bool:
+    """Record the kernel call instead of making it, if this thread is in :func:`kernels_cached`."""
+    calls = getattr(_probe, "calls", None)
+    if calls is None:
+        return False
+    calls.append((function, args))
+    return True
+
+
+def _compiled(dispatcher, args: tuple) -> bool:
+    """Whether the jitted ``dispatcher`` has a compiled or cached version for ``args``' Numba types."""
+    from numba import typeof
+    from numba.core.typing.typeof import Purpose
+
+    try:
+        signature = tuple(typeof(value, Purpose.argument) for value in args)
+    except Exception:  # noqa: BLE001 - a value Numba cannot type: its call would fail, not compile
+        return False
+    return signature in dispatcher.overloads or _on_disk(dispatcher, signature)
+
+
+def _on_disk(dispatcher, signature: tuple) -> bool:
+    """Whether Numba's cache index for ``dispatcher`` (fresh for its source file) lists ``signature`` for this
+    machine and this version of the function's code."""
+    try:
+        cache = dispatcher._cache  # FunctionCache: the index maps (signature, target, code hash) to data files
+        return cache._index_key(signature, dispatcher.targetctx.codegen()) in cache._cache_file._load_index()
+    except Exception:  # noqa: BLE001 - a Numba without these private pieces: not known to be cached
+        return False
