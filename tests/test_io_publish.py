@@ -141,6 +141,10 @@ def test_output_locations_are_checked_before_any_work(tmp_path):
     (tmp_path / "dir").mkdir()
     with pytest.raises(OutputError, match="is one of the input files"):
         check_output_location(tmp_path / "in.png", overwrite=True, inputs=[tmp_path / "in.png"])
+    os.link(tmp_path / "in.png", tmp_path / "link.png")  # another name of an input, after a missing input
+    with pytest.raises(OutputError, match="link.png: is one of the input files"):
+        check_output_location(tmp_path / "link.png", overwrite=True, inputs=[tmp_path / "gone.png", "in.png", tmp_path / "in.png"])
+    check_output_location(tmp_path / "dir" / "new.csv", overwrite=True, inputs=[tmp_path / "in.png"])
     with pytest.raises(OutputError, match="is a folder"):
         check_output_location(tmp_path / "dir", overwrite=True)
     with pytest.raises(OutputError, match="already exists"):
@@ -150,7 +154,7 @@ def test_output_locations_are_checked_before_any_work(tmp_path):
     with pytest.raises(OutputError, match="cannot write"):
         check_output_location("/proc/m.onnx")  # a folder nobody can create files in, even root
     check_output_location(tmp_path / "new.csv")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "in.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "in.png", "link.png"]
 
 
 def test_an_existing_folder_is_not_replaced_even_with_overwrite(tmp_path):
