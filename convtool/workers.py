@@ -220,28 +220,44 @@ def ordered(pool: WorkerPool, fn: Callable[[Any], Any], args: Iterable[Any], *,
             in_flight: int) -> Iterator[tuple[bool, Any]]:
     """``(ok, fn(arg) or TaskError/Lost)`` for each arg, in input order, with at most ``in_flight`` submitted ahead.
 
-    The pool keeps working while the caller handles a result, up to ``in_flight`` tasks ahead.
+    The first ``in_flight`` tasks are submitted at once, before any result is asked for (the pool can
+    start while the caller prepares something else); the pool keeps working while the caller handles a
+    result. More are submitted only when the next result is asked for, so a result's resources (a
+    shared slot) are not reused while the caller holds it.
     """
-    source = iter(args)
-    results: dict[int, tuple[bool, Any]] = {}
-    submitted = yielded = 0
-    exhausted = False
-    while True:
-        while not exhausted and submitted < yielded + in_flight:
+    return _InOrder(pool, fn, iter(args), in_flight)
+
+
+class _InOrder:
+    def __init__(self, pool: WorkerPool, fn: Callable[[Any], Any], source: Iterator[Any], in_flight: int) -> None:
+        self.pool, self.fn, self.source, self.in_flight = pool, fn, source, in_flight
+        self.results: dict[int, tuple[bool, Any]] = {}
+        self.submitted = self.yielded = 0
+        self.exhausted = False
+        self._fill()
+
+    def _fill(self) -> None:
+        while not self.exhausted and self.submitted < self.yielded + self.in_flight:
             try:
-                arg = next(source)
+                arg = next(self.source)
             except StopIteration:
-                exhausted = True
+                self.exhausted = True
                 break
-            pool.submit(submitted, fn, arg)
-            submitted += 1
-        if yielded == submitted and exhausted:
-            return
-        while yielded not in results:
-            for key, ok, value in pool.collect():
-                results[key] = (ok, value)
-        yield results.pop(yielded)
-        yielded += 1
+            self.pool.submit(self.submitted, self.fn, arg)
+            self.submitted += 1
+
+    def __iter__(self) -> "_InOrder":
+        return self
+
+    def __next__(self) -> tuple[bool, Any]:
+        self._fill()
+        if self.yielded == self.submitted and self.exhausted:
+            raise StopIteration
+        while self.yielded not in self.results:
+            for key, ok, value in self.pool.collect():
+                self.results[key] = (ok, value)
+        self.yielded += 1
+        return self.results.pop(self.yielded - 1)
 
 
 def default_workers() -> int:

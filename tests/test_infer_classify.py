@@ -241,3 +241,44 @@ def test_output_without_a_recorded_shape_and_top_k_beyond_the_classes(tmp_path):
     expected = softmax_np((rgb.transpose(2, 0, 1).reshape(1, -1) / 255) @ weights)
     assert classifier.classes == 3 and indices.shape == (1, 3)
     np.testing.assert_array_equal(indices[0], np.argsort(-expected[0]))
+
+
+def test_decoding_started_from_the_header_gives_the_same_results_and_workers_run_before_the_session(mnist_pngs):
+    """start_decoding forks its workers before any session exists; the run then uses them."""
+    from convtool.infer.classify import start_decoding
+
+    _, paths, _ = mnist_pngs
+    files = [str(p) for p in paths[:600]]
+    timings = Timings()
+    started = start_decoding(MNIST_12, files, timings, batch=64, decoding="processes", workers=2)
+    assert started is not None and started._stream is not None
+    assert all(pid > 0 for pid in started._stream.pool.pids)  # forked already
+    early = run_all(classifier_for(MNIST_12, top_k=2), files, timings=timings, decoding="processes", workers=2,
+                    started=started)
+    assert timings.images == 600 and not any("restarted" in note for note in timings.notes)
+    assert started._stream.pool.pids == []  # stopped at the end
+    plain = run_all(classifier_for(MNIST_12, top_k=2), files, decoding="inline")
+    np.testing.assert_array_equal(early[0], plain[0])
+    np.testing.assert_allclose(early[1], plain[1], rtol=1e-6)
+
+
+def test_decoding_started_for_another_recipe_is_stopped_and_restarted(mnist_pngs):
+    from convtool.infer.classify import start_decoding
+
+    _, paths, _ = mnist_pngs
+    files = [str(p) for p in paths[:100]]
+    timings = Timings()
+    started = start_decoding(MNIST_12, files, timings, batch=32, decoding="processes", workers=2, scale=2.0)
+    indices, probs, _ = run_all(classifier_for(MNIST_12, top_k=1), files, timings=timings, batch=32,
+                                decoding="processes", workers=2, started=started)
+    assert any("decoding restarted" in note for note in timings.notes) and started._stream.pool.pids == []
+    expected, _, _ = run_all(classifier_for(MNIST_12, top_k=1), files, batch=32, decoding="inline")
+    np.testing.assert_array_equal(indices, expected)
+
+
+def test_decoding_is_not_started_for_a_file_the_header_reader_cannot_follow(tmp_path):
+    from convtool.infer.classify import start_decoding
+
+    (tmp_path / "broken.onnx").write_bytes(b"not a model at all")
+    assert start_decoding(tmp_path / "broken.onnx", ["a.png"], Timings()) is None
+    assert start_decoding(lenet(tmp_path / "big.onnx", batch=1), ["a.png"] * 10, Timings(), max_input=100) is None

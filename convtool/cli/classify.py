@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -33,17 +34,13 @@ def open_model(model: Path, device: str, model_bytes: bytes | None = None, *, ba
     A fixed input size whose ``batch`` would hold more than ``max_input`` values is refused here,
     before any image is decoded into it.
     """
-    from convtool.infer.preprocess import preprocess_for
+    from convtool.infer.preprocess import batch_recipe
     from convtool.infer.session import find_model, open_session
 
     session = open_session(find_model(model), device, model_bytes=model_bytes)
     if session.note:
         click.echo(f"convtool: {session.note}", err=True)
-    recipe = preprocess_for(session.input, session.metadata, **overrides)
-    if recipe.height and recipe.width:
-        guards.check_values("a batch of model input", (batch, recipe.n_channels, recipe.height, recipe.width),
-                            max_input)
-    return session, recipe
+    return session, batch_recipe(session.input, session.metadata, batch=batch, max_input=max_input, **overrides)
 
 
 def report_skipped(scan) -> None:
@@ -108,40 +105,48 @@ def command(paths, model, labels, top_k, batch, device, output, fmt, overwrite, 
     if evaluate and not scan.folders:
         raise UsageError("--eval needs a folder with one subfolder of images per class (folder/<class>/image.png)")
     _check_outputs(output, fmt, confusion, overwrite, scan.files)
-    session, recipe = open_model(model, device, batch=batch, **recipe_overrides(**prep))
-    names = cls.read_labels(labels) if labels else cls.labels_from_metadata(session.metadata)
-    classifier = cls.Classifier(session, recipe, labels=names, top_k=top_k, softmax=softmax)
-
     timings = Timings()
-    collector = _Collector(classifier, scan.root_of() if evaluate else {}, evaluate,
-                           show_table=output is None and not evaluate and len(scan.files) <= TABLE_LIMIT)
-    progress, advance = progress_bar(len(scan.files))
-    ray_run = None
+    overrides = recipe_overrides(**prep)
+    started = None  # decoding workers started from the model file's header, while onnxruntime loads
     if ray_address is None:
-        results = classifier.run(scan.files, batch=batch, workers=workers, timings=timings, on_progress=advance,
-                                 decoding=decoding, exact=exact)
-    else:  # the same stages on Ray Data: decode in tasks, the model in actors; rows back in file order
-        ray_run = engine_ray.RayRun()
-        results = engine_ray.model_results(
-            ray_address or None, scan.files, timings, ray_run, job="classify", model_path=session.path,
-            device=device, recipe=recipe, preparer=classifier.preparer, chunk_size=chunk_size(batch, classifier.fixed_batch),
-            draft=not exact, options=dict(labels=names, top_k=top_k, softmax=softmax))
+        from convtool.infer.session import find_model
 
-    def consume(writer) -> None:
-        with progress:
-            for result in results:
-                collector.add(result, writer)
-        if writer is not None and timings.images == 0:
-            raise _NoResults  # leaves no header-only file behind
+        started = cls.start_decoding(find_model(model), scan.files, timings, batch=batch, workers=workers,
+                                     decoding=decoding, exact=exact, **overrides)
+    with started or contextlib.nullcontext():  # stops the started workers on any error
+        session, recipe = open_model(model, device, batch=batch, **overrides)
+        names = cls.read_labels(labels) if labels else cls.labels_from_metadata(session.metadata)
+        classifier = cls.Classifier(session, recipe, labels=names, top_k=top_k, softmax=softmax)
 
-    if output is not None:
-        columns = top_k if classifier.classes is None else min(top_k, classifier.classes)
-        try:
-            write_streaming(output, format_of(output, fmt), columns, consume, overwrite=overwrite)
-        except _NoResults:
-            pass
-    else:
-        consume(None)
+        collector = _Collector(classifier, scan.root_of() if evaluate else {}, evaluate,
+                               show_table=output is None and not evaluate and len(scan.files) <= TABLE_LIMIT)
+        progress, advance = progress_bar(len(scan.files))
+        ray_run = None
+        if ray_address is None:
+            results = classifier.run(scan.files, batch=batch, workers=workers, timings=timings, on_progress=advance,
+                                     decoding=decoding, exact=exact, started=started)
+        else:  # the same stages on Ray Data: decode in tasks, the model in actors; rows back in file order
+            ray_run = engine_ray.RayRun()
+            results = engine_ray.model_results(
+                ray_address or None, scan.files, timings, ray_run, job="classify", model_path=session.path,
+                device=device, recipe=recipe, preparer=classifier.preparer, chunk_size=chunk_size(batch, classifier.fixed_batch),
+                draft=not exact, options=dict(labels=names, top_k=top_k, softmax=softmax))
+
+        def consume(writer) -> None:
+            with progress:
+                for result in results:
+                    collector.add(result, writer)
+            if writer is not None and timings.images == 0:
+                raise _NoResults  # leaves no header-only file behind
+
+        if output is not None:
+            columns = top_k if classifier.classes is None else min(top_k, classifier.classes)
+            try:
+                write_streaming(output, format_of(output, fmt), columns, consume, overwrite=overwrite)
+            except _NoResults:
+                pass
+        else:
+            consume(None)
     ran_on = ray_run.describe() if ray_run is not None else f"{session.device} ({session.provider})"
     classifier.warnings += [w for w in (ray_run.warnings if ray_run else []) if w not in classifier.warnings]
     _report(collector, timings, ran_on, output, confusion, top_k, verbose, overwrite)

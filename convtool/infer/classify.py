@@ -9,8 +9,9 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from convtool.errors import InputError, ModelError
-from convtool.infer.pipeline import Chunk, Failure, Timings, model_step, run_job
+from convtool.errors import ConvtoolError, InputError, ModelError
+from convtool.guards import MAX_INPUT_VALUES
+from convtool.infer.pipeline import Chunk, Failure, Job, Timings, model_step, run_job
 from convtool.infer.preprocess import Preparer, Preprocess
 from convtool.infer.session import ModelSession
 
@@ -87,16 +88,19 @@ class Classifier:
         on_progress: Callable[[int], None] | None = None,
         decoding: str = "auto",
         exact: bool = False,
+        started: Job | None = None,
     ) -> Iterator[ChunkResult]:
         """Classify ``files`` chunk by chunk while the next chunks decode in the background.
 
         ``decoding``: auto, inline, threads or processes (:func:`plan_decoding`; the choice and its reason
-        are added to ``timings.notes``); ``exact`` turns off reduced JPEG decoding.
+        are added to ``timings.notes``); ``exact`` turns off reduced JPEG decoding. ``started``: the
+        decoding :func:`start_decoding` began before the session existed.
         """
         timings = timings if timings is not None else Timings()
         yield from run_job(files, self.preparer, lambda chunk: self._classify_chunk(chunk, timings), timings,
-                           batch=batch, depth=depth, workers=workers, decoding=decoding, fixed_batch=self.fixed_batch,
-                           overlap=self.fixed_batch != 1, draft=not exact, on_progress=on_progress)
+                           on_progress=on_progress, started=started,
+                           **job_settings(self.fixed_batch, batch=batch, depth=depth, workers=workers, decoding=decoding,
+                                          exact=exact))
 
     def _classify_chunk(self, chunk: Chunk, timings: Timings) -> ChunkResult:
         if not chunk.paths:
@@ -126,6 +130,36 @@ class Classifier:
             f"{len(labels)} labels given but the model has {self.classes} classes; showing class indices instead"
         )
         return None
+
+
+def job_settings(fixed_batch: int | None, *, batch: int, depth: int, workers: int | None, decoding: str,
+                 exact: bool) -> dict:
+    """run_job's settings for a classifier whose input has ``fixed_batch`` (None: dynamic)."""
+    return dict(batch=batch, depth=depth, workers=workers, decoding=decoding, fixed_batch=fixed_batch,
+                overlap=fixed_batch != 1, draft=not exact)
+
+
+def start_decoding(model: str | Path, files: Sequence[str | Path], timings: Timings, *, batch: int = 64,
+                   depth: int = 3, workers: int | None = None, decoding: str = "auto", exact: bool = False,
+                   max_input: int = MAX_INPUT_VALUES, **overrides) -> Job | None:
+    """Start decoding ``files`` for the classifier in ``model`` before its session exists, from the recipe
+    its file's header gives (:mod:`model_header`, no onnxruntime): worker processes decode while
+    onnxruntime loads. Pass the result to :meth:`Classifier.run` (it is checked against the session's
+    recipe there). None when the header cannot tell, or the recipe would be refused: the session says why.
+    """
+    from convtool.infer.model_header import read_header
+    from convtool.infer.preprocess import batch_recipe
+
+    header = read_header(model)
+    if header is None or not header.inputs:
+        return None
+    try:
+        recipe = batch_recipe(header.inputs[0], header.metadata, batch=batch, max_input=max_input, **overrides)
+    except ConvtoolError:
+        return None
+    fixed_batch = header.inputs[0].shape[0]
+    return Job(files, Preparer(recipe), timings, **job_settings(fixed_batch, batch=batch, depth=depth, workers=workers,
+                                                               decoding=decoding, exact=exact))
 
 
 def probabilities(logits: np.ndarray) -> np.ndarray:

@@ -282,35 +282,67 @@ def split_group(size: int, workers: int) -> list[tuple[int, int]]:
 
 
 def process_chunks(groups: Sequence[Sequence[str | Path]], preparer: Preparer, *, workers: int, depth: int,
-                   draft: bool = False) -> Iterator[tuple[Chunk, int]]:
-    """Yield (chunk, groups in the workers) in order, decoded by ``workers`` processes at most ``depth`` groups ahead.
+                   draft: bool = False) -> "ChunkStream":
+    """(chunk, groups in the workers) in order, decoded by ``workers`` processes at most ``depth`` groups ahead.
 
-    Each group is decoded in parts (split_group), each written straight into its rows of the group's
-    slot. The recipe must have a fixed height and width. A part whose worker died twice comes back as
-    failures.
+    The workers start, and get the first groups, when this is called: the caller may open its model
+    meanwhile. Each group is decoded in parts (split_group), each written straight into its rows of
+    the group's slot. The recipe must have a fixed height and width. A part whose worker died twice
+    comes back as failures. Iterate to the end or ``close()`` the stream: that stops the workers.
     """
-    from convtool.workers import WorkerPool, ordered
+    return ChunkStream(groups, preparer, workers, depth, draft)
 
-    item = fixed_item_shape(preparer)
-    capacity = max((len(g) for g in groups), default=1)
-    depth = max(1, min(depth, len(groups)))
-    parts = [split_group(len(group), workers) for group in groups]
-    ring = mmap.mmap(-1, max(1, depth * capacity * math.prod(item) * preparer.dtype.itemsize))
-    key = id(ring)
-    _RINGS[key] = ring  # before the fork: the workers inherit the mapping
-    # A group's slot is reused by the group `depth` later: at most that many groups' parts in flight.
-    in_flight = (depth - 1) * max(len(p) for p in parts) + 1 if parts else 1
-    try:
-        with WorkerPool(workers, initializer=set_up_worker) as pool:
-            tasks = (_Task(key, index % depth, start, capacity, group[start:stop], preparer, draft)
-                     for index, group in enumerate(groups) for start, stop in parts[index])
-            replies = ordered(pool, _decode_task, tasks, in_flight=in_flight)
-            for index, group in enumerate(groups):
-                pieces = [(start, group[start:stop], *next(replies)) for start, stop in parts[index]]
-                slot = _slot(ring, index % depth, capacity, item, preparer.dtype)
-                yield _assemble(pieces, slot), -(-pool.pending // len(parts[index]))
-    finally:
-        del _RINGS[key]
+
+class ChunkStream:
+    """The iterator :func:`process_chunks` returns; see there."""
+
+    def __init__(self, groups: Sequence[Sequence[str | Path]], preparer: Preparer, workers: int, depth: int,
+                 draft: bool) -> None:
+        from convtool.workers import WorkerPool, ordered
+
+        self.item = fixed_item_shape(preparer)
+        self.groups, self.preparer = groups, preparer
+        self.capacity = max((len(g) for g in groups), default=1)
+        self.depth = max(1, min(depth, len(groups)))
+        self.parts = [split_group(len(group), workers) for group in groups]
+        self.ring = mmap.mmap(-1, max(1, self.depth * self.capacity * math.prod(self.item) * preparer.dtype.itemsize))
+        self.key = id(self.ring)
+        _RINGS[self.key] = self.ring  # before the fork: the workers inherit the mapping
+        # A group's slot is reused by the group `depth` later: at most that many groups' parts in flight.
+        in_flight = (self.depth - 1) * max(len(p) for p in self.parts) + 1 if self.parts else 1
+        tasks = (_Task(self.key, index % self.depth, start, self.capacity, group[start:stop], preparer, draft)
+                 for index, group in enumerate(groups) for start, stop in self.parts[index])
+        self.pool = WorkerPool(workers, initializer=set_up_worker)
+        try:
+            self.replies = ordered(self.pool, _decode_task, tasks, in_flight=in_flight)
+        except BaseException:
+            self.close()
+            raise
+        self._chunks = self._in_order()
+
+    def __iter__(self) -> "ChunkStream":
+        return self
+
+    def __next__(self) -> tuple[Chunk, int]:
+        try:
+            return next(self._chunks)
+        except BaseException:
+            self.close()
+            raise
+
+    def _in_order(self) -> Iterator[tuple[Chunk, int]]:
+        for index, group in enumerate(self.groups):
+            pieces = [(start, group[start:stop], *next(self.replies)) for start, stop in self.parts[index]]
+            slot = _slot(self.ring, index % self.depth, self.capacity, self.item, self.preparer.dtype)
+            yield _assemble(pieces, slot), -(-self.pool.pending // len(self.parts[index]))
+
+    def close(self) -> None:
+        """Stop the workers and forget the shared ring (a second close does nothing)."""
+        pool = getattr(self, "pool", None)
+        if pool is not None:
+            pool.close()
+        _RINGS.pop(self.key, None)
+        self._chunks = iter(())
 
 
 def _assemble(pieces: list, slot: np.ndarray) -> Chunk:

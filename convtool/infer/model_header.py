@@ -90,7 +90,8 @@ def _model(data: memoryview) -> ModelHeader | None:
 
 
 def _value_info(data: memoryview) -> TensorInfo:
-    name, elem_type, shape = "", 0, ()
+    name, elem_type = "", 0
+    shape: tuple[int | None, ...] = ()
     for number, value in _fields(data):
         if number == _VALUE_NAME and isinstance(value, memoryview):
             name = _text(value)

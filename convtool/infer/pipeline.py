@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
-from convtool.infer.decode import Chunk, DecodePlan, Failure, decode_group, plan_decoding
+from convtool.infer.decode import Chunk, ChunkStream, DecodePlan, Failure, decode_group, plan_decoding
 from convtool.infer.preprocess import Preparer
 
-__all__ = ["Chunk", "DecodePlan", "Failure", "Timings", "decoded_chunks", "model_step", "plan_decoding", "run_job",
+__all__ = ["Chunk", "DecodePlan", "Failure", "Job", "Timings", "decoded_chunks", "model_step", "plan_decoding", "run_job",
            "timed_results"]
 
 
@@ -94,15 +94,22 @@ def decoded_chunks(
     if plan.mode == "processes" and not keep_images and recipe.height and recipe.width:
         from convtool.infer.decode import process_chunks
 
-        for chunk, waiting in process_chunks(groups, preparer, workers=plan.workers, depth=depth, draft=draft):
-            if timings is not None:
-                timings.max_in_flight = max(timings.max_in_flight, waiting)
-            yield chunk
+        yield from _from_stream(process_chunks(groups, preparer, workers=plan.workers, depth=depth, draft=draft), timings)
     elif plan.mode == "inline":
         for group in groups:
             yield from decode_group(group, preparer, keep_images=keep_images, draft=draft)
     else:
         yield from _threaded(groups, preparer, depth, max(1, plan.workers), keep_images, draft, timings)
+
+
+def _from_stream(stream: ChunkStream, timings: Timings | None) -> Iterator[Chunk]:
+    try:
+        for chunk, waiting in stream:
+            if timings is not None:
+                timings.max_in_flight = max(timings.max_in_flight, waiting)
+            yield chunk
+    finally:
+        stream.close()
 
 
 def _threaded(groups: list, preparer: Preparer, depth: int, workers: int, keep_images: bool, draft: bool,
@@ -150,13 +157,14 @@ Result = TypeVar("Result")
 
 def timed_results(chunks: Iterable[Chunk], process: Callable[[Chunk], Result], timings: Timings,
                   on_progress: Callable[[int], None] | None = None, *,
-                  input_hw: tuple[int | None, int | None] | None = None) -> Iterator[Result]:
+                  input_hw: tuple[int | None, int | None] | None = None, since: float | None = None) -> Iterator[Result]:
     """Yield ``process(chunk)`` for each chunk, adding decode, post-processing and wall time to ``timings``.
 
     The caller's time with each result (writing files, tables) counts as post-processing. With the
     model's fixed ``input_hw``, images enlarged a lot to fit it are counted (``Timings.upscale_warning``).
+    The wall time counts from ``since`` (a ``time.perf_counter()`` value; default: now).
     """
-    started = time.perf_counter()
+    started = time.perf_counter() if since is None else since
     fixed: tuple[int, int] | None = None
     if input_hw is not None and input_hw[0] and input_hw[1]:
         fixed = (int(input_hw[0]), int(input_hw[1]))
@@ -175,21 +183,82 @@ def timed_results(chunks: Iterable[Chunk], process: Callable[[Chunk], Result], t
 def run_job(files: Sequence[str | Path], preparer: Preparer, process: Callable[[Chunk], Result], timings: Timings, *,
             batch: int, depth: int, workers: int | None, decoding: str, fixed_batch: int | None = None,
             keep_images: bool = False, overlap: bool = True, draft: bool = False,
-            on_progress: Callable[[int], None] | None = None) -> Iterator[Result]:
+            on_progress: Callable[[int], None] | None = None, started: Job | None = None) -> Iterator[Result]:
     """The job of every model command: plan the decoding (its reason goes to ``timings.notes``), decode
     chunks of ``batch`` files ahead (a multiple of a ``fixed_batch`` above 1) and yield ``process(chunk)``, timed.
 
     ``decoding``, ``workers``, ``keep_images`` and ``overlap`` are :func:`plan_decoding`'s; ``draft`` is
-    :func:`decoded_chunks`'.
+    :func:`decoded_chunks`'. A Job ``started`` for the same files and recipe (see :class:`Job`) is used
+    instead of a new one; one for another recipe is stopped.
     """
-    batch = chunk_size(batch, fixed_batch)
-    recipe = preparer.recipe
-    plan = plan_decoding(files, workers=workers, mode=decoding, keep_images=keep_images,
-                         fixed_size=bool(recipe.height and recipe.width), overlap=overlap)
-    timings.notes.append(plan.describe())
-    chunks = decoded_chunks(files, preparer, chunk_size=batch, depth=depth, keep_images=keep_images, plan=plan,
-                            draft=draft, timings=timings)
-    yield from timed_results(chunks, process, timings, on_progress, input_hw=(recipe.height, recipe.width))
+    settings = dict(batch=batch, depth=depth, workers=workers, decoding=decoding, fixed_batch=fixed_batch,
+                    keep_images=keep_images, overlap=overlap, draft=draft)
+    job = started
+    if job is None or not job.serves(files, preparer, settings):
+        if job is not None:
+            job.close()
+            timings.notes.append("decoding restarted: the model's session reports another input than its file's header")
+        job = Job(files, preparer, timings, **settings)  # type: ignore[arg-type]
+    yield from job.results(process, on_progress)
+
+
+class Job:
+    """A batch job's decoding, planned, and already running when it runs in worker processes.
+
+    Made before the model's session exists (from the file's header, :mod:`model_header`), it decodes
+    while onnxruntime loads; :meth:`results` then feeds the model. Takes :func:`run_job`'s settings.
+    """
+
+    def __init__(self, files: Sequence[str | Path], preparer: Preparer, timings: Timings, *, batch: int, depth: int,
+                 workers: int | None, decoding: str, fixed_batch: int | None = None, keep_images: bool = False,
+                 overlap: bool = True, draft: bool = False) -> None:
+        self.files, self.preparer, self.timings = files, preparer, timings
+        self.started = time.perf_counter()  # the wall time of the run counts from here
+        self.settings = dict(batch=batch, depth=depth, workers=workers, decoding=decoding, fixed_batch=fixed_batch,
+                             keep_images=keep_images, overlap=overlap, draft=draft)
+        recipe = preparer.recipe
+        plan = plan_decoding(files, workers=workers, mode=decoding, keep_images=keep_images,
+                             fixed_size=bool(recipe.height and recipe.width), overlap=overlap)
+        timings.notes.append(plan.describe())
+        size = chunk_size(batch, fixed_batch)
+        self._stream: ChunkStream | None = None
+        if plan.mode == "processes" and not keep_images and recipe.height and recipe.width:
+            from convtool.infer.decode import process_chunks
+
+            groups = [files[i : i + size] for i in range(0, len(files), size)]
+            self._stream = process_chunks(groups, preparer, workers=plan.workers, depth=depth, draft=draft)
+            self._chunks = _from_stream(self._stream, timings)
+        else:
+            self._chunks = decoded_chunks(files, preparer, chunk_size=size, depth=depth, keep_images=keep_images,
+                                          plan=plan, draft=draft, timings=timings)
+
+    def serves(self, files: Sequence[str | Path], preparer: Preparer, settings: dict) -> bool:
+        """True if this job decodes ``files`` as ``preparer`` and ``settings`` ask."""
+        return files is self.files and preparer.recipe == self.preparer.recipe and settings == self.settings
+
+    def results(self, process: Callable[[Chunk], Result],
+                on_progress: Callable[[int], None] | None = None) -> Iterator[Result]:
+        """``process(chunk)`` for each chunk in file order, timed into the job's Timings."""
+        recipe = self.preparer.recipe
+        try:
+            yield from timed_results(self._chunks, process, self.timings, on_progress,
+                                     input_hw=(recipe.height, recipe.width), since=self.started)
+        finally:
+            self.close()
+
+    def __enter__(self) -> Job:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop decoding (workers included); what was decoded is dropped. Closing twice does nothing."""
+        if self._stream is not None:
+            self._stream.close()
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
 
 
 def chunk_size(batch: int, fixed_batch: int | None) -> int:

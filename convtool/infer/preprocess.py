@@ -92,6 +92,19 @@ def preprocess_for(model_input: TensorInfo, metadata: dict[str, str], **override
     return recipe
 
 
+def batch_recipe(model_input: TensorInfo, metadata: dict[str, str], *, batch: int, max_input: int,
+                 **overrides: Any) -> Preprocess:
+    """:func:`preprocess_for`, refusing a fixed input size whose ``batch`` would hold more than ``max_input``
+    values before any image is decoded into it."""
+    from convtool import guards
+
+    recipe = preprocess_for(model_input, metadata, **overrides)
+    if recipe.height and recipe.width:
+        guards.check_values("a batch of model input", (batch, recipe.n_channels, recipe.height, recipe.width),
+                            max_input)
+    return recipe
+
+
 def _from_metadata(metadata: dict[str, str]) -> Preprocess:
     try:
         spec = json.loads(metadata[INPUT_KEY])
