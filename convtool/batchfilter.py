@@ -9,6 +9,7 @@ stop (Ctrl-C, SIGTERM, a dead worker) leaves complete outputs and no temporary f
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -35,6 +36,10 @@ NUMPY_RATE, NUMBA_RATE = 0.3e9, 2e9  # filter multiply-adds per second on one co
 # with Numba's BLAS probe skipped by conv/cpu.py); on 640x480 RGB Sobel it then runs about 8x faster than
 # NumPy's 0.3e9 multiply-adds per second (5 vs 40 ms). It pays once a process has about 0.35e9 to do.
 NUMBA_WORK_PER_PROCESS = 350_000_000
+# Compiling the kernels one filter needs into an empty Numba cache (measured: a 4000x3000 RGB Gaussian's first run
+# 13.5 s over the warm one; uint8 separable large planes alone 11.6 s). On a cold cache NumPy runs instead unless it
+# would cost more than this; `filter --warm` compiles every kernel once.
+COMPILE_SECONDS = 12.0
 
 
 @dataclass(frozen=True)
@@ -74,26 +79,35 @@ class FileResult:
 
 @dataclass(frozen=True)
 class FilterPlan:
-    """Where jobs run (``inline`` or ``processes``), whether Numba is loaded for them, and why."""
+    """Where jobs run (``inline`` or ``processes``), whether Numba is loaded for them, and why.
+
+    ``backend`` is the back-end the jobs run with (:func:`planned_settings`): the caller's, or ``numpy``
+    when Numba's cache is cold and compiling would cost more than NumPy does (``why_backend`` says so).
+    """
 
     mode: str
     workers: int
     numba: bool
     reason: str
     sample: tuple[int, ...] | None = None  # H,W(,C) of the first image: the shape Numba's kernels are warmed on
+    backend: str | None = None  # None: the settings' own
+    why_backend: str | None = None
 
     def describe(self) -> list[str]:
         where = "in this process" if self.mode == "inline" else f"in {self.workers} worker processes"
         return [f"files: filtered {where}: {self.reason}"]
 
 
-def plan_filtering(files: Sequence[Path], settings: FilterSettings, *, workers: int | None = None) -> FilterPlan:
-    """Inline or processes from the number and size of the images; Numba when the batch's work pays for loading it."""
+def plan_filtering(files: Sequence[Path], settings: FilterSettings, *, workers: int | None = None,
+                   gray: bool = False) -> FilterPlan:
+    """Inline or processes from the number and size of the images; Numba when the batch's work pays for loading
+    it and, if its cache is cold, for compiling its kernels too (otherwise NumPy this run)."""
     from convtool import conv
     from convtool.workers import default_workers
 
-    width, height, channels = _first_image_shape(files)
-    taps = sum(int(np.count_nonzero(m)) for k in settings.kernels for m in k.matrices)
+    width, height, bands, dtype = _first_image_header(files)
+    channels = 1 if gray or bands < 3 else 3  # as read: alpha is kept aside
+    taps = sum(_taps(m) for k in settings.kernels for m in k.matrices)
     per_image = width * height * channels * max(taps, 1)
     total_work = per_image * len(files)
     cores = default_workers()
@@ -102,13 +116,55 @@ def plan_filtering(files: Sequence[Path], settings: FilterSettings, *, workers: 
     spread = len(files) > 1 and cores > 1 and sys.platform.startswith("linux") and seconds >= PROCESS_MIN_SECONDS
     processes = min(workers or cores, len(files)) if spread else 1
     numba, why_numba = _numba_pays(conv.numba_loaded() and not spread, total_work / processes, per_image, len(files))
+    sample = (height, width) if channels == 1 else (height, width, channels)
+    backend = why_backend = None
+    if numba and _cold_cache_matters(settings):
+        from convtool.filtering import jit_cached
+
+        if not jit_cached(sample, dtype, settings):
+            numba, why_numba, backend, why_backend = _on_cold_cache(total_work / processes, why_numba)
     seconds = pixel_seconds + total_work / (NUMBA_RATE if numba else NUMPY_RATE)
-    sample = (height, width) if channels == 1 else (height, width, min(channels, 3))
     if spread:
         return FilterPlan("processes", processes, numba, f"{len(files)} images of {width}x{height}, about "
-                                                         f"{seconds:.1f} s of work: one per core; {why_numba}", sample)
+                                                         f"{seconds:.1f} s of work: one per core; {why_numba}", sample,
+                          backend, why_backend)
     why = "one image" if len(files) == 1 else ("one core" if cores == 1 else f"about {seconds:.2f} s of work")
-    return FilterPlan("inline", 1, numba, f"{why}; {why_numba}", sample)
+    return FilterPlan("inline", 1, numba, f"{why}; {why_numba}", sample, backend, why_backend)
+
+
+def _taps(matrix: np.ndarray) -> int:
+    """Multiply-adds per output value: non-zero taps, or a rank-1 kernel's two 1-D passes (19x19 Gaussian: 38)."""
+    from convtool.conv import separable
+
+    nonzero = int(np.count_nonzero(matrix))
+    found = separable.factors(matrix)
+    return nonzero if found is None else min(nonzero, sum(int(np.count_nonzero(f)) for f in found))
+
+
+def _cold_cache_matters(settings: FilterSettings) -> bool:
+    """Whether ``auto`` would run Numba's CPU kernels (a back-end asked for by name is run as asked)."""
+    from convtool.conv.device import resolve_device
+
+    return settings.backend == "auto" and resolve_device(settings.device)[0] == "cpu"
+
+
+def _on_cold_cache(work: float, why_numba: str) -> tuple[bool, str, str | None, str | None]:
+    """(numba, why, backend, why_backend) when Numba's cache lacks the batch's kernels: NumPy this run unless
+    its extra time on ``work`` multiply-adds per process is more than compiling the kernels costs."""
+    extra = work * (1 / NUMPY_RATE - 1 / NUMBA_RATE)
+    if extra >= COMPILE_SECONDS:
+        return True, (f"{why_numba}; Numba's cache is cold: its kernels are compiled first (about "
+                      f"{COMPILE_SECONDS:.0f} s, once; NumPy would take about {extra:.0f} s longer)"), None, None
+    why = (f"Numba cache cold: NumPy this run (compiling its kernels would take about {COMPILE_SECONDS:.0f} s, "
+           f"NumPy about {extra:.1f} s more); `convtool filter --warm` compiles them once")
+    return False, why, "numpy", why
+
+
+def planned_settings(settings: FilterSettings, plan: FilterPlan) -> FilterSettings:
+    """``settings`` with the back-end ``plan`` chose for this run (NumPy on a cold Numba cache)."""
+    if plan.backend is None:
+        return settings
+    return dataclasses.replace(settings, backend=plan.backend, why_backend=plan.why_backend)
 
 
 def _numba_pays(loaded: bool, work: float, per_image: float, count: int) -> tuple[bool, str]:
@@ -123,17 +179,18 @@ def _numba_pays(loaded: bool, work: float, per_image: float, count: int) -> tupl
                    f"(it pays from {NUMBA_WORK_PER_PROCESS / 1e6:,.0f} M)")
 
 
-def _first_image_shape(files: Sequence[Path]) -> tuple[int, int, int]:
-    """(width, height, channels) of the first readable image header, (1, 1, 1) if none."""
+def _first_image_header(files: Sequence[Path]) -> tuple[int, int, int, type]:
+    """(width, height, bands, dtype as read) of the first readable image header; (1, 1, 1, uint8) if none."""
     from PIL import Image
 
     for file in files[:8]:
         try:
             with Image.open(file) as image:
-                return image.width, image.height, len(image.getbands())
+                wide = image.mode.startswith("I") or image.mode == "F"  # 16-bit and float images are read as float32
+                return image.width, image.height, len(image.getbands()), np.float32 if wide else np.uint8
         except Exception:  # noqa: BLE001 - a bad file is reported by its job; try the next one
             continue
-    return 1, 1, 1
+    return 1, 1, 1, np.uint8
 
 
 def run_job(job: FileJob, read: Callable[[], tuple[ImageArray | BaseException, float]] | None = None) -> FileResult:

@@ -5,14 +5,15 @@ This is the library behind ``convtool filter``; it knows nothing of click or fil
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from convtool import conv, guards
+from convtool import conv, guards, shapes
 from convtool.errors import UsageError
-from convtool.geometry import PoolSpec, pair, resolve_pads
+from convtool.geometry import PoolSpec, axis_pairs, pair, resolve_pads
 from convtool.kernels import OUT_SCALES, Kernel
 
 
@@ -31,6 +32,7 @@ class FilterSettings:
     backend: str = "auto"
     device: str = "auto"
     max_pixels: int = guards.MAX_PIXELS  # per plane after padding, checked before each step allocates
+    why_backend: str | None = None  # why ``backend`` was chosen for the caller (shown instead of "asked for")
 
     def conv_options(self) -> dict:
         """The geometry keywords of ``conv.correlate2d`` (back-end and device are chosen per step)."""
@@ -59,6 +61,8 @@ def apply_kernel(image: np.ndarray, kernel: Kernel, settings: FilterSettings,
         oriented = matrix[::-1, ::-1] if settings.mode == "convolve" else matrix
         choice = conv.choose_backend(planes_shape, oriented, backend=settings.backend, device=settings.device,
                                      stride=settings.stride, dtype=image.dtype)
+        if settings.why_backend is not None:
+            choice = dataclasses.replace(choice, reason=settings.why_backend)
         choices.append((kernel.name, choice))
         responses.append(conv.correlate2d(image, oriented, **settings.conv_options(), backend=choice.backend,
                                           device=choice.device, channel_axis=-1 if channels_last else None))
@@ -138,13 +142,43 @@ def filter_pixels(pixels: np.ndarray, settings: FilterSettings,
     if settings.pool is not None:
         pool = settings.pool.broadcast(2)
         windows = image.size * math.prod(pool.size) / math.prod(pool.strides)
-        choices.append((f"{pool.kind}-pool", conv.choose_pool_backend(backend=settings.backend,
-                                                                       device=settings.device, work=windows)))
+        choice = conv.choose_pool_backend(backend=settings.backend, device=settings.device, work=windows)
+        if settings.why_backend is not None:
+            choice = dataclasses.replace(choice, reason=settings.why_backend)
+        choices.append((f"{pool.kind}-pool", choice))
         planes = np.moveaxis(image, -1, 0) if channels_last else image  # the pool reads (..., H, W)
         pooled = conv.pool2d(planes, pool.size, stride=pool.strides, kind=pool.kind,
                              backend=choices[-1][1].backend, device=choices[-1][1].device)
         image = np.ascontiguousarray(np.moveaxis(pooled, 0, -1)) if channels_last else pooled
     return image.astype(np.float32, copy=image is pixels)  # the caller's own array: it may scale it in place
+
+
+def jit_cached(shape: tuple[int, ...], dtype: np.dtype | type, settings: FilterSettings) -> bool:
+    """Whether filtering an H,W(,C) image of ``shape`` and ``dtype`` with ``settings`` would find every Numba
+    kernel of the chain compiled in this process or in Numba's cache (``conv.jit_cached`` for each step: it
+    imports Numba, about 0.5 s the first time, and compiles nothing). Pooling is not asked about.
+    """
+    image = read_only(np.empty(shape, dtype=np.uint8 if np.dtype(dtype) == np.uint8 else np.float32))
+    channel_axis = -1 if image.ndim == 3 else None
+    try:
+        for kernel in settings.kernels:
+            for matrix in kernel.matrices:
+                oriented = matrix[::-1, ::-1] if settings.mode == "convolve" else matrix
+                if not conv.jit_cached(image, oriented, **settings.conv_options(), backend=settings.backend,
+                                       device=settings.device, channel_axis=channel_axis):
+                    return False
+            height, width = _output_hw(image.shape[:2], kernel.matrices[0].shape, settings)
+            image = read_only(np.empty((height, width) + image.shape[2:], dtype=np.float32))  # never written
+    except UsageError:  # a kernel too large for the image, ...: the job itself reports it
+        return True
+    return True
+
+
+def _output_hw(image_hw: tuple[int, ...], kernel_hw: tuple[int, ...], settings: FilterSettings) -> tuple[int, int]:
+    stride, dilation = pair("stride", settings.stride), pair("dilation", settings.dilation)
+    pads = axis_pairs(resolve_pads(settings.padding, image_hw, kernel_hw, stride, dilation))
+    height, width = (shapes.output_size(image_hw[a], kernel_hw[a], stride[a], pads[a], dilation[a]) for a in (0, 1))
+    return height, width
 
 
 def chain_out_scale(kernels: list[Kernel]) -> str:

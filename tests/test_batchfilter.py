@@ -141,13 +141,54 @@ def test_ctrl_c_mid_batch_leaves_complete_outputs_and_no_temporaries(photos, tmp
 
 
 def test_plan_loads_numba_only_when_each_process_has_enough_work(photos, monkeypatch):
-    from convtool import conv
+    from convtool import conv, filtering
 
     monkeypatch.setattr(conv, "numba_loaded", lambda: False)
+    monkeypatch.setattr(filtering, "jit_cached", lambda *a: True)
     small = bf.plan_filtering(photos[:1], SETTINGS)
     assert small.mode == "inline" and not small.numba and "NumPy" in small.reason
     monkeypatch.setattr(bf, "NUMBA_WORK_PER_PROCESS", 1000)
     assert bf.plan_filtering(photos[:1], SETTINGS).numba
+
+
+def test_a_cold_numba_cache_means_numpy_this_run_and_the_steps_say_why(photos, tmp_path, monkeypatch):
+    from convtool import conv, filtering
+
+    monkeypatch.setattr(conv, "numba_loaded", lambda: False)
+    monkeypatch.setattr(bf, "NUMBA_WORK_PER_PROCESS", 1000)
+    asked = []
+    monkeypatch.setattr(filtering, "jit_cached", lambda shape, dtype, settings: asked.append((shape, dtype)) or False)
+    plan = bf.plan_filtering(photos[:1], SETTINGS)
+    assert asked == [((32, 40, 3), np.uint8)]  # the first photo as it is read: 40x32 RGB
+    assert not plan.numba and plan.backend == "numpy" and "Numba cache cold: NumPy this run" in plan.describe()[0]
+    settings = bf.planned_settings(SETTINGS, plan)
+    assert SETTINGS.backend == "auto" and settings.backend == "numpy"
+    (result,) = list(bf.filter_files(bf.make_jobs(photos[:1], [tmp_path / "o.png"], settings, bf.Encoding()), plan))
+    assert {(ran, reason.split(" (")[0]) for _, ran, _, reason in result.steps} == \
+        {("numpy", "Numba cache cold: NumPy this run")}
+    monkeypatch.setattr(bf, "COMPILE_SECONDS", 0.0)  # work enough to pay for compiling: Numba, compiled first
+    paid = bf.plan_filtering(photos[:1], SETTINGS)
+    assert paid.numba and paid.backend is None and "compiled first" in paid.reason
+
+
+def test_a_backend_asked_for_by_name_is_never_swapped_for_numpy(photos, monkeypatch):
+    from convtool import conv, filtering
+
+    monkeypatch.setattr(conv, "numba_loaded", lambda: False)
+    monkeypatch.setattr(bf, "NUMBA_WORK_PER_PROCESS", 1000)
+    monkeypatch.setattr(filtering, "jit_cached", lambda *a: pytest.fail("asked about the cache"))
+    plan = bf.plan_filtering(photos[:1], FilterSettings([load_kernel("sobel")], backend="separable"))
+    assert plan.numba and plan.backend is None
+
+
+def test_the_cache_query_follows_the_chain_and_knows_what_this_process_compiled():
+    from convtool.filtering import filter_pixels, jit_cached
+
+    settings = FilterSettings([load_kernel("sobel"), load_kernel("box")], stride=(2, 2), backend="direct")
+    filter_pixels(np.zeros((30, 40, 3), np.uint8), settings)  # compiles (or loads) what the query asks about
+    assert jit_cached((30, 40, 3), np.uint8, settings)
+    too_large = FilterSettings([load_kernel("gaussian:sigma=9")], padding="valid")
+    assert jit_cached((5, 5), np.uint8, too_large)  # the job reports the kernel; the plan goes on
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])

@@ -172,3 +172,15 @@ def test_images_or_warm_and_a_kernel_are_required(runner, photos):
     assert nothing.exit_code == 2 and "INPUTS" in nothing.output and "--warm" in nothing.output
     no_kernel = run(runner, "filter", photos)
     assert no_kernel.exit_code == 2 and "--kernel" in no_kernel.output
+
+
+def test_verbose_says_a_cold_numba_cache_means_numpy_this_run(runner, photos, tmp_path, monkeypatch):
+    from convtool import batchfilter, conv, filtering
+
+    monkeypatch.setattr(conv, "numba_loaded", lambda: False)
+    monkeypatch.setattr(batchfilter, "NUMBA_WORK_PER_PROCESS", 1000)  # these small photos "pay" for Numba
+    monkeypatch.setattr(filtering, "jit_cached", lambda *a: False)
+    result = run(runner, "filter", photos / "camera-64.png", "-k", "sobel", "-o", tmp_path / "o.png", "-v")
+    assert result.exit_code == 0, result.output
+    assert "files: filtered in this process: one image; Numba cache cold: NumPy this run" in result.output
+    assert "convtool filter --warm" in result.output and "sobel (numpy on CPU)" in result.output

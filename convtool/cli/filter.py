@@ -133,7 +133,7 @@ def command(inputs, kernel_specs, output, mode, stride, padding, border, cval, d
     encoding = bf.Encoding(png_compression=png_compression, quality=quality, depth=int(depth) if depth else None,
                            out_scale=out_scale)
     failures, todo = _refused_targets(files, targets, overwrite)
-    plan = bf.plan_filtering([f for f, _ in todo], settings, workers=workers)
+    plan = bf.plan_filtering([f for f, _ in todo], settings, workers=workers, gray=gray)
     if verbose:
         say(f"device: {device_used.upper()} ({why_device})")
         for line in plan.describe():
@@ -141,7 +141,7 @@ def command(inputs, kernel_specs, output, mode, stride, padding, border, cval, d
     started = time.perf_counter()
     ray_run = None
     if ray_address is None:
-        results = _run(bf, todo, settings, encoding, gray, plan, overwrite)
+        results = _run(bf, todo, bf.planned_settings(settings, plan), encoding, gray, plan, overwrite)
     else:  # the same jobs in Ray actors, which publish each output into the (shared) folder
         jobs = bf.make_jobs([f for f, _ in todo], [t for _, t in todo], settings, encoding, gray=gray)
         ray_run = engine_ray.RayRun()
