@@ -31,11 +31,13 @@ if TYPE_CHECKING:
 QUALITY = 90  # JPEG and WebP quality unless asked otherwise
 PROCESS_MIN_SECONDS = 0.15  # estimated work below which worker processes (about 20 ms to fork) cost more than they save
 PIXEL_SECONDS = 12e-9  # decode + scale + encode per pixel and channel, measured on 640x480 photos in one worker
-NUMPY_RATE, NUMBA_RATE = 0.3e9, 2e9  # filter multiply-adds per second on one core (640x480 RGB Sobel: 40 / 5 ms)
-# Loading the Numba core in a process costs about 1.0 s of CPU (import 0.55 s, its first cached kernel 0.45 s,
-# with Numba's BLAS probe skipped by conv/cpu.py); on 640x480 RGB Sobel it then runs about 8x faster than
-# NumPy's 0.3e9 multiply-adds per second (5 vs 40 ms). It pays once a process has about 0.35e9 to do.
-NUMBA_WORK_PER_PROCESS = 350_000_000
+# Filter multiply-adds per second on one core (a rank-1 kernel counted as its two passes), the slowest of 640x480
+# RGB Sobel / 5x5 Gaussian / 9x9 blob in a worker: NumPy 7.6 / 5.5 / 40 ms, Numba 2.2 / 0.8 / 2.7 ms per image.
+NUMPY_RATE, NUMBA_RATE = 1.2e9, 4e9
+# Loading the Numba core costs a process about 0.5 s (import, then its kernels from the cache, with Numba's BLAS
+# probe skipped by conv/cpu.py): at these rates it pays from about 0.85e9 multiply-adds. 200 such photos give
+# each of 2 workers 0.92e9 (Gaussian 5x5): Numba 2.29 s, NumPy 2.50 s in all. One 512x512 Sobel (8e6): NumPy.
+NUMBA_WORK_PER_PROCESS = 500_000_000
 # Compiling the kernels one filter needs into an empty Numba cache (measured: a 4000x3000 RGB Gaussian's first run
 # 13.5 s over the warm one; uint8 separable large planes alone 11.6 s). On a cold cache NumPy runs instead unless it
 # would cost more than this; `filter --warm` compiles every kernel once.
