@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from convtool import conv, guards, shapes
-from convtool.errors import UsageError
+from convtool.errors import ConvtoolError, UsageError
 from convtool.geometry import PoolSpec, axis_pairs, pair, resolve_pads
 from convtool.kernels import OUT_SCALES, Kernel
 
@@ -163,13 +163,14 @@ def jit_cached(shape: tuple[int, ...], dtype: np.dtype | type, settings: FilterS
     try:
         for kernel in settings.kernels:
             for matrix in kernel.matrices:
+                _check_padded_size(image.shape[:2], matrix.shape, settings)  # before any array of that size
                 oriented = matrix[::-1, ::-1] if settings.mode == "convolve" else matrix
                 if not conv.jit_cached(image, oriented, **settings.conv_options(), backend=settings.backend,
                                        device=settings.device, channel_axis=channel_axis):
                     return False
             height, width = _output_hw(image.shape[:2], kernel.matrices[0].shape, settings)
             image = read_only(np.empty((height, width) + image.shape[2:], dtype=np.float32))  # never written
-    except UsageError:  # a kernel too large for the image, ...: the job itself reports it
+    except ConvtoolError:  # a kernel too large for the image, a padded size above the limit: the job reports it
         return True
     return True
 

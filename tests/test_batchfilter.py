@@ -285,3 +285,10 @@ def test_warming_covers_every_cpu_kernel_auto_can_pick(monkeypatch):
     assert kinds == {(d, large, b) for d in ("uint8", "float32") for large in (False, True)
                      for b in ("direct", "separable")}
     assert calls[-1] == (np.float32, "pool", "direct")
+
+
+def test_the_cache_query_refuses_no_size_the_job_would_refuse_itself():
+    from convtool.filtering import jit_cached
+
+    huge = FilterSettings([load_kernel("sobel")], padding=2**31)
+    assert jit_cached((8, 8), np.uint8, huge)  # no array of 2^31 rows is made; the job reports the limit
