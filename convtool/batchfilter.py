@@ -34,10 +34,12 @@ PIXEL_SECONDS = 12e-9  # decode + scale + encode per pixel and channel, measured
 # Filter multiply-adds per second on one core (a rank-1 kernel counted as its two passes), the slowest of 640x480
 # RGB Sobel / 5x5 Gaussian / 9x9 blob in a worker: NumPy 7.6 / 5.5 / 40 ms, Numba 2.2 / 0.8 / 2.7 ms per image.
 NUMPY_RATE, NUMBA_RATE = 1.2e9, 4e9
-# Loading the Numba core costs a process about 0.5 s (import, then its kernels from the cache, with Numba's BLAS
-# probe skipped by conv/cpu.py): at these rates it pays from about 0.85e9 multiply-adds. 200 such photos give
-# each of 2 workers 0.92e9 (Gaussian 5x5): Numba 2.29 s, NumPy 2.50 s in all. One 512x512 Sobel (8e6): NumPy.
-NUMBA_WORK_PER_PROCESS = 500_000_000
+# Loading the Numba core costs a process about 0.85 s while the other core idles (import 0.43 s, conv/cpu.py 0.12 s,
+# the batch's kernels from the cache 0.3 s; Numba's BLAS probe skipped): at these rates it pays from about 1.5e9
+# multiply-adds per process. 200 such photos give each of 2 workers 0.92e9 for Sobel or the 5x5 Gaussian: NumPy
+# (200 Sobel: 2.7-3.3 s against 2.9-3.4 s with Numba); 6e9 for the blob: Numba. One 4000x3000 RGB Gaussian sigma 3
+# (1.4e9): NumPy 1.55-1.78 s against 1.55-1.75 s loading Numba, and no compile on an empty cache.
+NUMBA_WORK_PER_PROCESS = 1_500_000_000
 # Compiling the kernels one filter needs into an empty Numba cache (measured: a 4000x3000 RGB Gaussian's first run
 # 13.5 s over the warm one; uint8 separable large planes alone 11.6 s). On a cold cache NumPy runs instead unless it
 # would cost more than this; `filter --warm` compiles every kernel once.
@@ -120,11 +122,13 @@ def plan_filtering(files: Sequence[Path], settings: FilterSettings, *, workers: 
     numba, why_numba = _numba_pays(conv.numba_loaded() and not spread, total_work / processes, per_image, len(files))
     sample = (height, width) if channels == 1 else (height, width, channels)
     backend = why_backend = None
-    if numba and _cold_cache_matters(settings):
+    if _auto_on_cpu(settings):
         from convtool.filtering import jit_cached
 
-        if not jit_cached(sample, dtype, settings):
-            numba, why_numba, backend, why_backend = _on_cold_cache(total_work / processes, why_numba)
+        if numba and not jit_cached(sample, dtype, settings):
+            numba, why_numba = _on_cold_cache(total_work / processes, why_numba)
+        if not numba:  # every job, however large its image: the core alone would load Numba from 50 M on
+            backend, why_backend = "numpy", why_numba
     seconds = pixel_seconds + total_work / (NUMBA_RATE if numba else NUMPY_RATE)
     if spread:
         return FilterPlan("processes", processes, numba, f"{len(files)} images of {width}x{height}, about "
@@ -143,27 +147,28 @@ def _taps(matrix: np.ndarray) -> int:
     return nonzero if found is None else min(nonzero, sum(int(np.count_nonzero(f)) for f in found))
 
 
-def _cold_cache_matters(settings: FilterSettings) -> bool:
-    """Whether ``auto`` would run Numba's CPU kernels (a back-end asked for by name is run as asked)."""
+def _auto_on_cpu(settings: FilterSettings) -> bool:
+    """Whether the back-end is the plan's to choose: ``auto`` on the CPU (one asked for by name runs as asked)."""
     from convtool.conv.device import resolve_device
 
     return settings.backend == "auto" and resolve_device(settings.device)[0] == "cpu"
 
 
-def _on_cold_cache(work: float, why_numba: str) -> tuple[bool, str, str | None, str | None]:
-    """(numba, why, backend, why_backend) when Numba's cache lacks the batch's kernels: NumPy this run unless
-    its extra time on ``work`` multiply-adds per process is more than compiling the kernels costs."""
+def _on_cold_cache(work: float, why_numba: str) -> tuple[bool, str]:
+    """(numba, why) when Numba's cache lacks the batch's kernels: NumPy this run unless its extra time on
+    ``work`` multiply-adds per process is more than compiling the kernels costs."""
     extra = work * (1 / NUMPY_RATE - 1 / NUMBA_RATE)
     if extra >= COMPILE_SECONDS:
         return True, (f"{why_numba}; Numba's cache is cold: its kernels are compiled first (about "
-                      f"{COMPILE_SECONDS:.0f} s, once; NumPy would take about {extra:.0f} s longer)"), None, None
-    why = (f"Numba cache cold: NumPy this run (compiling its kernels would take about {COMPILE_SECONDS:.0f} s, "
-           f"NumPy about {extra:.1f} s more); `convtool filter --warm` compiles them once")
-    return False, why, "numpy", why
+                      f"{COMPILE_SECONDS:.0f} s, once; NumPy would take about {extra:.0f} s longer)")
+    return False, (f"Numba cache cold: NumPy this run (compiling its kernels would take about "
+                   f"{COMPILE_SECONDS:.0f} s, NumPy about {extra:.1f} s more); `convtool filter --warm` compiles "
+                   "them once")
 
 
 def planned_settings(settings: FilterSettings, plan: FilterPlan) -> FilterSettings:
-    """``settings`` with the back-end ``plan`` chose for this run (NumPy on a cold Numba cache)."""
+    """``settings`` with the back-end ``plan`` chose for this run's correlations (NumPy when Numba does not pay
+    or its cache is cold)."""
     if plan.backend is None:
         return settings
     return dataclasses.replace(settings, backend=plan.backend, why_backend=plan.why_backend)

@@ -142,9 +142,9 @@ def filter_pixels(pixels: np.ndarray, settings: FilterSettings,
     if settings.pool is not None:
         pool = settings.pool.broadcast(2)
         windows = image.size * math.prod(pool.size) / math.prod(pool.strides)
-        choice = conv.choose_pool_backend(backend=settings.backend, device=settings.device, work=windows)
-        if settings.why_backend is not None:
-            choice = dataclasses.replace(choice, reason=settings.why_backend)
+        # a back-end chosen for the caller (why_backend) is the correlations': NumPy's pool is the float64 reference
+        backend = "auto" if settings.why_backend is not None else settings.backend
+        choice = conv.choose_pool_backend(backend=backend, device=settings.device, work=windows)
         choices.append((f"{pool.kind}-pool", choice))
         planes = np.moveaxis(image, -1, 0) if channels_last else image  # the pool reads (..., H, W)
         pooled = conv.pool2d(planes, pool.size, stride=pool.strides, kind=pool.kind,
