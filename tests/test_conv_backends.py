@@ -30,19 +30,28 @@ def _image(shape=(2, 23, 19)):
     return RNG.standard_normal(shape).astype(np.float32)
 
 
-@pytest.fixture(params=["rows", "flat"])
+@pytest.fixture(params=["rows", "flat", "in_place"])
 def cpu_path(request, monkeypatch):
-    """Run the Numba kernels both ways: a ring of padded rows per block, or one flat padded stack."""
-    monkeypatch.setattr(cpu, "FLAT_PIXELS", 0 if request.param == "rows" else 1 << 30)
+    """Run the Numba kernels every way: a ring of padded rows per block, one flat padded stack, or (direct
+    kernels at stride 1) the image read in place."""
+    _numba_path(monkeypatch, request.param)
     return request.param
 
 
-@pytest.mark.parametrize("backend,numba_path", [("direct", "rows"), ("direct", "flat"), ("separable", "rows"),
-                                               ("separable", "flat"), ("fft", None), ("im2col", None), ("numpy", None)])
+def _numba_path(monkeypatch, path):
+    monkeypatch.setattr(cpu, "IN_PLACE", path == "in_place")
+    monkeypatch.setattr(cpu, "IN_PLACE_STACKED", 0)
+    if path != "in_place":
+        monkeypatch.setattr(cpu, "FLAT_PIXELS", 0 if path == "rows" else 1 << 30)
+
+
+@pytest.mark.parametrize("backend,numba_path", [("direct", "rows"), ("direct", "flat"), ("direct", "in_place"),
+                                               ("separable", "rows"), ("separable", "flat"), ("fft", None),
+                                               ("im2col", None), ("numpy", None)])
 @pytest.mark.parametrize("border", BORDERS)
 def test_backends_match_reference_for_every_geometry(backend, numba_path, border, monkeypatch):
-    if numba_path is not None:  # the Numba kernels have two paths: a ring of padded rows, or one flat stack
-        monkeypatch.setattr(cpu, "FLAT_PIXELS", 0 if numba_path == "rows" else 1 << 30)
+    if numba_path is not None:  # the Numba kernels' paths: a ring of padded rows, one flat stack, in place
+        _numba_path(monkeypatch, numba_path)
     image = _image()
     for stride, dilation, padding in GEOMETRIES:
         for kernel in KERNELS.values():
@@ -348,3 +357,25 @@ def test_numpy_separable_in_bands_of_a_few_rows_with_mirrored_taps_paired(border
                 expected = correlate2d(planes, kernel, backend="reference", **options)
                 expected = expected if axis is None else np.moveaxis(expected, -3, -1)
                 np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3, err_msg=f"{kernel} {options}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8])
+def test_direct_in_place_matches_reference_on_every_border_block(dtype, monkeypatch):
+    """Images read in place: one run over the rows ("same"), a run per row (other widths), border blocks on every
+    side, and images too small for any output to avoid the padding."""
+    _numba_path(monkeypatch, "in_place")
+    kernels = (SOBEL, KERNELS["dense"], RNG.standard_normal((5, 5)))
+    for shape in ((2, 23, 19), (1, 3, 2), (1, 40, 5)):
+        image = RNG.integers(0, 256, shape).astype(dtype)
+        for border in BORDERS:
+            for kernel in kernels:
+                for dilation, padding in ((1, "same"), (1, "valid"), (1, "full"), ((2, 1), (1, 2, 3, 0)), (1, 7)):
+                    options = dict(dilation=dilation, padding=padding, border=border, cval=1.5)
+                    try:
+                        slow = correlate2d(image, kernel, backend="reference", **options)
+                    except ShapeError:  # a kernel larger than the padded image: refused by both
+                        with pytest.raises(ShapeError):
+                            correlate2d(image, kernel, backend="direct", **options)
+                        continue
+                    fast = correlate2d(image, kernel, backend="direct", **options)
+                    np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-2, err_msg=f"{shape} {options}")

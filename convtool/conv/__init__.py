@@ -47,6 +47,11 @@ NATIVE_DTYPES = (np.uint8, np.float32)  # the Numba kernels read these directly;
 PASS_OVERHEAD = 3.0
 ROW_PASS_OVERHEAD = 0.5
 LARGE_PLANE = 1 << 17  # padded pixels from which the Numba kernels keep a ring of rows (cpu.FLAT_PIXELS)
+# Below SERIAL_WORK multiply-adds a job runs on one thread (cpu.SERIAL_WORK); there a single-channel direct
+# kernel at stride 1 reads the image in place in one pass (cpu._in_place: no pass overhead), and separable
+# passes over a ring of rows pay per-row costs like a flat pass (512^2 Sobel: 129 us direct in place, 300 us
+# separable on the ring).
+SERIAL_WORK = 2_000_000
 FFT_COST_PER_LOG2 = 25.0
 # Until Numba is loaded, plain NumPy wins for small jobs: loading Numba and its cache costs about 1 s,
 # NumPy does about 0.3-1e9 multiply-adds per second.
@@ -157,9 +162,10 @@ def _cost_choice(image_shape: tuple[int, ...], kernel_shape: tuple[int, int], da
     """_cost_model's answer (about 60 us to work out: 10% of filtering 256 28x28 digits)."""
     taps, row, column = _tap_counts(kernel_shape, data)
     pixels = float(math.prod(n + k - 1 for n, k in zip(image_shape[-2:], kernel_shape, strict=True)))
-    overhead = ROW_PASS_OVERHEAD if pixels > LARGE_PLANE else PASS_OVERHEAD
-    costs = {"direct": taps + overhead}
     planes = float(math.prod(image_shape[:-2]))
+    serial = planes * pixels * taps < SERIAL_WORK
+    overhead = ROW_PASS_OVERHEAD if pixels > LARGE_PLANE and not serial else PASS_OVERHEAD
+    costs = {"direct": taps + (0.0 if serial and stride == (1, 1) else overhead)}
     if rank1:
         costs["separable"] = (row + column + 2 * overhead) * (1 if stride[0] == 1 else 1.5)
     # the FFT computes every stride-1 output, so strides multiply its cost per kept pixel

@@ -48,6 +48,7 @@ _load_numba_without_blas_probe()
 
 from numba import njit, uint64  # noqa: E402
 
+from convtool import conv  # noqa: E402
 from convtool.conv import borders  # noqa: E402
 
 BORDER_CODES = borders.CODES  # border code for each convtool border name (numpy.pad semantics)
@@ -59,7 +60,11 @@ TILE = 1024  # output columns per pass (512 measured 0-15% slower on 1080p and 4
 # 2 taps in place 1.25x faster, 5 taps equal, 31 taps converted first 1.2-1.35x faster)
 CONVERT_FIRST_TAPS = 8
 FLAT_PIXELS = 1 << 17  # padded pixels of one plane up to which it is padded whole and filtered as one flat row
-SERIAL_WORK = 2_000_000  # multiply-adds below which one thread is faster (about 0.5 ms of work)
+# Single-channel direct kernels at stride 1 with less than SERIAL_WORK (conv's cost model knows) read the image
+# in place (_in_place): 512^2 Sobel float32 129 us against 260-300 us padded whole or on a ring of rows.
+IN_PLACE = True
+IN_PLACE_STACKED = 1 << 14  # padded pixels from which planes of a stack go in place too (256 x 28^2: 0.7 vs 0.5 ms)
+SERIAL_WORK = conv.SERIAL_WORK  # multiply-adds below which one thread is faster (about 0.5 ms of work)
 RING_BYTES = 1 << 18  # the separable ring of horizontal results is kept below this (L2: 512 KB per core)
 _pool_executor: ThreadPoolExecutor | None = None
 _scratch = threading.local()  # per thread: the flat path's padded plane and pass buffers
@@ -452,6 +457,85 @@ def _planes(image, offsets1, weights1, offsets2, weights2, top, left, mode, cval
 
 
 @njit(cache=True, nogil=True)
+def _in_place(image, tap_rows, tap_cols, weights, top, left, mode, cval, scratch, out, first_job,
+              last_job):  # pragma: no cover - jitted
+    """Direct correlation at stride 1 of single-channel images first..last-1, read where they lie.
+
+    Outputs whose taps all fall inside the image are one flat pass over the image itself when output
+    and image rows are equally wide ("same" padding: the junk computed where a row's last outputs meet
+    the next row's first is overwritten below), else one pass per row. Only the border outputs (rows
+    above and below, columns left and right) are computed from small padded blocks in ``scratch``
+    (:func:`_block`). No padded copy of the image, no copy of the result: one read, one write.
+    """
+    batch, oh, ow = out.shape
+    height, width = image.shape[1], image.shape[2]
+    span_h, span_w = tap_rows.max() + 1, tap_cols.max() + 1
+    y_lo = min(top, oh)
+    y_hi = max(y_lo, min(oh, height - span_h + top + 1))  # outputs y_lo..y_hi-1, x_lo..x_hi-1 read no padding
+    x_lo = min(left, ow)
+    x_hi = max(x_lo, min(ow, width - span_w + left + 1))
+    offsets = np.empty_like(tap_rows)
+    for t in range(offsets.shape[0]):
+        offsets[t] = tap_rows[t] * width + tap_cols[t]
+    flat_out = out.reshape(batch * oh * ow)
+    for b in range(first_job, last_job):
+        source = image[b].reshape(height * width)
+        base = b * oh * ow
+        if y_hi > y_lo and x_hi > x_lo:
+            if ow == width:  # rows y_lo..y_hi-1 as one run; image index = output index - top * width - left
+                first = y_lo * ow + x_lo
+                _taps(source, first - top * width - left, offsets, weights, flat_out, base + first,
+                      (y_hi - 1) * ow + x_hi - first)
+            else:
+                for y in range(y_lo, y_hi):
+                    _taps(source, (y - top) * width + x_lo - left, offsets, weights, flat_out,
+                          base + y * ow + x_lo, x_hi - x_lo)
+        _block(image, b, 0, y_lo, 0, ow, tap_rows, tap_cols, weights, top, left, mode, cval, scratch, out)
+        _block(image, b, y_hi, oh, 0, ow, tap_rows, tap_cols, weights, top, left, mode, cval, scratch, out)
+        _block(image, b, y_lo, y_hi, 0, x_lo, tap_rows, tap_cols, weights, top, left, mode, cval, scratch, out)
+        _block(image, b, y_lo, y_hi, x_hi, ow, tap_rows, tap_cols, weights, top, left, mode, cval, scratch, out)
+
+
+@njit(cache=True, nogil=True)
+def _block(image, b, y0, y1, x0, x1, tap_rows, tap_cols, weights, top, left, mode, cval, scratch,
+           out):  # pragma: no cover - jitted
+    """Outputs y0..y1-1, x0..x1-1 of image ``b`` (stride 1): the padded block they read, padded into
+    ``scratch`` and filtered as one flat row (as :func:`_planes` does a whole plane)."""
+    if y1 <= y0 or x1 <= x0:
+        return
+    span_h, span_w = tap_rows.max() + 1, tap_cols.max() + 1
+    bh, bw = y1 - y0 + span_h - 1, x1 - x0 + span_w - 1
+    plane, result = scratch[: bh * bw], scratch[bh * bw: 2 * bh * bw]
+    height, width = image.shape[1], image.shape[2]
+    columns = np.empty(bw, dtype=np.int64)  # the image column of each padded column, -1 = constant
+    for c in range(bw):
+        columns[c] = _source_index(x0 + c - left, width, mode)
+    for r in range(bh):
+        row = _source_index(y0 + r - top, height, mode)
+        for c in range(bw):
+            plane[r * bw + c] = cval if row < 0 or columns[c] < 0 else image[b, row, columns[c]]
+    offsets = np.empty_like(tap_rows)
+    for t in range(offsets.shape[0]):
+        offsets[t] = tap_rows[t] * bw + tap_cols[t]
+    _taps(plane, 0, offsets, weights, result, 0, (y1 - y0 - 1) * bw + x1 - x0)
+    for y in range(y1 - y0):
+        for x in range(x1 - x0):
+            out[b, y0 + y, x0 + x] = result[y * bw + x]
+
+
+def in_place_scratch(image_hw: tuple[int, ...], out_hw: tuple[int, int], pads: tuple[int, int, int, int],
+                     taps: Taps) -> int:
+    """Floats of scratch :func:`_in_place` needs: twice its largest padded border block."""
+    rows, cols, _ = taps.passes[0]
+    span_h, span_w = int(rows.max()) + 1, int(cols.max()) + 1
+    (height, width), (oh, ow), top, left = image_hw, out_hw, pads[0], pads[2]
+    y_lo, x_lo = min(top, oh), min(left, ow)
+    y_hi, x_hi = max(y_lo, min(oh, height - span_h + top + 1)), max(x_lo, min(ow, width - span_w + left + 1))
+    blocks = ((y_lo, ow), (oh - y_hi, ow), (y_hi - y_lo, x_lo), (y_hi - y_lo, ow - x_hi))
+    return 2 * max([(r + span_h - 1) * (c + span_w - 1) for r, c in blocks if r and c] + [1])
+
+
+@njit(cache=True, nogil=True)
 def _pad_plane(image, b, top, left, mode, cval, channels, ph, pw, plane):  # pragma: no cover - jitted
     """Image ``b`` with its padding, as float32, into ``plane[: ph * pw]`` (row pitch ``pw``).
 
@@ -617,6 +701,22 @@ def prepare(taps: Taps, image_hw: tuple[int, ...], stride: tuple[int, int], pads
             _planes(image, *planes, scratch, out, 0, image.shape[0])  # type: ignore[call-arg]
         else:
             _run(_planes_part, image.shape[0], image.shape[0] * plane_work, image, *planes, out)
+
+    if len(taps.passes) == 1 and channels == 1 and stride == (1, 1) and IN_PLACE:
+        in_place = (*taps.passes[0], pads[0], pads[2], mode, cval32)
+        out_hw = (ph - int(taps.passes[0][0].max()), pw - int(taps.passes[0][1].max()))
+        in_place_size = in_place_scratch(image_hw, out_hw, pads, taps)
+
+        def correlate_in_place(image: np.ndarray, out: np.ndarray) -> None:
+            if image.shape[0] * plane_work >= SERIAL_WORK or (image.shape[0] > 1 and ph * pw < IN_PLACE_STACKED):
+                correlate(image, out)  # threads pay (a ring of rows, padded planes), or small planes of a stack
+                return
+            scratch = _scratch_buffer(1, in_place_size)
+            if _probes[0] and _recorded(_in_place, (image, *in_place, scratch, out, 0, image.shape[0])):
+                return
+            _in_place(image, *in_place, scratch, out, 0, image.shape[0])
+
+        return correlate_in_place
 
     return correlate
 
