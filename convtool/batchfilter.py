@@ -31,15 +31,17 @@ if TYPE_CHECKING:
 QUALITY = 90  # JPEG and WebP quality unless asked otherwise
 PROCESS_MIN_SECONDS = 0.15  # estimated work below which worker processes (about 20 ms to fork) cost more than they save
 PIXEL_SECONDS = 12e-9  # decode + scale + encode per pixel and channel, measured on 640x480 photos in one worker
-# Filter multiply-adds per second on one core (a rank-1 kernel counted as its two passes), the slowest of 640x480
-# RGB Sobel / 5x5 Gaussian / 9x9 blob in a worker: NumPy 7.6 / 5.5 / 40 ms, Numba 2.2 / 0.8 / 2.7 ms per image.
-NUMPY_RATE, NUMBA_RATE = 1.2e9, 4e9
+# Filter multiply-adds per second on one core with both cores busy (a rank-1 kernel counted as its two passes),
+# 640x480 RGB in a worker: NumPy's rank-1 passes 1.2e9 (Sobel 7.6 ms, 5x5 Gaussian 5.5 ms), its tap-by-tap direct
+# path 0.75e9 (9x9 blob, 65 taps: 80 ms: memory-bound, two workers share the bandwidth), Numba 4e9 or more (Sobel
+# 2.2 ms, Gaussian 0.8 ms, blob 2.7 ms).
+NUMPY_RATE, NUMPY_DIRECT_RATE, NUMBA_RATE = 1.2e9, 0.75e9, 4e9
 # Loading the Numba core costs a process about 0.85 s while the other core idles (import 0.43 s, conv/cpu.py 0.12 s,
-# the batch's kernels from the cache 0.3 s; Numba's BLAS probe skipped): at these rates it pays from about 1.5e9
-# multiply-adds per process. 200 such photos give each of 2 workers 0.92e9 for Sobel or the 5x5 Gaussian: NumPy
-# (200 Sobel: 2.7-3.3 s against 2.9-3.4 s with Numba); 6e9 for the blob: Numba. One 4000x3000 RGB Gaussian sigma 3
-# (1.4e9): NumPy 1.55-1.78 s against 1.55-1.75 s loading Numba, and no compile on an empty cache.
-NUMBA_WORK_PER_PROCESS = 1_500_000_000
+# the batch's kernels from the cache 0.3 s; Numba's BLAS probe skipped). It pays when NumPy would take longer than
+# that more: 200 photos give each of 2 workers 0.5 s more with NumPy for Sobel or the 5x5 Gaussian (NumPy: 200
+# Sobel 2.7-3.3 s against 2.9-3.4 s with Numba), 6.5 s for the blob (Numba); one 4000x3000 RGB Gaussian sigma 3
+# 0.8 s (NumPy: 0.96 s in all against 1.55-1.75 s loading Numba, and nothing to compile on an empty cache).
+NUMBA_LOAD_SECONDS = 0.85
 # Compiling the kernels one filter needs into an empty Numba cache (measured: a 4000x3000 RGB Gaussian's first run
 # 13.5 s over the warm one; uint8 separable large planes alone 11.6 s). On a cold cache NumPy runs instead unless it
 # would cost more than this; `filter --warm` compiles every kernel once.
@@ -96,6 +98,7 @@ class FilterPlan:
     sample: tuple[int, ...] | None = None  # H,W(,C) of the first image: the shape Numba's kernels are warmed on
     backend: str | None = None  # None: the settings' own
     why_backend: str | None = None
+    hint: str | None = None  # for the user after the run (how to make the next one faster), even without -v
 
     def describe(self) -> list[str]:
         where = "in this process" if self.mode == "inline" else f"in {self.workers} worker processes"
@@ -111,40 +114,48 @@ def plan_filtering(files: Sequence[Path], settings: FilterSettings, *, workers: 
 
     width, height, bands, dtype = _first_image_header(files)
     channels = 1 if gray or bands < 3 else 3  # as read: alpha is kept aside
-    taps = sum(_taps(m) for k in settings.kernels for m in k.matrices)
-    per_image = width * height * channels * max(taps, 1)
-    total_work = per_image * len(files)
+    values = width * height * channels  # per image
+    taps = [_taps(m) for k in settings.kernels for m in k.matrices]
+    per_image = values * max(sum(count for count, _ in taps), 1)  # multiply-adds
+    numpy_image = values * sum(count / (NUMPY_RATE if rank1 else NUMPY_DIRECT_RATE) for count, rank1 in taps)
+    numba_image = per_image / NUMBA_RATE  # seconds of filtering per image on one core
     cores = default_workers()
-    pixel_seconds = len(files) * width * height * channels * PIXEL_SECONDS
-    seconds = pixel_seconds + total_work / NUMPY_RATE  # at most: Numba, if loaded, is faster
+    pixel_seconds = len(files) * values * PIXEL_SECONDS
+    seconds = pixel_seconds + len(files) * numpy_image  # at most: Numba, if loaded, is faster
     spread = len(files) > 1 and cores > 1 and sys.platform.startswith("linux") and seconds >= PROCESS_MIN_SECONDS
     processes = min(workers or cores, len(files)) if spread else 1
-    numba, why_numba = _numba_pays(conv.numba_loaded() and not spread, total_work / processes, per_image, len(files))
+    extra = len(files) / processes * (numpy_image - numba_image)  # NumPy's extra seconds per process
+    numba, why_numba = _numba_pays(conv.numba_loaded() and not spread, extra, per_image, len(files))
     sample = (height, width) if channels == 1 else (height, width, channels)
-    backend = why_backend = None
+    backend = why_backend = hint = None
     if _auto_on_cpu(settings):
         from convtool.filtering import jit_cached
 
         if numba and not jit_cached(sample, dtype, settings):
-            numba, why_numba = _on_cold_cache(total_work / processes, why_numba)
+            numba, why_numba = _on_cold_cache(extra, why_numba)
+            if not numba:
+                hint = (f"Numba's cache was cold, so NumPy ran (about {extra:.0f} s slower here than the Numba "
+                        "core); `convtool filter --warm` compiles its kernels once")
         if not numba:  # every job, however large its image: the core alone would load Numba from 50 M on
             backend, why_backend = "numpy", why_numba
-    seconds = pixel_seconds + total_work / (NUMBA_RATE if numba else NUMPY_RATE)
+    seconds = pixel_seconds + len(files) * (numba_image if numba else numpy_image)
     if spread:
         return FilterPlan("processes", processes, numba, f"{len(files)} images of {width}x{height}, about "
                                                          f"{seconds:.1f} s of work: one per core; {why_numba}", sample,
-                          backend, why_backend)
+                          backend, why_backend, hint)
     why = "one image" if len(files) == 1 else ("one core" if cores == 1 else f"about {seconds:.2f} s of work")
-    return FilterPlan("inline", 1, numba, f"{why}; {why_numba}", sample, backend, why_backend)
+    return FilterPlan("inline", 1, numba, f"{why}; {why_numba}", sample, backend, why_backend, hint)
 
 
-def _taps(matrix: np.ndarray) -> int:
-    """Multiply-adds per output value: non-zero taps, or a rank-1 kernel's two 1-D passes (19x19 Gaussian: 38)."""
+def _taps(matrix: np.ndarray) -> tuple[int, bool]:
+    """(multiply-adds per output value, rank 1): non-zero taps, or a rank-1 kernel's two passes (19x19 Gaussian: 38)."""
     from convtool.conv import separable
 
     nonzero = int(np.count_nonzero(matrix))
     found = separable.factors(matrix)
-    return nonzero if found is None else min(nonzero, sum(int(np.count_nonzero(f)) for f in found))
+    if found is None:
+        return nonzero, False
+    return min(nonzero, sum(int(np.count_nonzero(f)) for f in found)), True
 
 
 def _auto_on_cpu(settings: FilterSettings) -> bool:
@@ -154,10 +165,9 @@ def _auto_on_cpu(settings: FilterSettings) -> bool:
     return settings.backend == "auto" and resolve_device(settings.device)[0] == "cpu"
 
 
-def _on_cold_cache(work: float, why_numba: str) -> tuple[bool, str]:
-    """(numba, why) when Numba's cache lacks the batch's kernels: NumPy this run unless its extra time on
-    ``work`` multiply-adds per process is more than compiling the kernels costs."""
-    extra = work * (1 / NUMPY_RATE - 1 / NUMBA_RATE)
+def _on_cold_cache(extra: float, why_numba: str) -> tuple[bool, str]:
+    """(numba, why) when Numba's cache lacks the batch's kernels: NumPy this run unless its ``extra`` seconds per
+    process are more than compiling the kernels costs."""
     if extra >= COMPILE_SECONDS:
         return True, (f"{why_numba}; Numba's cache is cold: its kernels are compiled first (about "
                       f"{COMPILE_SECONDS:.0f} s, once; NumPy would take about {extra:.0f} s longer)")
@@ -174,16 +184,16 @@ def planned_settings(settings: FilterSettings, plan: FilterPlan) -> FilterSettin
     return dataclasses.replace(settings, backend=plan.backend, why_backend=plan.why_backend)
 
 
-def _numba_pays(loaded: bool, work: float, per_image: float, count: int) -> tuple[bool, str]:
-    """Whether each process should load the Numba core for ``work`` multiply-adds of its own, and why."""
+def _numba_pays(loaded: bool, extra: float, per_image: float, count: int) -> tuple[bool, str]:
+    """Whether each process should load the Numba core, NumPy taking ``extra`` seconds longer in each, and why."""
     sizes = f"{count} image(s) of about {per_image / 1e6:,.0f} M multiply-adds"
     if loaded:
         return True, f"Numba already loaded in this process; {sizes}"
-    if work >= NUMBA_WORK_PER_PROCESS:
-        return True, (f"Numba loaded: {sizes}, {work / 1e6:,.0f} M per process, more than the "
-                      f"{NUMBA_WORK_PER_PROCESS / 1e6:,.0f} M that pay for loading it (about 1 s of CPU)")
-    return False, (f"NumPy: {sizes}, {work / 1e6:,.0f} M per process finish before Numba would load "
-                   f"(it pays from {NUMBA_WORK_PER_PROCESS / 1e6:,.0f} M)")
+    if extra >= NUMBA_LOAD_SECONDS:
+        return True, (f"Numba loaded: {sizes}; NumPy would take about {extra:.1f} s more per process, more than "
+                      f"loading Numba costs (about {NUMBA_LOAD_SECONDS} s)")
+    return False, (f"NumPy: {sizes}; about {extra:.1f} s more per process than the Numba core, less than "
+                   f"loading it costs (about {NUMBA_LOAD_SECONDS} s)")
 
 
 def _first_image_header(files: Sequence[Path]) -> tuple[int, int, int, type]:

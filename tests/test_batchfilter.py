@@ -147,7 +147,7 @@ def test_plan_loads_numba_only_when_each_process_has_enough_work(photos, monkeyp
     monkeypatch.setattr(filtering, "jit_cached", lambda *a: True)
     small = bf.plan_filtering(photos[:1], SETTINGS)
     assert small.mode == "inline" and not small.numba and "NumPy" in small.reason
-    monkeypatch.setattr(bf, "NUMBA_WORK_PER_PROCESS", 1000)
+    monkeypatch.setattr(bf, "NUMBA_LOAD_SECONDS", 0.0)
     assert bf.plan_filtering(photos[:1], SETTINGS).numba
 
 
@@ -155,7 +155,7 @@ def test_a_cold_numba_cache_means_numpy_this_run_and_the_steps_say_why(photos, t
     from convtool import conv, filtering
 
     monkeypatch.setattr(conv, "numba_loaded", lambda: False)
-    monkeypatch.setattr(bf, "NUMBA_WORK_PER_PROCESS", 1000)
+    monkeypatch.setattr(bf, "NUMBA_LOAD_SECONDS", 0.0)
     asked = []
     monkeypatch.setattr(filtering, "jit_cached", lambda shape, dtype, settings: asked.append((shape, dtype)) or False)
     plan = bf.plan_filtering(photos[:1], SETTINGS)
@@ -175,7 +175,7 @@ def test_a_backend_asked_for_by_name_is_never_swapped_for_numpy(photos, monkeypa
     from convtool import conv, filtering
 
     monkeypatch.setattr(conv, "numba_loaded", lambda: False)
-    monkeypatch.setattr(bf, "NUMBA_WORK_PER_PROCESS", 1000)
+    monkeypatch.setattr(bf, "NUMBA_LOAD_SECONDS", 0.0)
     monkeypatch.setattr(filtering, "jit_cached", lambda *a: pytest.fail("asked about the cache"))
     plan = bf.plan_filtering(photos[:1], FilterSettings([load_kernel("sobel")], backend="separable"))
     assert plan.numba and plan.backend is None

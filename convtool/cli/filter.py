@@ -158,6 +158,8 @@ def command(inputs, kernel_specs, output, mode, stride, padding, border, cval, d
     written = [r.job.target for r in results if r.error is None]
     where = f" on {ray_run.describe()}" if ray_run is not None else ""
     _summary(results, written, len(files), elapsed, folder, why_device, verbose, where)
+    if plan.hint and ray_run is None:
+        say(f"tip: {plan.hint}")
     if failures:
         for path, error in failures:
             message = flag_names(error)
