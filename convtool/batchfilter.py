@@ -445,15 +445,16 @@ def _load_numba(settings: FilterSettings, sample: tuple[int, ...] | None) -> Non
 
 
 # What `filter --warm` runs so that every CPU kernel `auto` can pick is in Numba's cache: 8-bit pixels and float
-# values (a chain's second kernel reads floats), small planes (padded whole: up to conv/cpu.py's FLAT_PIXELS)
-# and large ones (a ring of rows), separable and direct kernels, and pooling. Shapes are just past each limit.
-WARM_SHAPES = ((48, 64, 3), (400, 400, 3))  # 48x192 interleaved samples: padded whole; 400x1200: rows
+# values (a chain's second kernel reads floats), small planes (padded whole: up to conv/cpu.py's FLAT_PIXELS; a
+# small gray image's direct kernel reads it in place) and large ones (a ring of rows), separable and direct
+# kernels, and pooling. Shapes are just past each limit.
+WARM_SHAPES = ((48, 64), (48, 64, 3), (400, 400, 3))  # gray in place; 48x192 interleaved samples whole; 400x1200 rows
 WARM_KERNELS = (("separable", np.outer([1.0, 2.0, 1.0], [1.0, 0.0, -1.0])), ("direct", np.eye(3)))
 
 
 def warm_numba() -> list[str]:
     """Load every CPU kernel of the Numba core from Numba's cache, compiling those that are not in it (once
-    per install or change to the core: about 15-30 s), so later runs pick the fast core from the first image.
+    per install or change to the core: about a minute), so later runs can pick the fast core from the first image.
 
     Returns what ran, one line per kernel kind (the kernels themselves take milliseconds here).
     """
@@ -466,8 +467,8 @@ def warm_numba() -> list[str]:
             for backend, kernel in WARM_KERNELS:
                 started = time.perf_counter()
                 conv.correlate2d(image, kernel, padding="same", border="reflect", backend=backend, device="cpu",
-                                 channel_axis=-1)
-                ran.append(f"{backend} {np.dtype(dtype).name} {shape[0]}x{shape[1]}x{shape[2]}: "
+                                 channel_axis=-1 if len(shape) == 3 else None)
+                ran.append(f"{backend} {np.dtype(dtype).name} {'x'.join(map(str, shape))}: "
                            f"{time.perf_counter() - started:.1f} s")
     started = time.perf_counter()
     conv.pool2d(np.zeros(WARM_SHAPES[0][:2], dtype=np.float32), 2, backend="direct", device="cpu")

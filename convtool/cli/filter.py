@@ -76,7 +76,7 @@ PNG_LEVEL_NOTE = ("ISA-L's deflate, about 3x as fast as OpenCV's PNG writer at a
               help="Worker processes for a folder (default: one per core when the work pays for them; -v says).")
 @click.option("--warm", is_flag=True,
               help="Compile the Numba core's CPU kernels into Numba's cache first (once after an install or "
-                   "upgrade: about 40 s), so later runs use the fast core from the first image. Without it, a run "
+                   "upgrade: about a minute), so later runs use the fast core from the first image. Without it, a run "
                    "on a cold cache filters with NumPy (-v says so). IMAGES, if given, are filtered after.")
 @recursive_opt
 @overwrite_opt
@@ -171,7 +171,7 @@ def _warm(verbose: bool) -> None:
     """--warm: every CPU kernel of the Numba core compiled into (or loaded from) Numba's cache."""
     from convtool.batchfilter import warm_numba
 
-    say("loading the Numba core's CPU kernels, compiling those not in Numba's cache (about 40 s if none is)")
+    say("loading the Numba core's CPU kernels, compiling those not in Numba's cache (about a minute if none is)")
     started = time.perf_counter()
     ran = warm_numba()
     if verbose:
