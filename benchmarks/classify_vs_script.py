@@ -13,7 +13,7 @@
    images/s within 10% of onnxruntime's own rate on pre-decoded arrays.
 4. Peak memory (the whole process tree, sampled) on 10x --count MNIST PNGs against --count: within 10%.
 
-Usage: python benchmarks/classify_vs_script.py [--count 2000] [--repeat 7] [--photos 1000]
+Usage: python benchmarks/classify_vs_script.py [--count 2000] [--repeat 7] [--photos 1000] [--only photos,...]
 The machine is shared and noisy: compare the ratios printed here, measured in one run.
 """
 
@@ -155,27 +155,47 @@ def photos(count: int, repeat: int, tmp: Path) -> None:
         print(f"    {next((x for x in lines if x.startswith('decoding:')), '')}")
         print(f"    {next((x for x in lines if ' images in ' in x), '')}")
         if target is None:
-            _inference_anchor(model, count, lines)
+            _inference_anchor(model, folder, count, lines)
 
 
-def _inference_anchor(model: Path, count: int, lines: list[str]) -> None:
+def _inference_anchor(model: Path, folder: Path, count: int, lines: list[str]) -> None:
     """onnxruntime alone on pre-decoded arrays, batch 64, with its own defaults (every core), against
-    convtool's loop (which gives onnxruntime every core too, and decodes the photos meanwhile)."""
+    convtool's loop (which gives onnxruntime every core too, and decodes the photos meanwhile).
+
+    Also the ceiling on this machine: with inference costing c seconds of CPU per image and decoding d,
+    a run that keeps every core busy reaches c / (c + d) of onnxruntime's own rate, never more.
+    """
     import numpy as np
     import onnxruntime as ort
+
+    from convtool.infer.decode import decode_group
+    from convtool.infer.preprocess import Preparer, preprocess_for
+    from convtool.infer.session import open_session
 
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     x = np.random.default_rng(0).random((64, 3, 224, 224), dtype=np.float32)
     session.run(None, {name: x})
     runs = max(1, count // 64)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(runs):
         session.run(None, {name: x})
     rate = runs * 64 / (time.perf_counter() - start)
+    infer_cpu = (time.process_time() - cpu) / (runs * 64)
+    opened = open_session(model, "cpu")
+    preparer = Preparer(preprocess_for(opened.input, opened.metadata))
+    photos = sorted(folder.iterdir())[:128]
+    decode_group(photos[:16], preparer, draft=True)
+    cpu = time.process_time()
+    decode_group(photos, preparer, draft=True)
+    decode_cpu = (time.process_time() - cpu) / len(photos)
+    ceiling = infer_cpu / (infer_cpu + decode_cpu)
     loop = float(next(x for x in lines if " images in " in x).split(" img/s")[0].split(", ")[-1].replace(",", ""))
     print(f"    onnxruntime alone on pre-decoded arrays (its defaults: {os.cpu_count()} threads): {rate:,.0f} img/s; "
           f"convtool's loop {loop:,.0f} img/s: {loop / rate:.2f} of it (target >= 0.9)")
+    print(f"    CPU per image: inference {infer_cpu * 1e3:.2f} ms, decoding {decode_cpu * 1e3:.2f} ms (one process, "
+          f"serial): the ceiling with every core busy is {ceiling:.2f} of onnxruntime alone; convtool reaches "
+          f"{loop / rate / ceiling:.0%} of that ceiling")
 
 
 def memory(count: int, tmp: Path) -> None:
@@ -199,24 +219,31 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--photos", type=int, default=1000)
+    parser.add_argument("--only", default="mnist,photos,memory,overhead",
+                        help="comma-separated workloads: mnist, photos, memory, overhead")
     args = parser.parse_args()
+    only = set(args.only.split(","))
     print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "convtool"), str(ROOT / "benchmarks")], check=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        folder = tmp / "mnist"
-        write_mnist_pngs(folder, args.count)
-        lenet_path = lenet(tmp / "lenet.onnx")
-        print(f"{args.count} MNIST PNG files, LeNet-5 (dynamic batch, run at 256), process wall time:")
-        compare_processes(folder, lenet_path, tmp, args.repeat, 256)
-        print(f"{args.count} MNIST PNG files, model zoo mnist-12 (fixed batch 1), process wall time:")
-        compare_processes(folder, MNIST_12, tmp, args.repeat, 64)
-        print(f"{args.photos} photos 640x480 JPEG, batch 64, against a plain single-threaded script:")
-        photos(args.photos, max(1, args.repeat // 2), tmp)
-        print("memory:")
-        memory(args.count, tmp)
-    print(f"per-image overhead over onnxruntime, mnist-12 on {args.count} pre-decoded images:")
-    overhead_batch1(args.count, args.repeat)
+        if "mnist" in only:
+            folder = tmp / "mnist"
+            write_mnist_pngs(folder, args.count)
+            lenet_path = lenet(tmp / "lenet.onnx")
+            print(f"{args.count} MNIST PNG files, LeNet-5 (dynamic batch, run at 256), process wall time:")
+            compare_processes(folder, lenet_path, tmp, args.repeat, 256)
+            print(f"{args.count} MNIST PNG files, model zoo mnist-12 (fixed batch 1), process wall time:")
+            compare_processes(folder, MNIST_12, tmp, args.repeat, 64)
+        if "photos" in only:
+            print(f"{args.photos} photos 640x480 JPEG, batch 64, against a plain single-threaded script:")
+            photos(args.photos, max(1, args.repeat // 2), tmp)
+        if "memory" in only:
+            print("memory:")
+            memory(args.count, tmp)
+    if "overhead" in only:
+        print(f"per-image overhead over onnxruntime, mnist-12 on {args.count} pre-decoded images:")
+        overhead_batch1(args.count, args.repeat)
     print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
 
 
