@@ -90,16 +90,26 @@ def decoded_chunks(
     """
     plan = plan or DecodePlan("threads", workers, "one thread per worker asked for")
     groups = [files[i : i + chunk_size] for i in range(0, len(files), chunk_size)]
-    recipe = preparer.recipe
-    if plan.mode == "processes" and not keep_images and recipe.height and recipe.width:
-        from convtool.infer.decode import process_chunks
-
-        yield from _from_stream(process_chunks(groups, preparer, workers=plan.workers, depth=depth, draft=draft), timings)
+    stream = _worker_stream(groups, preparer, plan, depth, keep_images, draft)
+    if stream is not None:
+        yield from _from_stream(stream, timings)
     elif plan.mode == "inline":
         for group in groups:
             yield from decode_group(group, preparer, keep_images=keep_images, draft=draft)
     else:
         yield from _threaded(groups, preparer, depth, max(1, plan.workers), keep_images, draft, timings)
+
+
+def _worker_stream(groups: list, preparer: Preparer, plan: DecodePlan, depth: int, keep_images: bool,
+                   draft: bool) -> ChunkStream | None:
+    """Worker processes decoding ``groups`` (started now) when the plan says so and shared slots can hold
+    the images (a fixed input size, no originals kept); else None."""
+    recipe = preparer.recipe
+    if plan.mode != "processes" or keep_images or not (recipe.height and recipe.width):
+        return None
+    from convtool.infer.decode import process_chunks
+
+    return process_chunks(groups, preparer, workers=plan.workers, depth=depth, draft=draft)
 
 
 def _from_stream(stream: ChunkStream, timings: Timings | None) -> Iterator[Chunk]:
@@ -198,7 +208,8 @@ def run_job(files: Sequence[str | Path], preparer: Preparer, process: Callable[[
         if job is not None:
             job.close()
             timings.notes.append("decoding restarted: the model's session reports another input than its file's header")
-        job = Job(files, preparer, timings, **settings)  # type: ignore[arg-type]
+        job = Job(files, preparer, timings, batch=batch, depth=depth, workers=workers, decoding=decoding,
+                  fixed_batch=fixed_batch, keep_images=keep_images, overlap=overlap, draft=draft)
     yield from job.results(process, on_progress)
 
 
@@ -221,12 +232,9 @@ class Job:
                              fixed_size=bool(recipe.height and recipe.width), overlap=overlap)
         timings.notes.append(plan.describe())
         size = chunk_size(batch, fixed_batch)
-        self._stream: ChunkStream | None = None
-        if plan.mode == "processes" and not keep_images and recipe.height and recipe.width:
-            from convtool.infer.decode import process_chunks
-
-            groups = [files[i : i + size] for i in range(0, len(files), size)]
-            self._stream = process_chunks(groups, preparer, workers=plan.workers, depth=depth, draft=draft)
+        groups = [files[i : i + size] for i in range(0, len(files), size)]
+        self._stream = _worker_stream(groups, preparer, plan, depth, keep_images, draft)  # started here
+        if self._stream is not None:
             self._chunks = _from_stream(self._stream, timings)
         else:
             self._chunks = decoded_chunks(files, preparer, chunk_size=size, depth=depth, keep_images=keep_images,
