@@ -16,6 +16,7 @@ def test_true_once_the_kernels_a_call_runs_are_compiled_or_on_disk(monkeypatch):
     monkeypatch.setattr(cpu, "THREADS", 2)
     monkeypatch.setattr(cpu, "SERIAL_WORK", 0)  # the threaded paths too (flat planes through _planes_part)
     for image, options in ((np.zeros((2, 9, 8), np.float32), {}),  # flat path
+                           (np.zeros((20, 30), np.float32), {}),  # one plane: read in place
                            (np.zeros((3, 40, 60), np.uint8), {"channel_axis": -1})):
         for kernel in (SOBEL, np.ones((2, 3))):
             conv.correlate2d(image, kernel, padding="same", border="reflect", **options)
