@@ -67,7 +67,7 @@ def _model(data: memoryview) -> ModelHeader | None:
         if number == _MODEL_GRAPH and isinstance(value, memoryview):
             graph = value
         elif number == _MODEL_METADATA and isinstance(value, memoryview):
-            entry = dict(_strings(value))
+            entry = dict(_strings(value, (_ENTRY_KEY, _ENTRY_VALUE)))
             metadata[entry.get(_ENTRY_KEY, "")] = entry.get(_ENTRY_VALUE, "")
     if graph is None:
         return None
@@ -77,11 +77,11 @@ def _model(data: memoryview) -> ModelHeader | None:
         if not isinstance(value, memoryview):
             continue
         if number == _GRAPH_INITIALIZER:
-            initializers.add(dict(_strings(value)).get(_TENSOR_NAME, ""))
+            initializers.add(dict(_strings(value, (_TENSOR_NAME,))).get(_TENSOR_NAME, ""))
         elif number == _GRAPH_SPARSE_INITIALIZER:
             values = next((v for n, v in _fields(value) if n == _SPARSE_VALUES and isinstance(v, memoryview)), None)
             if values is not None:
-                initializers.add(dict(_strings(values)).get(_TENSOR_NAME, ""))
+                initializers.add(dict(_strings(values, (_TENSOR_NAME,))).get(_TENSOR_NAME, ""))
         elif number == _GRAPH_INPUT:
             inputs.append(_value_info(value))
         elif number == _GRAPH_OUTPUT:
@@ -117,9 +117,10 @@ def _first(data: memoryview, wanted: int) -> memoryview | None:
     return next((v for n, v in _fields(data) if n == wanted and isinstance(v, memoryview)), None)
 
 
-def _strings(data: memoryview) -> Iterator[tuple[int, str]]:
+def _strings(data: memoryview, numbers: tuple[int, ...]) -> Iterator[tuple[int, str]]:
+    """The text fields ``numbers`` of one message (others, such as a tensor's packed dims, are not decoded)."""
     for number, value in _fields(data):
-        if isinstance(value, memoryview) and number in (_ENTRY_KEY, _ENTRY_VALUE, _TENSOR_NAME):
+        if isinstance(value, memoryview) and number in numbers:
             yield number, _text(value)
 
 
