@@ -54,6 +54,17 @@ def test_results_come_in_input_order_with_bounded_work_ahead():
     assert max(seen_ahead) <= 2  # the one being handed over is no longer pending
 
 
+def test_the_first_tasks_are_submitted_when_ordered_is_called_and_no_more_until_asked():
+    with WorkerPool(2) as pool:
+        results = ordered(pool, square, range(10), in_flight=3)
+        assert pool.pending + len(results.results) == 3  # before any result is asked for
+        deadline = time.monotonic() + 30
+        while pool.pending and time.monotonic() < deadline:  # all three finish; nothing else is sent meanwhile
+            results.results.update({key: (ok, value) for key, ok, value in pool.collect(timeout=0.1)})
+        assert sorted(results.results) == [0, 1, 2] and pool.pending == 0
+        assert [value for _, value in results] == [x * x for x in range(10)]
+
+
 def test_an_exception_comes_back_as_a_task_error_and_the_others_go_on():
     with WorkerPool(2) as pool:
         results = list(ordered(pool, fail_on_three, range(6), in_flight=4))
