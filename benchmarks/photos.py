@@ -41,7 +41,8 @@ def export_classifier(path: Path, arch: str, seed: int = 0) -> Path:
 
     ``tiny32``: LeNet-5 on 3x32x32 (inference far cheaper than a decode); ``stem224``: a strided stem on
     3x224x224 (inference still cheaper than a decode); ``heavy224``: full-resolution 3x3 convolutions on
-    3x224x224 (inference costs more than the decoding).
+    3x224x224 (inference costs about twice the decoding); ``deep224``: the same with 32 channels and one
+    more full-resolution layer (inference costs about ten times the decoding, as a ResNet-18 would).
     """
     from convtool.nn import export
     from convtool.nn import layers as L
@@ -58,12 +59,16 @@ def export_classifier(path: Path, arch: str, seed: int = 0) -> Path:
             net.add("pool1", L.MaxPool2d(4))
             net.add("conv2", L.Conv2d(8, 16, 3, stride=2, padding=1, rng=rng))
         else:
+            width = 32 if arch == "deep224" else 16
             net.add("conv0", L.Conv2d(3, 16, 3, padding=1, rng=rng))
             net.add("relu0", L.ReLU())
-            net.add("conv1", L.Conv2d(16, 16, 3, padding=1, rng=rng))
+            net.add("conv1", L.Conv2d(16, width, 3, padding=1, rng=rng))
             net.add("relu1", L.ReLU())
+            if arch == "deep224":
+                net.add("conv1b", L.Conv2d(width, width, 3, padding=1, rng=rng))
+                net.add("relu1b", L.ReLU())
             net.add("pool1", L.MaxPool2d(4))
-            net.add("conv2", L.Conv2d(16, 32, 3, stride=2, padding=1, rng=rng))
+            net.add("conv2", L.Conv2d(width, 32, 3, stride=2, padding=1, rng=rng))
         net.add("relu2", L.ReLU())
         net.add("pool2", L.AvgPool2d(net.output_shapes()["relu2"][-1]))
         net.add("flatten", L.Flatten())
