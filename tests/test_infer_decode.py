@@ -69,6 +69,17 @@ def test_a_failed_file_in_a_split_group_leaves_no_gap(numbered, tmp_path):
     np.testing.assert_array_equal(chunk.batch[:, 0, 0, 0], np.arange(15))
 
 
+def test_paths_given_as_path_objects_come_back_as_the_same_objects(numbered, tmp_path):
+    """Workers get strings; each chunk names the caller's own path objects, a failure's left out."""
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    given = [Path(p) for p in numbered[:6]] + [bad] + [Path(p) for p in numbered[6:12]]
+    chunks = list(decoded_chunks(given, GRAY_4x4, chunk_size=13, plan=DecodePlan("processes", 2, "test")))
+    kept = [p for c in chunks for p in c.paths]
+    assert kept == given[:6] + given[7:] and all(a is b for a, b in zip(kept, given[:6] + given[7:], strict=True))
+    assert [f.path for c in chunks for f in c.failures] == [bad]
+
+
 def test_a_bad_file_among_processes_is_a_failure_and_the_rest_go_on(numbered, tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")
