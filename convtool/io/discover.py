@@ -15,7 +15,6 @@ import glob
 import io
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Iterable, Iterator
@@ -100,6 +99,8 @@ def stdin_image() -> str:
             suffix = (image.format or "png").lower()
     except (OSError, SyntaxError, ValueError):
         raise InputError("-: standard input is not an image Pillow can read (PNG, JPEG, TIFF, BMP, ...)") from None
+    import tempfile  # here: 4 ms of imports that every other run of every command would pay
+
     folder = tempfile.mkdtemp(prefix="convtool-stdin-")
     path = os.path.join(folder, f"stdin.{'jpg' if suffix == 'jpeg' else suffix}")
     cleanup.register(path)
