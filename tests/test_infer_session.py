@@ -98,6 +98,20 @@ def test_bad_model_files(tmp_path):
         open_session(MNIST_12, "gpu")
 
 
+def test_a_model_too_new_for_onnxruntime_says_why_in_one_short_line(tmp_path):
+    """onnxruntime's own text puts a C++ source path and signature before the cause; the cause must show."""
+    import onnx
+
+    model = onnx.load(str(lenet(tmp_path / "lenet.onnx")))
+    model.ir_version = 99
+    onnx.save(model, str(tmp_path / "future.onnx"))
+    with pytest.raises(ModelError) as caught:
+        open_session(tmp_path / "future.onnx", "cpu")
+    message = str(caught.value)
+    assert "IR version: 99" in message and "onnxruntime_src" not in message and "::" not in message
+    assert message.count("future.onnx") == 1 and "\n" not in message
+
+
 def test_models_are_found_by_shipped_name(tmp_path, monkeypatch):
     import convtool.resources
     from convtool.infer.session import find_model

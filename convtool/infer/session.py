@@ -318,8 +318,15 @@ def find_model(path: str | os.PathLike) -> Path:
     return path
 
 
+_ORT_PREFIX = re.compile(r"\[ONNXRuntimeError\] : \d+ : \w+ : |Load model from .*? failed:")
+# Where in onnxruntime's C++ sources the error was raised, and the function's signature: no use to a user,
+# and long enough to push the cause out of a one-line message.
+_ORT_SOURCE = re.compile(r"/\S+\.(?:cc|cpp|h|hpp):\d+ (?:[^()]*?::[^()]*\([^()]*\)(?: const)? )?")
+
+
 def _first_line(exc: BaseException) -> str:
-    text = re.sub(r"\[ONNXRuntimeError\] : \d+ : \w+ : ", "", str(exc)).strip()
+    """onnxruntime's error as one short line: the cause, without its prefixes and C++ source locations."""
+    text = _ORT_SOURCE.sub("", _ORT_PREFIX.sub("", str(exc))).strip()
     return (text.splitlines() or [type(exc).__name__])[0][:200]
 
 
