@@ -477,12 +477,13 @@ def _planes(image, offsets1, weights1, offsets2, weights2, top, left, mode, cval
 
 
 @njit(cache=True, nogil=True)
-def _in_place(image, meta, values, scratch, out):  # pragma: no cover - jitted
+def _in_place(image, params, out):  # pragma: no cover - jitted
     """Direct correlation at stride 1 of a single-channel (B, H, W) stack, read where it lies.
 
-    ``meta`` holds top, left, border code, tap count n, then the n tap rows and n tap columns; ``values``
-    the n weights, then the constant border value (five arguments: Numba's dispatch costs about 0.2 us
-    per argument, a fifth of a 64x64 call with the thirteen it would take spelled out).
+    ``params`` (float64, every value exact) holds top, left, border code, tap count n, the scratch size,
+    the constant border value, then the n tap rows, the n tap columns and the n weights: three arguments,
+    because Numba's dispatch costs about 0.2 us per argument (a fifth of a 64x64 call with the eleven
+    it would take spelled out); the scratch of the border blocks is allocated here (tens of floats).
 
     Outputs whose taps all fall inside the image are one flat pass over the image itself when output
     and image rows are equally wide ("same" padding: the junk computed where a row's last outputs meet
@@ -492,9 +493,10 @@ def _in_place(image, meta, values, scratch, out):  # pragma: no cover - jitted
     """
     batch, oh, ow = out.shape
     height, width = image.shape[1], image.shape[2]
-    top, left, mode, count = meta[0], meta[1], meta[2], meta[3]
-    tap_rows, tap_cols = meta[4: 4 + count], meta[4 + count: 4 + 2 * count]
-    weights, cval = values[:count], values[count]
+    top, left, mode, count = int(params[0]), int(params[1]), int(params[2]), int(params[3])
+    scratch, cval = np.empty(int(params[4]), dtype=np.float32), np.float32(params[5])
+    tap_rows, tap_cols = params[6: 6 + count].astype(np.int64), params[6 + count: 6 + 2 * count].astype(np.int64)
+    weights = params[6 + 2 * count: 6 + 3 * count].astype(np.float32)
     span_h, span_w = tap_rows.max() + 1, tap_cols.max() + 1
     y_lo = min(top, oh)
     y_hi = max(y_lo, min(oh, height - span_h + top + 1))  # outputs y_lo..y_hi-1, x_lo..x_hi-1 read no padding
@@ -730,19 +732,17 @@ def prepare(taps: Taps, image_hw: tuple[int, ...], stride: tuple[int, int], pads
 
     if len(taps.passes) == 1 and channels == 1 and stride == (1, 1) and IN_PLACE:
         rows, cols, weights = taps.passes[0]
-        meta = np.concatenate([[pads[0], pads[2], mode, weights.size], rows, cols]).astype(np.int64)
-        values = np.append(weights, cval32).astype(np.float32)
         out_hw = (ph - int(taps.passes[0][0].max()), pw - int(taps.passes[0][1].max()))
-        in_place_size = in_place_scratch(image_hw, out_hw, pads, taps)
+        params = np.concatenate([[pads[0], pads[2], mode, weights.size, in_place_scratch(image_hw, out_hw, pads, taps),
+                                  cval32], rows, cols, weights]).astype(np.float64)
 
         def correlate_in_place(image: np.ndarray, out: np.ndarray) -> None:
             if image.shape[0] * plane_work >= SERIAL_WORK or (image.shape[0] > 1 and ph * pw < IN_PLACE_STACKED):
                 correlate(image, out)  # threads pay (a ring of rows, padded planes), or small planes of a stack
                 return
-            scratch = _scratch_buffer(1, in_place_size)
-            if _probes[0] and _recorded(_in_place, (image, meta, values, scratch, out)):
+            if _probes[0] and _recorded(_in_place, (image, params, out)):
                 return
-            _in_place(image, meta, values, scratch, out)
+            _in_place(image, params, out)
 
         return correlate_in_place
 
