@@ -1,6 +1,6 @@
 """An independent check of ``convtool bench``: the same cases timed by a plain loop, no harness code.
 
-Usage: python benchmarks/conv_standalone.py [--rounds 15] [--threads 2]
+Usage: python benchmarks/conv_standalone.py [--rounds 15] [--threads 2] [--case TEXT ...]
 Each case is timed in interleaved rounds (convtool, then every OpenCV call, then again); it prints
 the medians in ms and convtool's ratio to the best OpenCV call (> 1: convtool faster). Colour images
 are given to both as the H,W,3 uint8 array they were read as; both return H,W,3 float32.
@@ -55,14 +55,20 @@ def kernels() -> dict:
     return found
 
 
-def large_cases(rounds: int) -> None:
+def wanted(name: str, cases: list[str]) -> bool:
+    """Whether a case is selected: its name contains one of ``cases`` (case-insensitive), or none were given."""
+    return not cases or any(text.lower() in name.lower() for text in cases)
+
+
+def large_cases(rounds: int, cases: list[str]) -> None:
     rng = np.random.default_rng(0)
     images = {"4096^2 gray f32": rng.random((4096, 4096), dtype=np.float32),
               "1920x1080 RGB u8": rng.integers(0, 256, (1080, 1920, 3), dtype=np.uint8)}
     for label, image in images.items():
         for name, (kernel, factors) in kernels().items():
-            large_case(f"{label}, {name}", image, kernel, factors, rounds, copy=label.startswith("4096") and
-                       name == "sobel3")
+            if wanted(f"{label}, {name}", cases):
+                    large_case(f"{label}, {name}", image, kernel, factors, rounds,
+                           copy=label.startswith("4096") and name == "sobel3")
 
 
 def large_case(label: str, image: np.ndarray, kernel: np.ndarray, factors: tuple | None, rounds: int,
@@ -88,9 +94,11 @@ def large_case(label: str, image: np.ndarray, kernel: np.ndarray, factors: tuple
     print(f"{label}: {line} ms  ratio {best / got['convtool']:.2f}, out= {best / got['convtool out=']:.2f}{extra}")
 
 
-def small_cases(rounds: int) -> None:
+def small_cases(rounds: int, cases: list[str]) -> None:
     k32 = SOBEL.astype(np.float32)
     for size in (28, 64, 256, 512, 1024):
+        if not wanted(f"small {size}^2", cases):
+            continue
         image = np.random.default_rng(size).random((size, size), dtype=np.float32)
         repeat = max(1, 20_000 // size)
 
@@ -123,12 +131,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--case", action="append", default=[], metavar="TEXT",
+                        help="only cases whose name contains TEXT (repeatable), e.g. 'RGB u8, gauss31', stack, 'small 64'")
     args = parser.parse_args()
     set_threads(args.threads)
     cv2.setNumThreads(args.threads)
-    large_cases(args.rounds)
-    stack_case(args.rounds)
-    small_cases(args.rounds)
+    large_cases(args.rounds, args.case)
+    if wanted("256x28x28 stack", args.case):
+        stack_case(args.rounds)
+    small_cases(args.rounds, args.case)
 
 
 if __name__ == "__main__":

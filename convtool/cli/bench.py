@@ -55,11 +55,14 @@ def _small_lines(rows: list[dict]) -> list[str]:
     if not rows:
         return []
     names = list(rows[0]["median_us"])
-    lines = ["", "Small images, Sobel 3x3 float32, one gray image per call, us per call (median / best):",
-             "  " + f"{'size':>6} " + " ".join(f"{name:>21}" for name in names) + f" {'auto vs OpenCV':>15}"]
+    lines = ["", "Small images, Sobel 3x3 float32, one gray image per call, us per call (median / best of runs; "
+                 "each run times a batch of calls):",
+             "  " + f"{'size':>6} " + " ".join(f"{name:>21}" for name in names) + f" {'auto vs OpenCV':>15}"
+             + f" {'runs x calls':>13}"]
     for row in rows:
         cells = " ".join(f"{row['median_us'][n]:>10,.1f} / {row['min_us'][n]:>8,.1f}" for n in names)
-        lines.append(f"  {str(row['size']) + '^2':>6} {cells} {_fmt(row['ratio_to_opencv'], 2):>15}")
+        batches = f"{row['runs']} x {row.get('calls_per_run', 1)}"
+        lines.append(f"  {str(row['size']) + '^2':>6} {cells} {_fmt(row['ratio_to_opencv'], 2):>15} {batches:>13}")
     return lines
 
 
