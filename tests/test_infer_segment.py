@@ -117,6 +117,37 @@ def test_overlay_blends_inside_and_outlines_the_boundaries():
     np.testing.assert_array_equal(blended[1, 1], colour)  # the class's boundary: solid colour
 
 
+def _overlay_by_loops(pixels: np.ndarray, mask: np.ndarray, alpha: float) -> np.ndarray:
+    """The overlay's definition, pixel by pixel: class 0 untouched; other classes blended in float32 and
+    rounded, except where a 4-neighbour (right, left, down, up) has another class: the solid colour."""
+    colours = overlay_palette(int(mask.max()) + 1)
+    out = pixels.copy()
+    height, width = mask.shape
+    for y in range(height):
+        for x in range(width):
+            label = mask[y, x]
+            if label == 0:
+                continue
+            near = [mask[j, i] for j, i in ((y, x + 1), (y, x - 1), (y + 1, x), (y - 1, x))
+                    if 0 <= j < height and 0 <= i < width]
+            if any(n != label for n in near):
+                out[y, x] = colours[label]
+            else:
+                mixed = pixels[y, x].astype(np.float32) * np.float32(1 - alpha) + colours[label] * np.float32(alpha)
+                out[y, x] = np.rint(mixed)
+    return out
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.35, 1.0])
+def test_overlay_equals_its_definition_pixel_by_pixel(alpha):
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, (23, 31, 3), dtype=np.uint8)
+    mask = np.repeat(np.repeat(rng.integers(0, 4, (6, 8)), 4, axis=0), 4, axis=1)[:23, :31].astype(np.uint8)
+    mask[0, 0] = 5  # a lone pixel of a class beyond `classes`
+    ours = overlay_image(Image.fromarray(pixels), mask, 4, alpha=alpha)
+    np.testing.assert_array_equal(np.asarray(ours), _overlay_by_loops(pixels, mask, alpha))
+
+
 def test_overlay_legend_lists_classes_present_with_their_area():
     mask = np.zeros((40, 40), np.uint8)
     mask[:10] = 1  # 25 %

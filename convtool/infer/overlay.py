@@ -48,15 +48,21 @@ def outlines(mask: np.ndarray) -> np.ndarray:
 
 
 def overlay(image: Image.Image, mask: np.ndarray, classes: int, alpha: float = 0.5) -> np.ndarray:
-    """H,W,3 uint8: the photo with each class's colour blended in at ``alpha`` and its outline drawn solid."""
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
-    colours = overlay_palette(max(classes, int(mask.max(initial=0)) + 1)).astype(np.float32)
-    out = rgb.copy()
-    foreground = mask > 0
-    out[foreground] = rgb[foreground] * (1 - alpha) + colours[mask[foreground]] * alpha
-    edge = outlines(mask)
-    out[edge & foreground] = colours[mask[edge & foreground]]
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    """H,W,3 uint8: the photo with each class's colour blended in at ``alpha`` and its outline drawn solid.
+
+    Only the pixels of classes other than 0 are computed (in float32, rounded to nearest).
+    """
+    pixels = np.array(image.convert("RGB"), dtype=np.uint8)  # a writable copy
+    colours = overlay_palette(max(classes, int(mask.max(initial=0)) + 1))
+    flat, labels = pixels.reshape(-1, 3), mask.ravel()
+    foreground = np.flatnonzero(labels)
+    if foreground.size:
+        drawn = labels[foreground]
+        blended = flat[foreground] * np.float32(1 - alpha) + colours[drawn] * np.float32(alpha)
+        flat[foreground] = np.rint(blended)  # within 0..255: a weighted mean of two 0..255 values
+        edge = foreground[outlines(mask).ravel()[foreground]]
+        flat[edge] = colours[labels[edge]]
+    return pixels
 
 
 def with_legend(pixels: np.ndarray, entries: Sequence[tuple[str, tuple[int, int, int], float]]) -> Image.Image:
