@@ -56,6 +56,31 @@ def test_masks_match_the_blocks_at_the_original_size(tmp_path, stride, nhwc, sof
         assert np.mean(mask == truth) > 0.97
 
 
+def test_publishing_on_threads_writes_what_one_thread_writes_in_order_past_an_existing_file(tmp_path):
+    from convtool.errors import OutputError
+    from convtool.infer.segment import output_paths, publish_all
+
+    pixels, _ = blocks()
+    files = []
+    for i in range(7):
+        files.append(tmp_path / f"in{i}.png")
+        Image.fromarray(np.roll(pixels, 5 * i, axis=1)).save(files[-1])
+    segmenter = segmenter_for(colour_segmenter(tmp_path / "seg.onnx", stride=2))
+    results, _ = segment_files(segmenter, files)
+    written = {}
+    for threads in (1, 3):
+        folder = tmp_path / f"out{threads}"
+        folder.mkdir()
+        (folder / "in4_mask.png").write_bytes(b"made meanwhile by another run")
+        done = list(publish_all(segmenter, results, lambda r: output_paths(r.path, folder, True), 0.5,
+                                overwrite=False, threads=threads))
+        assert [result.path for result, _ in done] == files
+        assert [isinstance(outcome, OutputError) for _, outcome in done] == [i == 4 for i in range(7)]
+        assert (folder / "in4_mask.png").read_bytes() == b"made meanwhile by another run"
+        written[threads] = {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+    assert written[1] == written[3] and len(written[3]) == 13  # 6 masks, 6 overlays, the other run's file
+
+
 def test_fixed_input_size_resizes_and_maps_back(tmp_path):
     pixels, truth = blocks(90, 120)
     Image.fromarray(pixels).save(tmp_path / "big.png")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import Any, Generator
 
 import click
 
@@ -50,6 +52,7 @@ def command(paths, model, out_dir, labels, batch, device, output_layout, overlay
     from convtool.infer.pipeline import Failure, Timings
     from convtool.io.discover import find_images
     from convtool.io.publish import make_folder
+    from convtool.workers import default_workers
 
     if ray_address is not None:
         from convtool.infer import engine_ray
@@ -82,19 +85,25 @@ def command(paths, model, out_dir, labels, batch, device, output_layout, overlay
             recipe=recipe, preparer=segmenter.preparer, chunk_size=batch, keep_images=True,
             options=dict(labels=names, output_layout=output_layout,
                          publish=engine_ray.SegmentPublisher(out_dir, overlay, alpha)))
-    with progress:
+    def results():
         for chunk in chunks:
             failures.extend(chunk.failures)
-            for result in chunk.results:
-                try:
-                    done = result if ray_address is not None else seg.publish(
-                        segmenter, result, *targets[str(result.path)], alpha, overwrite=overwrite)
-                except OutputError as exc:  # e.g. created meanwhile by another run: the others go on
-                    failures.append(Failure(Path(result.path), str(exc)))
-                    continue
-                written += 1
-                if show_table:
-                    rows.append(_row(segmenter, done))
+            yield from chunk.results
+
+    published: Generator[tuple[Any, Any], None, None]
+    if ray_address is not None:  # published by the actors
+        published = ((result, result) for result in results())
+    else:
+        published = seg.publish_all(segmenter, results(), lambda result: targets[str(result.path)], alpha,
+                                    overwrite=overwrite, threads=default_workers())
+    with progress, contextlib.closing(published):  # closing: the publishing threads finish before we go on
+        for result, done in published:
+            if isinstance(done, OutputError):
+                failures.append(Failure(Path(result.path), str(done)))
+                continue
+            written += 1
+            if show_table:
+                rows.append(_row(segmenter, done))
 
     if verbose:
         for note in timings.notes:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Generator, Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
 
-from convtool.errors import ModelError, UsageError
+from convtool.errors import ModelError, OutputError, UsageError
 from convtool.infer.overlay import overlay, overlay_palette, with_legend
 from convtool.infer.pipeline import Chunk, Failure, Timings, model_step, run_job
 from convtool.infer.preprocess import Preparer, Preprocess
@@ -71,6 +71,42 @@ def publish(segmenter: "Segmenter", result: Segmentation, mask_path: Path, overl
         # convtool's PNG encoder, as `filter` writes: 5 ms for a 640x480 overlay where Pillow's takes 118
         publish_bytes(overlay_path, encode_png(np.asarray(blended)), overwrite=overwrite)
     return Published(result.path, result.mask.shape, result.areas(classes))
+
+
+def publish_all(segmenter: "Segmenter", results: Iterable[Segmentation],
+                targets: Callable[[Segmentation], tuple[Path, Path | None]], alpha: float, *, overwrite: bool = True,
+                threads: int = 1) -> Generator[tuple[Segmentation, Published | OutputError], None, None]:
+    """:func:`publish` each result on ``threads`` threads (overlays and PNG encoding release the GIL for most
+    of their time), yielding ``(result, what was published or the OutputError that stopped it)`` in order.
+
+    At most ``2 * threads`` results wait at once; the threads finish what they hold when iteration stops.
+    """
+    if threads <= 1:
+        for result in results:
+            yield result, _published_or_error(segmenter, result, targets(result), alpha, overwrite)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads, thread_name_prefix="convtool-publish") as pool:
+        pending: deque = deque()
+        for result in results:
+            pending.append((result, pool.submit(_published_or_error, segmenter, result, targets(result), alpha,
+                                                overwrite)))
+            if len(pending) >= 2 * threads:
+                done, future = pending.popleft()
+                yield done, future.result()
+        while pending:
+            done, future = pending.popleft()
+            yield done, future.result()
+
+
+def _published_or_error(segmenter: "Segmenter", result: Segmentation, paths: tuple[Path, Path | None], alpha: float,
+                        overwrite: bool) -> Published | OutputError:
+    try:
+        return publish(segmenter, result, *paths, alpha, overwrite=overwrite)
+    except OutputError as exc:  # e.g. created meanwhile by another run: the others go on
+        return exc
 
 
 @dataclass
