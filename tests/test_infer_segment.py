@@ -72,7 +72,7 @@ def test_publishing_on_threads_writes_what_one_thread_writes_in_order_past_an_ex
         folder = tmp_path / f"out{threads}"
         folder.mkdir()
         (folder / "in4_mask.png").write_bytes(b"made meanwhile by another run")
-        done = list(publish_all(segmenter, results, lambda r: output_paths(r.path, folder, True), 0.5,
+        done = list(publish_all(segmenter, results, lambda r, folder=folder: output_paths(r.path, folder, True), 0.5,
                                 overwrite=False, threads=threads))
         assert [result.path for result, _ in done] == files
         assert [isinstance(outcome, OutputError) for _, outcome in done] == [i == 4 for i in range(7)]
