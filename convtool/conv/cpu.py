@@ -260,9 +260,15 @@ def block_rows(out_rows: int, batch: int, span: int, threads: int) -> int:
 
 def column_strip(out_width: int, ring: int, sw: int) -> int:
     """Output columns per strip of the separable kernel: the whole row, unless its ring of ``ring`` rows
-    would not fit in ``RING_BYTES``; then whole tiles that do (at horizontal stride 1 only)."""
+    would not fit in ``RING_BYTES``; then as few strips as fit (at least a tile wide, at horizontal stride 1
+    only), of equal widths in multiples of 64 so that every job costs the same (1080p RGB Gaussian 31x31:
+    strips of 2048, 2048 and 1664 columns -> 3 x 1920, 0.5 ms less of 15-16 ms in three interleaved runs)."""
     fits = RING_BYTES // (4 * ring) // TILE * TILE
-    return out_width if sw != 1 or out_width <= fits else max(TILE, fits)
+    if sw != 1 or out_width <= fits:
+        return out_width
+    strips = -(-out_width // max(TILE, fits))
+    width = -(-out_width // strips)
+    return min(out_width, -(-width // 64) * 64)
 
 
 @njit(cache=True, nogil=True)
