@@ -379,3 +379,25 @@ def test_direct_in_place_matches_reference_on_every_border_block(dtype, monkeypa
                         continue
                     fast = correlate2d(image, kernel, backend="direct", **options)
                     np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-2, err_msg=f"{shape} {options}")
+
+
+@pytest.mark.parametrize("border", BORDERS)
+def test_separable_vertical_pass_four_rows_at_a_time_matches_reference(border, monkeypatch):
+    """cpu._columns4: columns of 5 to 9 consecutive taps (groups of four taps and 1-3 left over), row blocks of
+    every length (4k + 0..3 rows, several per image, on threads), strides and dilations that do and do not allow it."""
+    _numba_path(monkeypatch, "rows")
+    monkeypatch.setattr(cpu, "THREADS", 3)
+    monkeypatch.setattr(cpu, "SERIAL_WORK", 0)
+    monkeypatch.setattr(cpu, "block_rows", lambda out_rows, batch, span, threads: 7)  # 7 = 4 + 3 rows per block
+    rows = RNG.standard_normal(4)
+    for taps in (5, 6, 7, 9):
+        kernel = np.outer(RNG.standard_normal(taps), rows)
+        for stride, dilation, padding in ((1, 1, "same"), ((1, 2), (1, 2), "full"), (1, (2, 1), (1, 2, 3, 0)),
+                                          (2, 1, "valid")):
+            options = dict(stride=stride, dilation=dilation, padding=padding, border=border, cval=1.5)
+            for image in (_image((2, 26, 19)), RNG.integers(0, 256, (1, 31, 17)).astype(np.uint8)):
+                expected = correlate2d(image, kernel, backend="reference", **options)
+                for group in (4, 1):
+                    monkeypatch.setattr(cpu, "COLUMN_GROUP", group)
+                    got = correlate2d(image, kernel, backend="separable", **options)
+                    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3, err_msg=f"{taps} {group} {options}")
