@@ -41,8 +41,8 @@ def export_classifier(path: Path, arch: str, seed: int = 0) -> Path:
 
     ``tiny32``: LeNet-5 on 3x32x32 (inference far cheaper than a decode); ``stem224``: a strided stem on
     3x224x224 (inference still cheaper than a decode); ``heavy224``: full-resolution 3x3 convolutions on
-    3x224x224 (inference costs about twice the decoding); ``deep224``: the same with 32 channels and one
-    more full-resolution layer (inference costs about ten times the decoding, as a ResNet-18 would).
+    3x224x224 (inference costs about twice the decoding); ``vgg224``: a VGG-style stack of 3x3 convolutions
+    of 32-256 channels, 1.6 GMACs per image as a ResNet-18 has (inference costs about 20x the decoding).
     """
     from convtool.nn import export
     from convtool.nn import layers as L
@@ -51,6 +51,20 @@ def export_classifier(path: Path, arch: str, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     if arch == "tiny32":
         net = lenet5((3, 32, 32), 10, rng)
+    elif arch == "vgg224":
+        net = Network(arch, "classify", (3, 224, 224), 10)
+        net.add("conv0", L.Conv2d(3, 32, 3, stride=2, padding=1, rng=rng))
+        net.add("relu0", L.ReLU())
+        channels = 32
+        for stage, (width, repeats) in enumerate(((64, 1), (128, 2), (256, 2)), start=1):
+            for i in range(repeats):
+                net.add(f"conv{stage}_{i}", L.Conv2d(channels, width, 3, padding=1, rng=rng))
+                net.add(f"relu{stage}_{i}", L.ReLU())
+                channels = width
+            net.add(f"pool{stage}", L.MaxPool2d(2))
+        net.add("pool", L.AvgPool2d(net.output_shapes()[f"pool{stage}"][-1]))
+        net.add("flatten", L.Flatten())
+        net.add("fc", L.Linear(channels, 10, init="xavier", rng=rng))
     else:
         net = Network(arch, "classify", (3, 224, 224), 10)
         if arch == "stem224":
@@ -59,16 +73,12 @@ def export_classifier(path: Path, arch: str, seed: int = 0) -> Path:
             net.add("pool1", L.MaxPool2d(4))
             net.add("conv2", L.Conv2d(8, 16, 3, stride=2, padding=1, rng=rng))
         else:
-            width = 32 if arch == "deep224" else 16
             net.add("conv0", L.Conv2d(3, 16, 3, padding=1, rng=rng))
             net.add("relu0", L.ReLU())
-            net.add("conv1", L.Conv2d(16, width, 3, padding=1, rng=rng))
+            net.add("conv1", L.Conv2d(16, 16, 3, padding=1, rng=rng))
             net.add("relu1", L.ReLU())
-            if arch == "deep224":
-                net.add("conv1b", L.Conv2d(width, width, 3, padding=1, rng=rng))
-                net.add("relu1b", L.ReLU())
             net.add("pool1", L.MaxPool2d(4))
-            net.add("conv2", L.Conv2d(width, 32, 3, stride=2, padding=1, rng=rng))
+            net.add("conv2", L.Conv2d(16, 32, 3, stride=2, padding=1, rng=rng))
         net.add("relu2", L.ReLU())
         net.add("pool2", L.AvgPool2d(net.output_shapes()["relu2"][-1]))
         net.add("flatten", L.Flatten())
