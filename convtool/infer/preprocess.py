@@ -173,6 +173,7 @@ class Preparer:
         self.recipe = recipe
         self.mode = "L" if recipe.channels == "gray" else "RGB"
         self.a, self.b = recipe.affine()
+        self.shifted = bool(np.any(self.b))  # mean 0 (most models): no "+ b" pass over each image
         self.dtype = np.dtype(recipe.dtype)
 
     def target_size(self, image: Image.Image) -> tuple[int, int]:
@@ -208,7 +209,8 @@ class Preparer:
             out[...] = view
         elif out.dtype == np.float32:
             np.multiply(view, self.a, out=out)
-            out += self.b
+            if self.shifted:
+                out += self.b
         else:
             out[...] = np.multiply(view, self.a, dtype=np.float32) + self.b
 
@@ -224,7 +226,8 @@ class Preparer:
             return out
         if out is not None and out.dtype == np.float32:
             np.multiply(raw, self.a, out=out)
-            out += self.b
+            if self.shifted:
+                out += self.b
             return out
         values = np.multiply(raw, self.a, dtype=np.float32)
         values += self.b
