@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any, Generator
+from typing import Any, Generator, Iterator
 
 import click
 
@@ -85,7 +85,9 @@ def command(paths, model, out_dir, labels, batch, device, output_layout, overlay
             recipe=recipe, preparer=segmenter.preparer, chunk_size=batch, keep_images=True,
             options=dict(labels=names, output_layout=output_layout,
                          publish=engine_ray.SegmentPublisher(out_dir, overlay, alpha)))
-    def results():
+
+    def results() -> Iterator:
+        """Every chunk's results in order; its failures are noted on the way."""
         for chunk in chunks:
             failures.extend(chunk.failures)
             yield from chunk.results
