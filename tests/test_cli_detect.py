@@ -115,6 +115,29 @@ def test_corrupt_files_skipped_and_listed(model, tmp_path):
     assert [row[0] for row in csv.reader(out.read_text().splitlines()[1:])] == [str(folder / "good.png")] * 2
 
 
+def test_a_picture_another_run_made_meanwhile_is_kept_and_the_others_are_saved(model, tmp_path, monkeypatch):
+    import convtool.cli.detect as detect_cli
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        detection_image(folder / name)
+    out = tmp_path / "drawn"
+    real = detect_cli._save
+
+    def racing(target, *args):
+        if target.name == "a.png":
+            target.write_bytes(b"the other run's")
+        real(target, *args)
+
+    monkeypatch.setattr(detect_cli, "_save", racing)
+    result = run(str(folder), "-m", model, "--save", str(out))
+    assert result.exit_code == 1
+    assert "a.png: already exists; pass --overwrite" in result.stderr and "1 of 2 files skipped" in result.stderr
+    assert (out / "a.png").read_bytes() == b"the other run's"
+    assert Image.open(out / "b.png").size == IMAGE
+
+
 def test_save_draws_boxes_and_refuses_to_overwrite(model, image, tmp_path):
     out = tmp_path / "drawn"
     result = run(image, "-m", model, "--save", str(out))

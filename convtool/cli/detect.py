@@ -65,13 +65,13 @@ def command(paths, model, labels, decoder, conf, iou, max_det, classes, agnostic
       convtool detect dataset/images -m best.onnx --eval --conf 0.001
       convtool detect photos/ -m yolo11n.onnx --classes person,car --save annotated/
     """
-    from convtool.errors import UsageError
+    from convtool.errors import OutputError, UsageError
     from convtool.infer.classify import labels_from_metadata, read_labels
     from convtool.infer.detect.boxes import Thresholds
     from convtool.infer.detect.decoders import LayoutError
     from convtool.infer.detect.detector import Detector
     from convtool.infer.detect.metrics import DetectionEvaluation
-    from convtool.infer.pipeline import Timings
+    from convtool.infer.pipeline import Failure, Timings
     from convtool.infer.results import check_output, format_of
     from convtool.io.discover import find_images
 
@@ -107,7 +107,10 @@ def command(paths, model, labels, decoder, conf, iou, max_det, classes, agnostic
                     if show_table:
                         shown.append(found)
                     if found.path in targets:
-                        _save(targets[found.path], found, detector.label, overwrite)
+                        try:
+                            _save(targets[found.path], found, detector.label, overwrite)
+                        except OutputError as exc:  # e.g. made meanwhile by another run: the others go on
+                            failures.append(Failure(Path(found.path), str(exc)))
                     if evaluate:
                         if evaluation is None:
                             evaluation = DetectionEvaluation(detector.classes or (len(detector.labels or []) or None))
