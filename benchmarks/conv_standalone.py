@@ -1,7 +1,8 @@
 """An independent check of ``convtool bench``: the same cases timed by a plain loop, no harness code.
 
 Usage: python benchmarks/conv_standalone.py [--rounds 15] [--threads 2] [--case TEXT ...]
-Each case is timed in interleaved rounds (convtool, then every OpenCV call, then again); it prints
+Each case is timed in interleaved rounds (convtool, then every OpenCV call, then again, each round starting
+one call further on); it prints
 the medians in ms and convtool's ratio to the best OpenCV call (> 1: convtool faster). Colour images
 are given to both as the H,W,3 uint8 array they were read as; both return H,W,3 float32.
 """
@@ -33,12 +34,15 @@ def gaussian_1d(sigma: float, size: int) -> np.ndarray:
 
 
 def medians(calls: dict, rounds: int) -> dict:
-    """Median seconds of each call over ``rounds`` interleaved rounds, after one warm-up call each."""
+    """Median seconds of each call over ``rounds`` interleaved rounds, after one warm-up call each; each round
+    starts one call further on, so no call always runs right after the same other one."""
     for call in calls.values():
         call()
     times: dict = {name: [] for name in calls}
-    for _ in range(rounds):
-        for name, call in calls.items():
+    order = list(calls.items())
+    for round_ in range(rounds):
+        shift = round_ % len(order)
+        for name, call in order[shift:] + order[:shift]:
             start = time.perf_counter()
             call()
             times[name].append(time.perf_counter() - start)
