@@ -9,6 +9,7 @@ from PIL import Image
 
 from convtool.errors import ModelError
 from convtool.infer.overlay import overlay_palette
+from convtool.infer.pipeline import Timings
 from convtool.infer.preprocess import preprocess_for
 from convtool.infer.segment import Segmenter, guess_output_layout, mask_image, overlay_image, palette
 from convtool.infer.session import open_session
@@ -93,6 +94,24 @@ def test_fixed_input_size_resizes_and_maps_back(tmp_path):
     keep = interior(truth, 12)
     np.testing.assert_array_equal(mask[keep], truth[keep])
     np.testing.assert_allclose(results[0].areas(3), np.bincount(truth.ravel(), minlength=3) / truth.size, atol=0.03)
+
+
+def test_masks_without_the_originals_come_from_worker_processes_and_equal_the_others(tmp_path):
+    pixels, _ = blocks(90, 120)
+    files = []
+    for i in range(10):
+        files.append(tmp_path / f"b{i}.png")
+        Image.fromarray(np.roll(pixels, 7 * i, axis=0)).save(files[-1])
+    segmenter = segmenter_for(colour_segmenter(tmp_path / "fixed.onnx", stride=2, size=(32, 32)))
+    kept, _ = segment_files(segmenter, files, batch=4)
+    timings = Timings()
+    lean, failures = segment_files(segmenter, files, batch=4, keep_images=False, decoding="processes",
+                                   timings=timings)
+    assert not failures and [r.path for r in lean] == files and all(r.image is None for r in lean)
+    assert all(r.image is not None for r in kept)
+    assert any("worker process" in note for note in timings.notes)
+    for a, b in zip(kept, lean, strict=True):
+        np.testing.assert_array_equal(a.mask, b.mask)
 
 
 def test_images_of_different_sizes_in_one_run(tmp_path):

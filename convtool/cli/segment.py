@@ -77,7 +77,7 @@ def command(paths, model, out_dir, labels, batch, device, output_layout, overlay
     ray_run = None
     if ray_address is None:
         chunks = segmenter.run(scan.files, batch=batch, workers=workers, timings=timings, on_progress=advance,
-                               decoding=decoding)
+                               decoding=decoding, keep_images=overlay)
     else:  # the same stages on Ray Data; the actors publish each mask and overlay themselves
         ray_run = engine_ray.RayRun()
         chunks = engine_ray.model_results(

@@ -30,7 +30,7 @@ class Segmentation:
 
     path: str | Path
     mask: np.ndarray  # H, W uint8 (or uint16 beyond 256 classes)
-    image: Image.Image
+    image: Image.Image | None  # the decoded original, when kept for an overlay
 
     def areas(self, classes: int) -> np.ndarray:
         """Fraction of the image's pixels in each class."""
@@ -66,6 +66,8 @@ def publish(segmenter: "Segmenter", result: Segmentation, mask_path: Path, overl
     mask_png = mask_image(result.mask, classes)
     publish_with(mask_path, lambda tmp: mask_png.save(tmp, format="PNG"), overwrite=overwrite)
     if overlay_path is not None:
+        if result.image is None:
+            raise ValueError("an overlay needs the original image: segment with keep_images=True")
         blended = overlay_image(result.image, result.mask, classes, alpha,
                                 names=[segmenter.label(i) for i in range(classes)])
         # convtool's PNG encoder, as `filter` writes: 5 ms for a 640x480 overlay where Pillow's takes 118
@@ -166,11 +168,15 @@ class Segmenter:
 
     def run(self, files: Sequence[str | Path], *, batch: int = 8, workers: int | None = None, depth: int = 2,
             timings: Timings | None = None, on_progress: Callable[[int], None] | None = None,
-            decoding: str = "auto") -> Iterator[SegmentChunk]:
-        """Segment ``files`` chunk by chunk while the next chunks decode in the background (see Classifier.run)."""
+            decoding: str = "auto", keep_images: bool = True) -> Iterator[SegmentChunk]:
+        """Segment ``files`` chunk by chunk while the next chunks decode in the background (see Classifier.run).
+
+        ``keep_images``: each result carries its decoded original (for overlays); without them, the
+        decoding may run in worker processes.
+        """
         timings = timings if timings is not None else Timings()
         yield from run_job(files, self.preparer, lambda chunk: self._segment_chunk(chunk, timings), timings,
-                           batch=batch, depth=depth, workers=workers, decoding=decoding, keep_images=True,
+                           batch=batch, depth=depth, workers=workers, decoding=decoding, keep_images=keep_images,
                            on_progress=on_progress)
 
     def _segment_chunk(self, chunk: Chunk, timings: Timings) -> SegmentChunk:
@@ -178,8 +184,8 @@ class Segmenter:
             return SegmentChunk([], chunk.failures)
         masks = model_step(chunk, lambda batch: self.model.run(batch, [self.output.name])[0],
                            lambda raw: self._masks(raw, self._input_hw(chunk.batch), chunk.sizes), timings)
-        assert chunk.images is not None  # decoded with keep_images=True: the overlays need them
-        results = [Segmentation(p, m, im) for p, m, im in zip(chunk.paths, masks, chunk.images)]
+        images = chunk.images if chunk.images is not None else [None] * len(masks)
+        results = [Segmentation(p, m, im) for p, m, im in zip(chunk.paths, masks, images, strict=True)]
         return SegmentChunk(results, chunk.failures)
 
 
