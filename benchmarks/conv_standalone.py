@@ -2,8 +2,8 @@
 
 Usage: python benchmarks/conv_standalone.py [--rounds 15] [--threads 2] [--case TEXT ...]
 Each case is timed in interleaved rounds (convtool, then every OpenCV call, then again, each round starting
-one call further on); it prints
-the medians in ms and convtool's ratio to the best OpenCV call (> 1: convtool faster). Colour images
+one call further on); it prints the medians in ms and convtool's ratio to the best OpenCV call (> 1:
+convtool faster). Colour images
 are given to both as the H,W,3 uint8 array they were read as; both return H,W,3 float32.
 """
 
