@@ -389,6 +389,7 @@ def test_separable_vertical_pass_four_rows_at_a_time_matches_reference(border, m
     monkeypatch.setattr(cpu, "THREADS", 3)
     monkeypatch.setattr(cpu, "SERIAL_WORK", 0)
     monkeypatch.setattr(cpu, "block_rows", lambda out_rows, batch, span, threads: 7)  # 7 = 4 + 3 rows per block
+    monkeypatch.setattr(cpu, "GROUP_TAPS", 5)
     rows = RNG.standard_normal(4)
     for taps in (5, 6, 7, 9):
         kernel = np.outer(RNG.standard_normal(taps), rows)

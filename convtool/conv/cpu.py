@@ -65,9 +65,10 @@ TILE = 1024  # output columns per pass (512 measured 0-15% slower on 1080p and 4
 # 2 taps in place 1.25x faster, 5 taps equal, 31 taps converted first 1.2-1.35x faster)
 CONVERT_FIRST_TAPS = 8
 # separable vertical passes of at least GROUP_TAPS consecutive taps (no zero, no dilation) at vertical stride 1
-# make COLUMN_GROUP (4 or 1) output rows at a time, sharing the loads of their rows (_columns4)
+# make COLUMN_GROUP (4 or 1) output rows at a time, sharing the loads of their rows (_columns4). Short columns
+# stay on _taps: 5 taps as one group of 4 and one left over, after zeroing, store each output three times.
 COLUMN_GROUP = 4
-GROUP_TAPS = 5
+GROUP_TAPS = 8
 FLAT_PIXELS = 1 << 17  # padded pixels of one plane up to which it is padded whole and filtered as one flat row
 # Single-channel direct kernels at stride 1 with less than SERIAL_WORK (conv's cost model knows) read the image
 # in place (_in_place): 512^2 Sobel float32 129 us against 260-300 us padded whole or on a ring of rows.
