@@ -1,13 +1,21 @@
-"""Shared fixtures: real test photos and a CLI runner."""
+"""Shared fixtures: real test photos and a CLI runner; Hypothesis draws the same examples on every run."""
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from hypothesis import settings
 from PIL import Image
 
 DATA = Path(__file__).parent / "data"
+
+# Property tests draw the same examples on every run, so a red CI is a real change, not a new draw.
+# HYPOTHESIS_PROFILE=explore draws new ones (a seed per run), to look for cases nobody has tried.
+settings.register_profile("repeatable", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 @pytest.fixture(scope="session")
