@@ -13,7 +13,7 @@ import numpy as np
 
 from convtool import conv, guards, shapes
 from convtool.errors import ConvtoolError, UsageError
-from convtool.geometry import PoolSpec, axis_pairs, pair, resolve_pads
+from convtool.geometry import PoolSpec, pair, resolve_pads
 from convtool.kernels import OUT_SCALES, Kernel
 
 
@@ -177,9 +177,8 @@ def jit_cached(shape: tuple[int, ...], dtype: np.dtype | type, settings: FilterS
 
 def _output_hw(image_hw: tuple[int, ...], kernel_hw: tuple[int, ...], settings: FilterSettings) -> tuple[int, int]:
     stride, dilation = pair("stride", settings.stride), pair("dilation", settings.dilation)
-    pads = axis_pairs(resolve_pads(settings.padding, image_hw, kernel_hw, stride, dilation))
-    height, width = (shapes.output_size(image_hw[a], kernel_hw[a], stride[a], pads[a], dilation[a]) for a in (0, 1))
-    return height, width
+    pads = resolve_pads(settings.padding, image_hw, kernel_hw, stride, dilation)
+    return shapes.output_hw(image_hw, kernel_hw, stride, pads, dilation)
 
 
 def chain_out_scale(kernels: list[Kernel]) -> str:

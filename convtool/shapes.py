@@ -10,10 +10,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 from convtool import guards
 from convtool.errors import ShapeError, UsageError
-from convtool.geometry import PADDING_MODES, axis_padding, check_positive, effective_kernel, same_padding
+from convtool.geometry import (
+    PADDING_MODES,
+    Pads,
+    Pair,
+    axis_padding,
+    axis_pairs,
+    check_positive,
+    effective_kernel,
+    same_padding,
+)
 
 
 def output_size(n: int, k: int, s: int = 1, padding: tuple[int, int] = (0, 0), d: int = 1) -> int:
@@ -29,6 +39,15 @@ def output_size(n: int, k: int, s: int = 1, padding: tuple[int, int] = (0, 0), d
         what = f"kernel {k}" if d == 1 else f"kernel {k} dilated by {d} (span {span})"
         raise ShapeError(f"{what} does not fit the padded input {padded}; use `padding` same or a smaller kernel")
     return (padded - span) // s + 1
+
+
+def output_hw(image_hw: Sequence[int], kernel_hw: Sequence[int], stride: Pair = (1, 1), pads: Pads = (0, 0, 0, 0),
+              dilation: Pair = (1, 1)) -> tuple[int, int]:
+    """(height, width) of a 2-D correlation's output: :func:`output_size` on each axis, ``pads`` as
+    ``(top, bottom, left, right)``."""
+    rows, cols = axis_pairs(pads)
+    return (output_size(image_hw[0], kernel_hw[0], stride[0], rows, dilation[0]),
+            output_size(image_hw[1], kernel_hw[1], stride[1], cols, dilation[1]))
 
 
 # ---------------------------------------------------------------------------------------------

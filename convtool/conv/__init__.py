@@ -28,7 +28,7 @@ import numpy as np
 from convtool import shapes
 from convtool.conv.device import DEVICES, resolve_device
 from convtool.errors import ShapeError, UsageError
-from convtool.geometry import POOL_KINDS, Padding, axis_pairs, pair, resolve_pads
+from convtool.geometry import POOL_KINDS, Padding, pair, resolve_pads
 
 Pair = Union[int, Sequence[int]]
 
@@ -329,8 +329,7 @@ def correlation_plan(image_shape: tuple[int, ...], dtype: np.dtype, kernel_shape
     kernel = _check_kernel(np.frombuffer(data, dtype=np.float64).reshape(kernel_shape))
     stride_hw, dilation_hw = pair("stride", stride), pair("dilation", dilation)
     pads = resolve_pads(padding, planes[-2:], kernel.shape, stride_hw, dilation_hw)
-    out_hw = tuple(shapes.output_size(planes[-2 + axis], kernel.shape[axis], stride_hw[axis],
-                                      axis_pairs(pads)[axis], dilation_hw[axis]) for axis in (0, 1))
+    out_hw = shapes.output_hw(planes[-2:], kernel.shape, stride_hw, pads, dilation_hw)
     if border not in BORDERS:
         raise UsageError(f"unknown border {border!r}; choose one of {', '.join(BORDERS)}")
     choice = choose_backend(planes, kernel, backend=backend, device=device, stride=stride_hw, dtype=dtype)
@@ -501,8 +500,7 @@ def pool2d(image: np.ndarray, size: Pair, *, stride: Pair | None = None, kind: s
     if kind not in POOL_KINDS:
         raise UsageError(f"unknown pooling {kind!r}; choose one of {', '.join(POOL_KINDS)}")
     pads = resolve_pads(padding, image.shape[-2:], size_hw, stride_hw)
-    out_hw = tuple(shapes.output_size(image.shape[-2 + axis], size_hw[axis], stride_hw[axis],
-                                      axis_pairs(pads)[axis]) for axis in (0, 1))
+    out_hw = shapes.output_hw(image.shape[-2:], size_hw, stride_hw, pads)
     choice = choose_pool_backend(backend=backend, device=device,
                                  work=float(np.prod(image.shape[:-2] + out_hw)) * size_hw[0] * size_hw[1])
     target = np.empty(image.shape[:-2] + out_hw, dtype=np.float32) if out is None else \

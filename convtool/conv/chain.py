@@ -20,7 +20,7 @@ import numpy as np
 from convtool import shapes
 from convtool.conv import Choice, Pair, correlate2d, pool2d
 from convtool.errors import UsageError
-from convtool.geometry import Padding, axis_pairs, pair, resolve_pads
+from convtool.geometry import Padding, pair, resolve_pads
 
 
 @dataclass(frozen=True)
@@ -92,9 +92,7 @@ def _geometry(step: Step, image_hw: tuple[int, int]) -> tuple[tuple, tuple[int, 
         size = step.kernels[0].shape
         stride, dilation = pair("stride", step.stride), pair("dilation", step.dilation)
     pads = resolve_pads(step.padding, image_hw, size, stride, dilation)
-    out_hw = tuple(shapes.output_size(image_hw[a], size[a], stride[a], axis_pairs(pads)[a], dilation[a])
-                   for a in (0, 1))
-    return (stride, pads, dilation, size), out_hw  # type: ignore[return-value]
+    return (stride, pads, dilation, size), shapes.output_hw(image_hw, size, stride, pads, dilation)
 
 
 def choose_chain_device(image_shape: Sequence[int], dtype: np.dtype, steps: Sequence[Step], *, device: str = "auto",
