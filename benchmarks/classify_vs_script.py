@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from infer_helpers import MNIST_12, lenet, mnist, write_mnist_pngs  # noqa: E402
+from timing import wall  # noqa: E402
 
 VGG_PHOTOS = 320
 
@@ -63,15 +64,6 @@ def _tree_rss(root: int) -> int:
             tree.add(pid)
             total += rss[pid]
     return total
-
-
-def wall(cmd: list[str]) -> tuple[float, str]:
-    start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if done.returncode != 0:
-        sys.exit(f"failed: {' '.join(cmd)}\n{done.stderr}")
-    return elapsed, done.stderr
 
 
 def compare_processes(folder: Path, model: Path, out: Path, repeat: int, batch: int) -> None:

@@ -26,25 +26,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from photos import write_photos  # noqa: E402
+from timing import wall  # noqa: E402
 
 CONVTOOL = str(Path(sys.executable).with_name("convtool"))
 PHOTO_KERNELS = (("sobel", "sobel"), ("gaussian:size=5", "gaussian5"), ("blob", "blob"))
-
-
-def timed(cmd: list[str], env: dict | None = None) -> tuple[float, str]:
-    start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    elapsed = time.perf_counter() - start
-    if done.returncode != 0:
-        sys.exit(f"failed: {' '.join(cmd)}\n{done.stderr}")
-    return elapsed, done.stderr
 
 
 def folder_bytes(folder: Path) -> int:
@@ -58,11 +49,11 @@ def summary_line(log: str) -> str:
 
 def compare(label: str, ours: list[str], plain: list[str], repeat: int, out_ours: Path, out_plain: Path,
             env: dict) -> tuple[float, float, str]:
-    timed(plain, env), timed(ours, env)  # page cache, bytecode, JIT cache
+    wall(plain, env), wall(ours, env)  # page cache, bytecode, JIT cache
     ours_t, plain_t, log = [], [], ""
     for _ in range(repeat):
-        plain_t.append(timed(plain, env)[0])
-        elapsed, log = timed(ours, env)
+        plain_t.append(wall(plain, env)[0])
+        elapsed, log = wall(ours, env)
         ours_t.append(elapsed)
     o, p = statistics.median(ours_t), statistics.median(plain_t)
     sizes = folder_bytes(out_ours) / max(folder_bytes(out_plain), 1)
@@ -87,7 +78,7 @@ def main() -> None:
         env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp / "numba-cache"))  # empty: as after an install
         big = big_first_run(tmp, env) if "big" in only else None
         # A run on a cold cache stays in NumPy, so the cache is warmed as the user would: once, by --warm.
-        warming, _ = timed([CONVTOOL, "filter", "--warm"], env)
+        warming, _ = wall([CONVTOOL, "filter", "--warm"], env)
         print(f"`convtool filter --warm` on an empty Numba cache: {warming:.1f} s")
         photos = tmp / "photos"
         if "photos" in only:
@@ -108,7 +99,7 @@ def main() -> None:
 def big_first_run(tmp: Path, env: dict) -> tuple[float, str]:
     """The 4000x3000 Gaussian's first run on the still empty Numba cache: (seconds, convtool's summary line)."""
     big = write_photos(tmp / "big", 1, size=(4000, 3000))[0]
-    first, log = timed(big_command(big, tmp), env)
+    first, log = wall(big_command(big, tmp), env)
     return first, summary_line(log)
 
 
@@ -130,8 +121,8 @@ def small_image(tmp: Path, repeat: int, env: dict) -> None:
     small = tmp / "astronaut.png"
     small.write_bytes((HERE.parent / "samples" / "astronaut.png").read_bytes())
     small_cmd = [CONVTOOL, "filter", str(small), "-k", "sobel", "-o", str(tmp / "small.png"), "--overwrite"]
-    cold = timed(small_cmd, dict(os.environ, NUMBA_CACHE_DIR=str(tmp / "small-cache")))[0]
-    warm_small = statistics.median(timed(small_cmd, env)[0] for _ in range(repeat))
+    cold = wall(small_cmd, dict(os.environ, NUMBA_CACHE_DIR=str(tmp / "small-cache")))[0]
+    warm_small = statistics.median(wall(small_cmd, env)[0] for _ in range(repeat))
     print(f"one 512x512 image, Sobel, whole process (target <= 0.5 s): cold {cold:.2f} s, warm {warm_small:.2f} s")
 
 

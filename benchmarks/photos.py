@@ -1,7 +1,7 @@
 """Photo folders for the benchmarks: 640x480 (or any size) JPEG crops of the bundled sample photos.
 
 Each photo is a random crop of a sample, scaled to cover the size, so no two files are the same.
-Not a benchmark itself: imported by classify_vs_script.py and filter_vs_opencv.py.
+Not a benchmark itself: imported by classify_vs_script.py, filter_vs_opencv.py and segment_vs_script.py.
 """
 
 from __future__ import annotations

@@ -15,7 +15,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,14 +23,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from infer_helpers import colour_segmenter  # noqa: E402
 from photos import write_photos  # noqa: E402
-
-
-def wall(cmd: list[str]) -> tuple[float, str]:
-    start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"failed: {' '.join(cmd)}\n{done.stderr}")
-    return time.perf_counter() - start, done.stderr
+from timing import wall  # noqa: E402
 
 
 def main() -> None:
