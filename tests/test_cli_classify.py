@@ -165,7 +165,7 @@ BAD_INPUTS = {
     "empty_folder": (lambda t: {"image": _make_folder(t / "empty")}, "no image files in this folder", 1),
     "missing_input": (lambda t: {"image": str(t / "nowhere.png")}, "nowhere.png: no such file or folder", 1),
     "bad_suffix": (lambda t: {"extra": ["-o", str(t / "r.xlsx")]}, "unknown result format '.xlsx'", 2),
-    "output_folder": (lambda t: {"extra": ["-o", _make_folder(t / "out")]}, "out: is a folder; give a file name", 2),
+    "output_folder": (lambda t: {"extra": ["-o", _make_folder(t / "out")]}, "out: is a folder; give a file name", 1),
     "bad_size": (lambda t: {"extra": ["--size", "big"]}, "Invalid value for '--size': 'big' is not HEIGHTxWIDTH", 2),
     "confusion_alone": (lambda t: {"extra": ["--confusion", str(t / "c.png")]}, "--confusion needs --eval", 2),
     "segmenter": (lambda t: {"model": _segmenter(t / "seg.onnx"), "extra": ["--channels", "rgb"]},

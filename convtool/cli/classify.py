@@ -160,9 +160,9 @@ def _check_outputs(output: Path | None, fmt: str | None, confusion: Path | None,
     """Refuse result and confusion files that exist (without --overwrite) or are inputs, before any work."""
     from convtool.infer.results import check_output, format_of
 
-    if output is not None:
-        format_of(output, fmt)
+    if output is not None:  # where first: a folder given as the output is told so by check_output
         check_output(output, overwrite=overwrite, inputs=inputs)
+        format_of(output, fmt)
     if confusion is not None:
         check_output(confusion, overwrite=overwrite, inputs=inputs)
 

@@ -76,9 +76,9 @@ def command(paths, model, labels, decoder, conf, iou, max_det, classes, agnostic
     from convtool.io.discover import find_images
 
     scan = find_images(paths, recursive=recursive)
-    fmt = format_of(output, fmt) if output is not None else "csv"
-    if output is not None:
+    if output is not None:  # where first: a folder given as the output is told so by check_output
         check_output(output, overwrite=overwrite, inputs=scan.files)
+    fmt = format_of(output, fmt) if output is not None else "csv"
     targets = _save_targets(scan.files, save_dir, overwrite) if save_dir is not None else {}
     session, recipe = open_model(model, device, batch=batch, **recipe_overrides(**prep))
     recipe = _fixed_size(recipe, session.metadata)

@@ -35,9 +35,6 @@ def format_of(path: Path, given: str | None = None) -> str:
     if is_stdout(path):
         return "jsonl"
     fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None and path.is_dir():
-        raise UsageError(f"`output` {path}: is a folder; give a file name for the output, such as "
-                         f"{path / 'results.csv'}")
     if fmt is None:
         raise UsageError(f"`output` {path}: unknown result format {path.suffix!r}; use .csv, .json or .jsonl")
     return fmt
