@@ -79,7 +79,7 @@ def _model(data: memoryview) -> ModelHeader | None:
         if number == _GRAPH_INITIALIZER:
             initializers.add(dict(_strings(value, (_TENSOR_NAME,))).get(_TENSOR_NAME, ""))
         elif number == _GRAPH_SPARSE_INITIALIZER:
-            values = next((v for n, v in _fields(value) if n == _SPARSE_VALUES and isinstance(v, memoryview)), None)
+            values = _first(value, _SPARSE_VALUES)
             if values is not None:
                 initializers.add(dict(_strings(values, (_TENSOR_NAME,))).get(_TENSOR_NAME, ""))
         elif number == _GRAPH_INPUT:

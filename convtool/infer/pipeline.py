@@ -201,15 +201,14 @@ def run_job(files: Sequence[str | Path], preparer: Preparer, process: Callable[[
     :func:`decoded_chunks`'. A Job ``started`` for the same files and recipe (see :class:`Job`) is used
     instead of a new one; one for another recipe is stopped.
     """
-    settings = dict(batch=batch, depth=depth, workers=workers, decoding=decoding, fixed_batch=fixed_batch,
-                    keep_images=keep_images, overlap=overlap, draft=draft)
+    settings: dict[str, Any] = dict(batch=batch, depth=depth, workers=workers, decoding=decoding,
+                                    fixed_batch=fixed_batch, keep_images=keep_images, overlap=overlap, draft=draft)
     job = started
     if job is None or not job.serves(files, preparer, settings):
         if job is not None:
             job.close()
             timings.notes.append("decoding restarted: the model's session reports another input than its file's header")
-        job = Job(files, preparer, timings, batch=batch, depth=depth, workers=workers, decoding=decoding,
-                  fixed_batch=fixed_batch, keep_images=keep_images, overlap=overlap, draft=draft)
+        job = Job(files, preparer, timings, **settings)
     yield from job.results(process, on_progress)
 
 
