@@ -13,6 +13,7 @@ before opening onnxruntime sessions or Numba's thread pool, so no threads are fo
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -120,7 +121,14 @@ class WorkerPool:
         parent, child = _context().Pipe()
         process = _context().Process(target=_serve, args=(child, self.initializer), daemon=True,
                                      name="convtool-worker")
-        process.start()
+        # The child inherits the parent's objects but not its threads: its garbage collector must not
+        # finalise them. An onnxruntime session left in a reference cycle, collected in a worker, waited
+        # forever in pthread_cond_destroy on a condition its (absent) thread pool used: a hung test.
+        gc.freeze()
+        try:
+            process.start()
+        finally:
+            gc.unfreeze()
         child.close()
         return _Worker(process, parent)
 

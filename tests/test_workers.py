@@ -99,3 +99,38 @@ def test_close_stops_busy_workers_and_leaves_no_process():
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+class _Finalised:
+    """Garbage in a reference cycle whose finaliser notes the process that ran it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.me = path, self
+
+    def __del__(self) -> None:
+        with open(self.path, "a") as file:
+            file.write(f"{os.getpid()}\n")
+
+
+def _collect_garbage(_: object) -> int:
+    import gc
+
+    gc.collect()
+    return os.getpid()
+
+
+def test_workers_never_finalise_the_parents_objects(tmp_path):
+    # an onnxruntime session finalised in a worker hung it (its thread pool's condition, without the threads)
+    import gc
+
+    record = tmp_path / "finalised.txt"
+    gc.disable()
+    try:
+        _Finalised(record)  # unreachable at once, collectable only by the garbage collector
+        with WorkerPool(2) as pool:
+            worker_pids = [value for ok, value in ordered(pool, _collect_garbage, range(4), in_flight=2)]
+    finally:
+        gc.enable()
+    gc.collect()
+    assert record.read_text().split() == [str(os.getpid())]  # finalised once, here, not in a worker
+    assert str(os.getpid()) not in map(str, worker_pids)
