@@ -1,10 +1,11 @@
 """An independent check of ``convtool bench``: the same cases timed by a plain loop, no harness code.
 
-Usage: python benchmarks/conv_standalone.py [--rounds 15] [--threads 2] [--case TEXT ...]
-Each case is timed in interleaved rounds (convtool, then every OpenCV call, then again, each round starting
-one call further on); it prints the medians in ms and convtool's ratio to the best OpenCV call (> 1:
-convtool faster). Colour images
-are given to both as the H,W,3 uint8 array they were read as; both return H,W,3 float32.
+Usage: python benchmarks/conv_standalone.py [--rounds 21] [--threads 2] [--case TEXT ...]
+Each case runs a second of untimed rounds, then is timed in interleaved rounds (convtool, then every
+OpenCV call, then again, each round starting one call further on); it prints the medians in ms,
+convtool's ratio to the best OpenCV call's median (> 1: convtool faster) and the paired ratio (the
+median of that call's time / convtool's within each round). Colour images are given to both as the
+H,W,3 uint8 array they were read as; both return H,W,3 float32.
 """
 
 from __future__ import annotations
@@ -33,11 +34,16 @@ def gaussian_1d(sigma: float, size: int) -> np.ndarray:
     return g / g.sum()
 
 
-def medians(calls: dict, rounds: int) -> dict:
-    """Median seconds of each call over ``rounds`` interleaved rounds, after one warm-up call each; each round
-    starts one call further on, so no call always runs right after the same other one."""
-    for call in calls.values():
-        call()
+def timed_rounds(calls: dict, rounds: int) -> dict:
+    """Seconds of each call in each of ``rounds`` interleaved rounds, after a second of untimed rounds (two-thread
+    calls run slower for their first few hundred ms of work); each round starts one call further on, so no call
+    always runs right after the same other one."""
+    start = time.perf_counter()
+    while True:
+        for call in calls.values():
+            call()
+        if time.perf_counter() - start >= 1.0:
+            break
     times: dict = {name: [] for name in calls}
     order = list(calls.items())
     for round_ in range(rounds):
@@ -46,7 +52,12 @@ def medians(calls: dict, rounds: int) -> dict:
             start = time.perf_counter()
             call()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return times
+
+
+def medians(calls: dict, rounds: int) -> dict:
+    """Median seconds of each call over ``rounds`` interleaved rounds (see :func:`timed_rounds`)."""
+    return {name: statistics.median(values) for name, values in timed_rounds(calls, rounds).items()}
 
 
 def kernels() -> dict:
@@ -71,7 +82,7 @@ def large_cases(rounds: int, cases: list[str]) -> None:
     for label, image in images.items():
         for name, (kernel, factors) in kernels().items():
             if wanted(f"{label}, {name}", cases):
-                    large_case(f"{label}, {name}", image, kernel, factors, rounds,
+                large_case(f"{label}, {name}", image, kernel, factors, rounds,
                            copy=label.startswith("4096") and name == "sobel3")
 
 
@@ -91,11 +102,14 @@ def large_case(label: str, image: np.ndarray, kernel: np.ndarray, factors: tuple
         calls["cv2.sepFilter2D"] = lambda: cv2.sepFilter2D(image, cv2.CV_32F, factors[0], factors[1], borderType=REFLECT)
     if copy:
         calls["np.copyto (existing array)"] = lambda: np.copyto(out, image, casting="unsafe")
-    got = medians(calls, rounds)
-    best = min(v for k, v in got.items() if k.startswith("cv2"))
+    times = timed_rounds(calls, rounds)
+    got = {name: statistics.median(values) for name, values in times.items()}
+    best = min((k for k in got if k.startswith("cv2")), key=got.__getitem__)
+    paired = statistics.median(a / b for a, b in zip(times[best], times["convtool"]))
     line = "  ".join(f"{k} {v * 1e3:.2f}" for k, v in got.items())
     extra = f"  out= at {100 * got['np.copyto (existing array)'] / got['convtool out=']:.0f}% of copyto" if copy else ""
-    print(f"{label}: {line} ms  ratio {best / got['convtool']:.2f}, out= {best / got['convtool out=']:.2f}{extra}")
+    print(f"{label}: {line} ms  ratio {got[best] / got['convtool']:.2f} (paired {paired:.2f}), "
+          f"out= {got[best] / got['convtool out=']:.2f}{extra}")
 
 
 def small_cases(rounds: int, cases: list[str]) -> None:
@@ -133,7 +147,7 @@ def stack_case(rounds: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--case", action="append", default=[], metavar="TEXT",
                         help="only cases whose name contains TEXT (repeatable), e.g. 'RGB u8, gauss31', stack, 'small 64'")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 import convtool.bench_harness as benchmark
+from convtool.bench_harness.timing import Rounds
 from convtool.cli.bench import render
 
 
@@ -17,10 +18,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small images, a smoke run")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=11)
+    parser.add_argument("--repeat", type=int, default=Rounds.repeat)
     args = parser.parse_args()
-    results = benchmark.run(quick=args.quick, threads=args.threads, repeat=args.repeat,
-                            budget=0.2 if args.quick else 3.0)
+    rounds = Rounds(repeat=2, budget=0.2, warmup=0.0) if args.quick else Rounds(repeat=args.repeat)
+    results = benchmark.run(quick=args.quick, threads=args.threads, rounds=rounds)
     print("\n".join(render(results)))
 
 

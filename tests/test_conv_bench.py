@@ -105,10 +105,38 @@ def test_loading_the_numba_kernels_does_not_import_scipy_linalg_and_jitted_dot_s
 
 
 def test_each_round_starts_one_call_further_so_every_call_follows_every_other():
-    from convtool.bench_harness.timing import interleaved
+    from convtool.bench_harness.timing import Rounds, interleaved
 
     seen: list[str] = []
     calls = {name: (lambda name=name: seen.append(name)) for name in "abc"}
-    stats = interleaved(calls, repeat=3, budget=1.0)
+    stats = interleaved(calls, Rounds(repeat=3, budget=1.0, warmup=0.0))
     assert {name: s.runs for name, s in stats.items()} == {"a": 3, "b": 3, "c": 3}
     assert seen[3:] == list("abc" "bca" "cab")  # after one warm-up call each
+
+
+def test_warm_up_rounds_last_the_warm_up_time_and_are_not_timed():
+    import time
+
+    from convtool.bench_harness.timing import Rounds, interleaved
+
+    seen: list[str] = []
+
+    def call(name: str) -> None:
+        seen.append(name)
+        time.sleep(0.01)
+
+    stats = interleaved({"a": lambda: call("a"), "b": lambda: call("b")}, Rounds(repeat=2, budget=1e9, warmup=0.05))
+    assert {name: s.runs for name, s in stats.items()} == {"a": 2, "b": 2}
+    warm_up = seen[:-4]
+    assert len(warm_up) >= 6 and warm_up == ["a", "b"] * (len(warm_up) // 2)  # whole rounds for >= 0.05 s
+    assert seen[-4:] == ["a", "b", "b", "a"]
+
+
+def test_paired_ratio_is_the_median_of_the_per_round_ratios():
+    from convtool.bench_harness.timing import Stats, paired_ratio
+
+    theirs = Stats(median=2.0, minimum=1.0, runs=3, times=(2.0, 1.0, 9.0))
+    ours = Stats(median=1.0, minimum=1.0, runs=3, times=(1.0, 1.0, 3.0))
+    assert paired_ratio(theirs, ours) == 2.0  # ratios 2, 1, 3 -> median 2 (the medians' ratio would be 2 too)
+    drifted = Stats(median=4.0, minimum=1.0, runs=3, times=(1.0, 4.0, 8.0))
+    assert paired_ratio(drifted, Stats(2.0, 1.0, 3, (1.0, 2.0, 4.0))) == 2.0  # 1, 2, 2: a slow round cancels

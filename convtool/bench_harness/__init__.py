@@ -8,6 +8,7 @@ Nothing here prints; the CLI formats the results.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -15,13 +16,17 @@ from convtool.bench_harness import cases
 from convtool.bench_harness.small import SIZES as SMALL_SIZES
 from convtool.bench_harness.small import small_images
 from convtool.bench_harness.startup import jit_times
-from convtool.bench_harness.timing import same_threads
+from convtool.bench_harness.timing import Rounds, same_threads
 from convtool.errors import UsageError
 
+DEFAULT_ROUNDS = Rounds()
 
-def run(*, quick: bool = False, threads: int = 2, repeat: int = 11, budget: float = 3.0, backends: bool = True,
+
+def run(*, quick: bool = False, threads: int = 2, rounds: Rounds = DEFAULT_ROUNDS, backends: bool = True,
         jit: bool = True, small: bool = True, only: tuple[str, ...] = ()) -> dict:
     """The whole benchmark as a JSON-ready dict: cases, small images, pooling, JIT times, skipped anchors.
+
+    The small images take ``rounds`` with 51 rounds (11 with ``quick``) of a tenth of the budget each.
 
     ``only``: run just the correlation, pooling and small-image cases whose name contains one of these
     texts (case-insensitive; e.g. "RGB u8, sobel3", "pool", "small 64^2"); empty runs every case.
@@ -29,12 +34,13 @@ def run(*, quick: bool = False, threads: int = 2, repeat: int = 11, budget: floa
     found, skipped = cases.anchors()
     wanted = cases.selection(only)
     with same_threads(threads, found):
-        correlations = [cases.run_case(label, image, kname, kernel, found, repeat, budget, backends, threads)
+        correlations = [cases.run_case(label, image, kname, kernel, found, rounds, backends, threads)
                         for label, image in cases.images(quick).items() for kname, kernel in cases.KERNELS.items()
                         if ("batch" not in label or kname == "sobel3") and wanted(f"{label}, {kname}")]
         sizes = [size for size in ((28, 64) if quick else SMALL_SIZES) if wanted(f"small {size}^2")]
-        smalls = small_images(found, 11 if quick else 51, budget / 10, tuple(sizes)) if small and sizes else []
-        pools = cases.pooling(found, quick, repeat, budget, wanted)
+        small_rounds = dataclasses.replace(rounds, repeat=11 if quick else 51, budget=rounds.budget / 10)
+        smalls = small_images(found, small_rounds, tuple(sizes)) if small and sizes else []
+        pools = cases.pooling(found, quick, rounds, wanted)
     if only and not (correlations or smalls or pools):
         raise UsageError(f"no benchmark case matches {', '.join(repr(text) for text in only)}; names look like "
                          f"'4096^2 gray f32, sobel3', '1920x1080 RGB u8, gauss5', 'pool 2x2 max', 'small 64^2'")
@@ -56,7 +62,8 @@ def run(*, quick: bool = False, threads: int = 2, repeat: int = 11, budget: floa
 def _case_dict(case: cases.CaseResult) -> dict:
     return {"case": case.case, "chosen": case.chosen,
             "timings": [t.__dict__ for t in case.timings],
-            "ratio_to_best_opencv": case.ratio("cv2"), "ratio_to_best_scipy": case.ratio("scipy"),
+            "ratio_to_best_opencv": case.ratio("cv2"), "paired_ratio_to_best_opencv": case.paired("cv2"),
+            "ratio_to_best_scipy": case.ratio("scipy"),
             "ratio_to_numpy": case.ratio("numpy"),
             "out_ratio_to_best_opencv": case.ratio("cv2", "convtool auto, out="),
             "max_rel_diff_vs_opencv": case.max_diff, "notes": case.notes}

@@ -4,18 +4,31 @@ Every library gets the same thread count (:func:`timing.same_threads`), the same
 without repeating the edge: OpenCV's BORDER_REFLECT_101, scipy's "mirror") and the same float32-output
 task. Each case also times the memory floor (a converting copy into a new array and into an existing
 one) in the same interleaved rounds, so every figure can be read as a percentage of what memory
-allows right now. OpenCV and scipy are optional anchors: a missing one is named and the run goes on.
+allows right now. scipy.ndimage, single-threaded and 20-60x slower, is timed in rounds of its own
+after the others: between rounds of two-thread calls its calls left the second core idle for
+0.4 s at a time, and every two-thread call after them ran slower (4096^2 Gaussian 5x5: convtool 15
+-> 18 ms, OpenCV 19-20 -> 24 ms, medians of 30 rounds in one process each). OpenCV and scipy are optional anchors: a missing one is named and the run goes on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
 from convtool import conv
-from convtool.bench_harness.timing import FLOOR_EXISTING, FLOOR_NEW, Stats, copy_calls, fastest_floors, interleaved
+from convtool.bench_harness.timing import (
+    FLOOR_EXISTING,
+    FLOOR_NEW,
+    Rounds,
+    Stats,
+    copy_calls,
+    fastest_floors,
+    interleaved,
+    paired_ratio,
+)
 from convtool.conv import separable
 
 OUT_SUFFIX = ", out="
@@ -62,6 +75,7 @@ class CaseResult:
     case: str
     chosen: str
     timings: list[Timing] = field(default_factory=list)
+    stats: dict[str, Stats] = field(default_factory=dict)  # every call's rounds, for paired ratios
     max_diff: float | None = None  # max |convtool auto - OpenCV| / max |OpenCV|
     notes: list[str] = field(default_factory=list)
 
@@ -74,6 +88,13 @@ class CaseResult:
         anchor = self.best(prefix)
         mine = next((t for t in self.timings if t.name == ours), None)
         return mine.mpix_s / anchor.mpix_s if anchor and mine else None
+
+    def paired(self, prefix: str, ours: str = "convtool auto") -> float | None:
+        """Like :meth:`ratio`, the median of the per-round ratios to that same best call (timed in the same rounds)."""
+        anchor = self.best(prefix)
+        if anchor is None or ours not in self.stats or anchor.name not in self.stats:
+            return None
+        return paired_ratio(self.stats[anchor.name], self.stats[ours])
 
     def add_floors(self) -> None:
         """Each timing's percentage of its floor: out= rows against the existing-array copy, others the new one."""
@@ -118,8 +139,8 @@ def _colour(image: np.ndarray) -> bool:
     return image.ndim == 3 and image.shape[-1] == 3
 
 
-def run_case(label: str, image: np.ndarray, kname: str, kernel: np.ndarray, found: dict, repeat: int,
-             budget: float, backends: bool, threads: int) -> CaseResult:
+def run_case(label: str, image: np.ndarray, kname: str, kernel: np.ndarray, found: dict, rounds: Rounds,
+             backends: bool, threads: int) -> CaseResult:
     """Time convtool (auto, auto into an existing array and, with ``backends``, every applicable back-end),
     the anchors and the two memory floors on one case, all in the same interleaved rounds.
 
@@ -191,8 +212,13 @@ def run_case(label: str, image: np.ndarray, kname: str, kernel: np.ndarray, foun
         if kname not in SIGMAS or kernel.shape[0] <= 5:
             timed("scipy correlate", lambda: ndimage.correlate(image, k3, output=np.float32, mode="mirror"))
     calls.update(copy_calls(image, threads))
-    for name, (stats, variant) in fastest_floors(interleaved(calls, repeat, budget)).items():
+    single = {name: calls.pop(name) for name in list(calls) if name.startswith("scipy")}
+    timed_rounds = interleaved(calls, rounds)
+    if single:  # single-threaded: no warm-up drift to wait out (the check above was its warm-up call)
+        timed_rounds.update(interleaved(single, dataclasses.replace(rounds, warmup=0.0)))
+    for name, (stats, variant) in fastest_floors(timed_rounds).items():
         result.timings.append(Timing.of(name, pixels, stats, notes.get(name, variant)))
+        result.stats[name] = stats
     result.add_floors()
     if reference_out is not None:
         ours_out = ours("auto")()
@@ -208,7 +234,7 @@ def selection(only: tuple[str, ...]) -> Callable[[str], bool]:
     return lambda name: not texts or any(text in name.lower() for text in texts)
 
 
-def pooling(found: dict, quick: bool, repeat: int, budget: float,
+def pooling(found: dict, quick: bool, rounds: Rounds,
             wanted: Callable[[str], bool] = selection(())) -> list[CaseResult]:
     """2x2 max and average pooling on the gray image against NumPy (and OpenCV's area resize for avg)."""
     size = 512 if quick else 4096
@@ -218,7 +244,7 @@ def pooling(found: dict, quick: bool, repeat: int, budget: float,
         if not wanted(f"{size}^2 gray f32, pool 2x2 {kind}"):
             continue
         result = CaseResult(f"{size}^2 gray f32, pool 2x2 {kind}", "direct")
-        for name, stats in interleaved(dict(_pool_calls(image, kind, found)), repeat, budget).items():
+        for name, stats in interleaved(dict(_pool_calls(image, kind, found)), rounds).items():
             result.timings.append(Timing.of(name, image.size, stats))
         results.append(result)
     return results

@@ -16,20 +16,20 @@ import numpy as np
 
 from convtool import conv
 from convtool.bench_harness.cases import SOBEL
-from convtool.bench_harness.timing import interleaved
+from convtool.bench_harness.timing import Rounds, interleaved
 
 SIZES = (28, 64, 256, 512, 1024)
 SAMPLE_SECONDS = 2e-3  # length of one timed batch of calls
 
 
-def small_images(found: dict, repeat: int, budget: float, sizes: tuple[int, ...] = SIZES) -> list[dict]:
+def small_images(found: dict, rounds: Rounds, sizes: tuple[int, ...] = SIZES) -> list[dict]:
     """One row per size: median and minimum microseconds per call of each library, and auto's ratio to OpenCV."""
     rows = []
     for size in sizes:
         image = np.random.default_rng(size).random((size, size), dtype=np.float32)
         calls = _calls(image, found)
         count = _batch_size(calls["convtool auto"])
-        stats = interleaved({name: _batch(call, count) for name, call in calls.items()}, repeat, budget)
+        stats = interleaved({name: _batch(call, count) for name, call in calls.items()}, rounds)
         row: dict[str, Any] = {"size": size, "runs": min(s.runs for s in stats.values()), "calls_per_run": count,
                "median_us": {name: s.median / count * 1e6 for name, s in stats.items()},
                "min_us": {name: s.minimum / count * 1e6 for name, s in stats.items()}}

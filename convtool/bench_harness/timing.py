@@ -1,8 +1,9 @@
 """Timing that can be trusted on a shared machine: interleaved rounds, median and minimum, one thread count.
 
-Every call of a comparison is warmed up once, then the calls are timed round-robin, so a load spike
-hits all of them alike; each keeps its median and its minimum (the minimum is what the machine can
-do when nobody else is running, the median what a user would see now).
+The calls of a comparison run round-robin for a warm-up second, then are timed round-robin, so a
+load spike hits all of them alike; each keeps its median and its minimum (the minimum is what the
+machine can do when nobody else is running, the median what a user would see now) and its time in
+every round, so two calls can also be compared round by round (:func:`paired_ratio`).
 """
 
 from __future__ import annotations
@@ -20,38 +21,68 @@ import numpy as np
 FLOOR_NEW, FLOOR_EXISTING = "floor: copy into a new array", "floor: copy into an existing array"
 
 
+
+
+@dataclass(frozen=True)
+class Rounds:
+    """How a comparison is timed: at most ``repeat`` rounds, fewer (but at least 5) once they have taken
+    ``budget`` seconds per call, after ``warmup`` seconds of untimed rounds."""
+
+    repeat: int = 21
+    budget: float = 3.0
+    warmup: float = 1.0
+
+
 @dataclass(frozen=True)
 class Stats:
-    """Seconds per call: median and minimum of ``runs`` interleaved calls."""
+    """Seconds per call: median and minimum of ``runs`` interleaved calls, and each round's time in order."""
 
     median: float
     minimum: float
     runs: int
+    times: tuple[float, ...] = ()
 
 
-def interleaved(calls: dict[str, Callable[[], object]], repeat: int, budget: float) -> dict[str, Stats]:
-    """Median and minimum seconds of each call, timed round-robin after one warm-up call each.
+def paired_ratio(theirs: Stats, ours: Stats) -> float:
+    """Median over the rounds of ``theirs`` time / ``ours`` in the same round (> 1: ours faster).
+
+    A drift that slows every call of a round alike (another tenant, the second core waking) cancels
+    in each round's ratio, where it moves the two medians by different amounts.
+    """
+    return statistics.median(a / b for a, b in zip(theirs.times, ours.times))
+
+
+def interleaved(calls: dict[str, Callable[[], object]], rounds: Rounds) -> dict[str, Stats]:
+    """Median and minimum seconds of each call, timed round-robin after ``rounds.warmup`` seconds of untimed rounds.
+
+    The warm-up is rounds, not one call each: on this kind of machine two-thread calls run 20-40%
+    slower for their first few hundred milliseconds of work (4096^2 Gaussian 5x5: convtool 21 -> 15 ms,
+    OpenCV 29 -> 19 ms over the first 6-8 rounds of a fresh process; a single-threaded copy does not drift).
 
     Each round starts one call further on, so every call takes its turn right after the slowest one:
     the first call after a long single-threaded one (scipy, 60 ms) or an idle gap pays for waking the
     idle core (1080p RGB Sobel 4.3 -> 6.4 ms, whichever library comes first), and a fixed order put
-    that cost on convtool's row in every round. Rounds stop after ``repeat``, or earlier once at least
-    5 rounds have taken ``budget`` seconds per call.
+    that cost on convtool's row in every round.
     """
-    for call in calls.values():
-        call()
+    start = time.perf_counter()
+    while True:  # at least one warm-up call each
+        for call in calls.values():
+            call()
+        if time.perf_counter() - start >= rounds.warmup:
+            break
     times: dict[str, list[float]] = {name: [] for name in calls}
     order = list(calls.items())
     start = time.perf_counter()
-    for round_ in range(repeat):
-        if round_ >= 5 and time.perf_counter() - start > budget * len(calls):
+    for round_ in range(rounds.repeat):
+        if round_ >= 5 and time.perf_counter() - start > rounds.budget * len(calls):
             break
         shift = round_ % len(order)
         for name, call in order[shift:] + order[:shift]:
             t0 = time.perf_counter()
             call()
             times[name].append(time.perf_counter() - t0)
-    return {name: Stats(statistics.median(values), min(values), len(values)) for name, values in times.items()}
+    return {name: Stats(statistics.median(values), min(values), len(values), tuple(values))
+            for name, values in times.items()}
 
 
 @contextmanager

@@ -33,12 +33,14 @@ def render(results: dict) -> list[str]:
                              f"{_fmt(timing.get('floor_pct'), 0, '%'):>7}  {timing['runs']}{note}")
             for note in case.get("notes", []):
                 lines.append(f"  {'':<30} note: {note}")
-    lines += ["", "convtool auto / best anchor, medians (>= 1.0 means convtool is faster):",
-              f"  {'case':<30} {'auto ran':<10} {'vs OpenCV':>9} {'out= vs':>9} {'vs scipy':>9} {'vs numpy':>9} "
-              f"{'max rel diff':>13}"]
+    lines += ["", "convtool auto / best anchor, medians (>= 1.0 means convtool is faster; paired: the median of "
+                  "the ratios within each round):",
+              f"  {'case':<30} {'auto ran':<10} {'vs OpenCV':>9} {'paired':>7} {'out= vs':>9} {'vs scipy':>9} "
+              f"{'vs numpy':>9} {'max rel diff':>13}"]
     for case in results["cases"] + results["pooling"]:
         diff = case.get("max_rel_diff_vs_opencv")
         lines.append(f"  {case['case']:<30} {case['chosen']:<10} {_fmt(case['ratio_to_best_opencv'], 2):>9} "
+                     f"{_fmt(case.get('paired_ratio_to_best_opencv'), 2):>7} "
                      f"{_fmt(case.get('out_ratio_to_best_opencv'), 2):>9} {_fmt(case['ratio_to_best_scipy'], 2):>9} "
                      f"{_fmt(case.get('ratio_to_numpy'), 2):>9} {'-' if diff is None else f'{diff:.1e}':>13}")
     lines += _small_lines(results.get("small", []))
@@ -69,8 +71,8 @@ def _small_lines(rows: list[dict]) -> list[str]:
 @click.command(short_help="Time convtool's convolution back-ends against OpenCV and scipy.")
 @click.option("--quick", is_flag=True, help="Small images, few repeats, no JIT processes: a smoke run of a few seconds.")
 @click.option("--threads", type=int, default=2, show_default=True, help="Threads for every library.")
-@click.option("--repeat", type=int, default=11, show_default=True,
-              help="Timed interleaved rounds per case (median and best) after a warm-up.")
+@click.option("--repeat", type=int, default=21, show_default=True,
+              help="Timed interleaved rounds per case (median and best) after a second of warm-up rounds.")
 @click.option("--auto-only", is_flag=True, help="Time only convtool's auto choice, not every back-end.")
 @click.option("--no-jit", is_flag=True, help="Skip the cold/warm JIT timings in fresh processes.")
 @click.option("--no-small", is_flag=True, help="Skip the small-image section.")
@@ -93,8 +95,9 @@ def command(quick: bool, threads: int, repeat: int, auto_only: bool, no_jit: boo
     if threads < 1 or repeat < 1:
         raise UsageError(f"--threads and --repeat must be at least 1, got {threads} and {repeat}")
     import convtool.bench_harness as harness
+    from convtool.bench_harness.timing import Rounds
 
-    results = harness.run(quick=quick, threads=threads, repeat=2 if quick else repeat,
-                          budget=0.2 if quick else 3.0, backends=not auto_only, jit=not no_jit, small=not no_small,
-                          only=only)
+    rounds = Rounds(repeat=2, budget=0.2, warmup=0.0) if quick else Rounds(repeat=repeat)
+    results = harness.run(quick=quick, threads=threads, rounds=rounds, backends=not auto_only, jit=not no_jit,
+                          small=not no_small, only=only)
     click.echo(harness.dumps(results) if as_json else "\n".join(render(results)))
