@@ -130,10 +130,13 @@ def test_auto_picks_by_cost_and_says_why():
     gaussian = np.outer(np.hanning(31), np.hanning(31))
     assert choose_backend((512, 512), gaussian, device="cpu").backend == "separable"
     assert choose_backend((512, 512), RNG.standard_normal((9, 9)), device="cpu").backend == "direct"
-    # Sobel: on a small plane 6 direct taps in one pass beat 2 + 3 taps in two, on a large one (a ring of rows)
-    # the separable passes win; a 5x5 Gaussian goes separable
+    # Sobel: 6 direct taps in one pass beat 2 + 3 taps in two, on small and large planes alike; on a large plane
+    # (a ring of rows) a 3x3 binomial goes separable (3 + 3 taps against 9), on a small one direct; 5x5 separable
     assert choose_backend((256, 256), SOBEL, device="cpu").backend == "direct"
-    assert choose_backend((3, 1080, 1920), SOBEL, device="cpu").backend == "separable"
+    assert choose_backend((3, 1080, 1920), SOBEL, device="cpu").backend == "direct"
+    binomial3 = np.outer([1.0, 2, 1], [1.0, 2, 1])
+    assert choose_backend((3, 1080, 1920), binomial3, device="cpu").backend == "separable"
+    assert choose_backend((256, 256), binomial3, device="cpu").backend == "direct"
     binomial5 = np.outer([1.0, 4, 6, 4, 1], [1.0, 4, 6, 4, 1])
     assert choose_backend((3, 1080, 1920), binomial5, device="cpu").backend == "separable"
     big = choose_backend((512, 512), RNG.standard_normal((31, 31)), device="cpu")

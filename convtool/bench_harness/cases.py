@@ -4,15 +4,17 @@ Every library gets the same thread count (:func:`timing.same_threads`), the same
 without repeating the edge: OpenCV's BORDER_REFLECT_101, scipy's "mirror") and the same float32-output
 task. Each case also times the memory floor (a converting copy into a new array and into an existing
 one) in the same interleaved rounds, so every figure can be read as a percentage of what memory
-allows right now. scipy.ndimage, single-threaded and 20-60x slower, is timed in rounds of its own
-after the others: between rounds of two-thread calls its calls left the second core idle for
-0.4 s at a time, and every two-thread call after them ran slower (4096^2 Gaussian 5x5: convtool 15
--> 18 ms, OpenCV 19-20 -> 24 ms, medians of 30 rounds in one process each). OpenCV and scipy are optional anchors: a missing one is named and the run goes on.
+allows right now. A scipy.ndimage call (single-threaded) that takes longer than ``LONG_CALL`` is
+timed in rounds of its own after the others: between rounds of two-thread calls such calls left the
+second core idle for 0.4 s at a time, and every two-thread call after them ran slower (4096^2
+Gaussian 5x5: convtool 15 -> 18 ms, OpenCV 19-20 -> 24 ms, medians of 30 rounds in one process each).
+OpenCV and scipy are optional anchors: a missing one is named and the run goes on.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -32,6 +34,7 @@ from convtool.bench_harness.timing import (
 from convtool.conv import separable
 
 OUT_SUFFIX = ", out="
+LONG_CALL = 0.05  # seconds from which a single-threaded anchor is timed in rounds of its own
 
 SOBEL = np.array([[1.0, 0, -1], [2, 0, -2], [1, 0, -1]])
 # the course's 9x9 centre-surround blob (filters/blob.toml, an integer LoG); rank 3 in exact arithmetic
@@ -153,14 +156,19 @@ def run_case(label: str, image: np.ndarray, kname: str, kernel: np.ndarray, foun
     result = CaseResult(f"{label}, {kname}", choice.backend)
 
     calls: dict[str, Callable[[], object]] = {}
+    single: dict[str, Callable[[], object]] = {}  # long single-threaded calls, timed on their own
     notes: dict[str, str] = {}
 
     def timed(name: str, call: Callable[[], object], note: str = "") -> None:
         if not name.startswith("convtool"):
             try:  # an anchor that cannot run this case is noted, not fatal
+                start = time.perf_counter()
                 call()
             except Exception as exc:  # noqa: BLE001
                 result.notes.append(f"{name} failed: {' '.join(str(exc).split())[:120]}")
+                return
+            if name.startswith("scipy") and time.perf_counter() - start > LONG_CALL:
+                single[name] = call
                 return
         calls[name] = call
         notes[name] = note
@@ -212,7 +220,6 @@ def run_case(label: str, image: np.ndarray, kname: str, kernel: np.ndarray, foun
         if kname not in SIGMAS or kernel.shape[0] <= 5:
             timed("scipy correlate", lambda: ndimage.correlate(image, k3, output=np.float32, mode="mirror"))
     calls.update(copy_calls(image, threads))
-    single = {name: calls.pop(name) for name in list(calls) if name.startswith("scipy")}
     timed_rounds = interleaved(calls, rounds)
     if single:  # single-threaded: no warm-up drift to wait out (the check above was its warm-up call)
         timed_rounds.update(interleaved(single, dataclasses.replace(rounds, warmup=0.0)))

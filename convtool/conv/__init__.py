@@ -42,10 +42,12 @@ NATIVE_DTYPES = (np.uint8, np.float32)  # the Numba kernels read these directly;
 # FFT_COST_PER_LOG2 * log2(padded pixels) per pixel whatever the kernel (numpy FFT, padding and
 # the spectrum product included: about 15-18 Mpix/s here, so it wins past about 23x23 dense taps).
 # Small planes (filtered whole, in cache) pay PASS_OVERHEAD per pass; large ones (a ring of rows, outputs
-# streamed) only ROW_PASS_OVERHEAD: there Sobel 3x3 as 2 + 3 separable taps beats 6 direct taps (2 threads,
-# medians of 31: 1080p RGB uint8 3.2 vs 5.0 ms, 4096^2 float32 17.9 vs 20.0 ms), at 64^2-512^2 it does not.
+# streamed) only ROW_PASS_OVERHEAD, set between what two kernels measured (2 threads, medians of 31 interleaved,
+# three runs, 2026-12-01): Sobel 3x3 as 6 direct taps beats 2 + 3 separable ones (1080p RGB uint8 1.86-2.66 vs
+# 2.32-2.91 ms, 4096^2 float32 13.7-16.3 vs 14.1-16.7 ms: overhead > 1), a 3x3 binomial as 3 + 3 beats 9 direct
+# taps (3.20-3.31 vs 3.24-3.42 ms, 16.2-16.9 vs 18.0-19.1 ms: overhead < 3).
 PASS_OVERHEAD = 3.0
-ROW_PASS_OVERHEAD = 0.5
+ROW_PASS_OVERHEAD = 2.0
 LARGE_PLANE = 1 << 17  # padded pixels from which the Numba kernels keep a ring of rows (cpu.FLAT_PIXELS)
 # Below SERIAL_WORK multiply-adds a job runs on one thread (cpu.SERIAL_WORK); there a single-channel direct
 # kernel at stride 1 reads the image in place in one pass (cpu._in_place: no pass overhead), and separable
