@@ -385,6 +385,42 @@ def test_direct_in_place_matches_reference_on_every_border_block(dtype, monkeypa
 
 
 @pytest.mark.parametrize("border", BORDERS)
+def test_direct_in_place_on_threads_in_blocks_of_rows_matches_reference(border, monkeypatch):
+    """cpu._in_place_part: large float32 planes read in place by several threads, each a block of output rows
+    (5 here: blocks of top border rows, inside rows and bottom border rows, and blocks straddling them), with
+    flat runs cut into chunks shorter than a row; kernels of 1 to 6 taps, every padding, dilations."""
+    from convtool import conv
+
+    _numba_path(monkeypatch, "in_place")
+    monkeypatch.setattr(cpu, "THREADS", 3)
+    monkeypatch.setattr(cpu, "SERIAL_WORK", 0)
+    monkeypatch.setattr(cpu, "FLAT_PIXELS", 0)
+    monkeypatch.setattr(cpu, "IN_PLACE_CHUNK", 8)
+    monkeypatch.setattr(cpu, "block_rows", lambda out_rows, batch, span, threads: 5)
+    conv.correlation_plan.cache_clear()
+    calls = []
+    monkeypatch.setattr(cpu, "_in_place_part", _spy(cpu._in_place_part, calls))
+    image = RNG.standard_normal((2, 23, 19)).astype(np.float32)
+    kernels = (SOBEL, np.array([[2.0]]), RNG.standard_normal((2, 3)), RNG.standard_normal((3, 1)))
+    for kernel in kernels:
+        for dilation, padding in ((1, "same"), (1, "valid"), (1, "full"), ((2, 1), (1, 2, 3, 0)), (1, 7)):
+            options = dict(dilation=dilation, padding=padding, border=border, cval=2.25)
+            fast = correlate2d(image, kernel, backend="direct", **options)
+            slow = correlate2d(image, kernel, backend="reference", **options)
+            np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-4, err_msg=f"{kernel.shape} {options}")
+    assert len(calls) >= 2 * len(kernels) * 5  # every case ran on this path, in more than one part
+    conv.correlation_plan.cache_clear()
+
+
+def _spy(function, calls):
+    def spy(*args):
+        calls.append(args[-2:])
+        return function(*args)
+
+    return spy
+
+
+@pytest.mark.parametrize("border", BORDERS)
 def test_separable_vertical_pass_four_rows_at_a_time_matches_reference(border, monkeypatch):
     """cpu._columns4: columns of 5 to 9 consecutive taps (groups of four taps and 1-3 left over), row blocks of
     every length (4k + 0..3 rows, several per image, on threads), strides and dilations that do and do not allow it."""

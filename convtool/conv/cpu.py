@@ -73,6 +73,11 @@ FLAT_PIXELS = 1 << 17  # padded pixels of one plane up to which it is padded who
 # Single-channel direct kernels at stride 1 with less than SERIAL_WORK (conv's cost model knows) read the image
 # in place (_in_place): 512^2 Sobel float32 129 us against 260-300 us padded whole or on a ring of rows.
 IN_PLACE = True
+# ... and large float32 planes with this many taps or fewer read it in place on every thread, blocks of rows
+# each (_in_place_part; 4096^2 Sobel into an existing array 8.8-9.5 ms against 10.5-11.2 on a ring of rows,
+# a two-thread copy 9.6). More taps keep the ring (the blob's mirrored rows are added once there).
+IN_PLACE_THREADED_TAPS = 6
+IN_PLACE_CHUNK = 4096  # outputs per pass of the in-place taps: every group of taps while they are in L1
 IN_PLACE_STACKED = 1 << 14  # padded pixels from which planes of a stack go in place too (256 x 28^2: 0.7 vs 0.5 ms)
 SERIAL_WORK = conv.SERIAL_WORK  # multiply-adds below which one thread is faster (about 0.5 ms of work)
 RING_BYTES = 1 << 18  # the separable ring of horizontal results is kept below this (L2: 512 KB per core)
@@ -552,8 +557,46 @@ def _in_place(image, params, out):  # pragma: no cover - jitted
     the constant border value, then the n tap rows, the n tap columns and the n weights: three arguments,
     because Numba's dispatch costs about 0.2 us per argument (a fifth of a 64x64 call with the eleven
     it would take spelled out); the scratch of the border blocks is allocated here (tens of floats).
+    Every image is done whole by :func:`_in_place_rows_of`.
+    """
+    tap_rows, tap_cols, weights, offsets, top, left, mode, cval = _unpack(params, image.shape[2])
+    scratch = np.empty(int(params[4]), dtype=np.float32)
+    for b in range(out.shape[0]):
+        _in_place_rows_of(image, b, 0, out.shape[1], tap_rows, tap_cols, weights, offsets, top, left, mode, cval,
+                          scratch, out)
 
-    Outputs whose taps all fall inside the image are one flat pass over the image itself when output
+
+@njit(cache=True, nogil=True)
+def _in_place_part(image, params, rows, out, first_job, last_job):  # pragma: no cover - jitted
+    """:func:`_in_place` over jobs first..last-1 of (image, block of ``rows`` output rows), for threads
+    (``params[4]``: the scratch of a block of ``rows`` rows, :func:`in_place_scratch`)."""
+    tap_rows, tap_cols, weights, offsets, top, left, mode, cval = _unpack(params, image.shape[2])
+    scratch = np.empty(int(params[4]), dtype=np.float32)
+    oh = out.shape[1]
+    blocks = (oh + rows - 1) // rows
+    for job in range(first_job, last_job):
+        y0 = (job % blocks) * rows
+        _in_place_rows_of(image, job // blocks, y0, min(oh, y0 + rows), tap_rows, tap_cols, weights, offsets, top,
+                          left, mode, cval, scratch, out)
+
+
+@njit(cache=True, nogil=True)
+def _unpack(params, width):  # pragma: no cover - jitted
+    """Taps, flat tap offsets in an image ``width`` wide, top, left, border code and constant from ``params``."""
+    count = int(params[3])
+    tap_rows, tap_cols = params[6: 6 + count].astype(np.int64), params[6 + count: 6 + 2 * count].astype(np.int64)
+    weights = params[6 + 2 * count: 6 + 3 * count].astype(np.float32)
+    offsets = tap_rows * width + tap_cols
+    return tap_rows, tap_cols, weights, offsets, int(params[0]), int(params[1]), int(params[2]), np.float32(params[5])
+
+
+@njit(cache=True, nogil=True)
+def _in_place_rows_of(image, b, y0, y1, tap_rows, tap_cols, weights, offsets, top, left, mode, cval, scratch,
+                      out):  # pragma: no cover - jitted
+    """Output rows y0..y1-1 of image ``b``, read where it lies.
+
+    Outputs whose taps all fall inside the image are one flat pass over the image itself, in chunks
+    of ``IN_PLACE_CHUNK`` outputs (each chunk takes every group of taps while it is in L1), when output
     and image rows are equally wide ("same" padding: the junk computed where a row's last outputs meet
     the next row's first is overwritten below), else one pass per row. Only the border outputs (rows
     above and below, columns left and right) are computed from small padded blocks in ``scratch``
@@ -561,35 +604,29 @@ def _in_place(image, params, out):  # pragma: no cover - jitted
     """
     batch, oh, ow = out.shape
     height, width = image.shape[1], image.shape[2]
-    top, left, mode, count = int(params[0]), int(params[1]), int(params[2]), int(params[3])
-    scratch, cval = np.empty(int(params[4]), dtype=np.float32), np.float32(params[5])
-    tap_rows, tap_cols = params[6: 6 + count].astype(np.int64), params[6 + count: 6 + 2 * count].astype(np.int64)
-    weights = params[6 + 2 * count: 6 + 3 * count].astype(np.float32)
     span_h, span_w = tap_rows.max() + 1, tap_cols.max() + 1
     y_lo = min(top, oh)
     y_hi = max(y_lo, min(oh, height - span_h + top + 1))  # outputs y_lo..y_hi-1, x_lo..x_hi-1 read no padding
     x_lo = min(left, ow)
     x_hi = max(x_lo, min(ow, width - span_w + left + 1))
-    offsets = np.empty_like(tap_rows)
-    for t in range(offsets.shape[0]):
-        offsets[t] = tap_rows[t] * width + tap_cols[t]
+    a, z = max(y0, y_lo), min(y1, y_hi)  # the rows of this range that have inside outputs
     flat_out = out.reshape(batch * oh * ow)
-    for b in range(batch):
-        source = image[b].reshape(height * width)
-        base = b * oh * ow
-        if y_hi > y_lo and x_hi > x_lo:
-            if ow == width:  # rows y_lo..y_hi-1 as one run; image index = output index - top * width - left
-                first = y_lo * ow + x_lo
-                _taps(source, first - top * width - left, offsets, weights, flat_out, base + first,
-                      (y_hi - 1) * ow + x_hi - first)
-            else:
-                for y in range(y_lo, y_hi):
-                    _taps(source, (y - top) * width + x_lo - left, offsets, weights, flat_out,
-                          base + y * ow + x_lo, x_hi - x_lo)
-        _block(image, b, 0, y_lo, 0, ow, tap_rows, tap_cols, weights, top, left, mode, cval, scratch, out)
-        _block(image, b, y_hi, oh, 0, ow, tap_rows, tap_cols, weights, top, left, mode, cval, scratch, out)
-        _block(image, b, y_lo, y_hi, 0, x_lo, tap_rows, tap_cols, weights, top, left, mode, cval, scratch, out)
-        _block(image, b, y_lo, y_hi, x_hi, ow, tap_rows, tap_cols, weights, top, left, mode, cval, scratch, out)
+    source = image[b].reshape(height * width)
+    base = b * oh * ow
+    if z > a and x_hi > x_lo:
+        if ow == width:  # rows a..z-1 as one run; image index = output index - top * width - left
+            first, last = a * ow + x_lo, (z - 1) * ow + x_hi
+            for start in range(first, last, IN_PLACE_CHUNK):
+                _taps(source, start - top * width - left, offsets, weights, flat_out, base + start,
+                      min(IN_PLACE_CHUNK, last - start))
+        else:
+            for y in range(a, z):
+                _taps(source, (y - top) * width + x_lo - left, offsets, weights, flat_out,
+                      base + y * ow + x_lo, x_hi - x_lo)
+    _block(image, b, y0, min(y1, y_lo), 0, ow, tap_rows, tap_cols, weights, top, left, mode, cval, scratch, out)
+    _block(image, b, max(y0, y_hi), y1, 0, ow, tap_rows, tap_cols, weights, top, left, mode, cval, scratch, out)
+    _block(image, b, a, z, 0, x_lo, tap_rows, tap_cols, weights, top, left, mode, cval, scratch, out)
+    _block(image, b, a, z, x_hi, ow, tap_rows, tap_cols, weights, top, left, mode, cval, scratch, out)
 
 
 @njit(cache=True, nogil=True)
@@ -620,14 +657,16 @@ def _block(image, b, y0, y1, x0, x1, tap_rows, tap_cols, weights, top, left, mod
 
 
 def in_place_scratch(image_hw: tuple[int, ...], out_hw: tuple[int, int], pads: tuple[int, int, int, int],
-                     taps: Taps) -> int:
-    """Floats of scratch :func:`_in_place` needs: twice its largest padded border block."""
+                     taps: Taps, block: int | None = None) -> int:
+    """Floats of scratch :func:`_in_place` needs: twice its largest padded border block (with ``block``, of a
+    block of that many output rows, as in :func:`_in_place_part`)."""
     rows, cols, _ = taps.passes[0]
     span_h, span_w = int(rows.max()) + 1, int(cols.max()) + 1
     (height, width), (oh, ow), top, left = image_hw, out_hw, pads[0], pads[2]
     y_lo, x_lo = min(top, oh), min(left, ow)
     y_hi, x_hi = max(y_lo, min(oh, height - span_h + top + 1)), max(x_lo, min(ow, width - span_w + left + 1))
-    blocks = ((y_lo, ow), (oh - y_hi, ow), (y_hi - y_lo, x_lo), (y_hi - y_lo, ow - x_hi))
+    side = y_hi - y_lo if block is None else min(block, y_hi - y_lo)
+    blocks = ((y_lo, ow), (oh - y_hi, ow), (side, x_lo), (side, ow - x_hi))
     return 2 * max([(r + span_h - 1) * (c + span_w - 1) for r, c in blocks if r and c] + [1])
 
 
@@ -804,8 +843,18 @@ def prepare(taps: Taps, image_hw: tuple[int, ...], stride: tuple[int, int], pads
         params = np.concatenate([[pads[0], pads[2], mode, weights.size, in_place_scratch(image_hw, out_hw, pads, taps),
                                   cval32], rows, cols, weights]).astype(np.float64)
 
+        rows_per_job = block_rows(out_hw[0], 1, int(rows.max()) + 1, THREADS)
+        part_params = params.copy()
+        part_params[4] = in_place_scratch(image_hw, out_hw, pads, taps, rows_per_job)
+        threaded_in_place = weights.size <= IN_PLACE_THREADED_TAPS and ph * pw > FLAT_PIXELS
+
         def correlate_in_place(image: np.ndarray, out: np.ndarray) -> None:
-            if image.shape[0] * plane_work >= SERIAL_WORK or (image.shape[0] > 1 and ph * pw < IN_PLACE_STACKED):
+            work = image.shape[0] * plane_work
+            if work >= SERIAL_WORK and threaded_in_place and image.dtype == np.float32:
+                jobs = image.shape[0] * -(-out.shape[1] // rows_per_job)
+                _run(_in_place_part, jobs, work, image, part_params, rows_per_job, out)
+                return
+            if work >= SERIAL_WORK or (image.shape[0] > 1 and ph * pw < IN_PLACE_STACKED):
                 correlate(image, out)  # threads pay (a ring of rows, padded planes), or small planes of a stack
                 return
             if _probes[0] and _recorded(_in_place, (image, params, out)):
