@@ -58,8 +58,10 @@ POOL_KINDS = {"max": _POOL_MAX, "avg": _POOL_AVG, "l2": _POOL_L2}
 JOBS_PER_THREAD = 4  # ranges handed out per thread, so a busy core does not hold the others up
 # Up to this many jobs per thread each job is a part of its own: parts of 2 and 3 jobs left one thread alone with
 # the last part (1080p RGB Gaussian 31x31, 18 jobs in 8 parts: 4 ms of 19 with one thread idle; one job per
-# part: 17.2 ms, OpenCV 16.2 in the same rounds)
+# part: 17.2 ms, OpenCV 16.2 in the same rounds), from SINGLE_JOBS_WORK multiply-adds (1080p RGB Sobel, 16 jobs:
+# two halves 3.66-3.84 ms, one job at a time 3.56-3.57, medians of 51 interleaved, two runs)
 SINGLE_JOBS_PER_THREAD = 16
+SINGLE_JOBS_WORK = 16 * conv.SERIAL_WORK
 TILE = 1024  # output columns per pass (512 measured 0-15% slower on 1080p and 4096-wide rows)
 # separable rows of uint8 with more horizontal taps are converted once, not at every tap (1080p RGB, 2 threads:
 # 2 taps in place 1.25x faster, 5 taps equal, 31 taps converted first 1.2-1.35x faster)
@@ -123,7 +125,7 @@ def _run(function: Callable[..., None], jobs: int, work: float, *args: object) -
         function(*args, 0, jobs)
         return
     parts = min(jobs, THREADS * (JOBS_PER_THREAD if work > 64 * SERIAL_WORK else 1))
-    if work > 64 * SERIAL_WORK and jobs <= SINGLE_JOBS_PER_THREAD * THREADS:
+    if work > SINGLE_JOBS_WORK and jobs <= SINGLE_JOBS_PER_THREAD * THREADS:
         parts = jobs  # large jobs, few of them: hand them out one by one
     bounds = [jobs * k // parts for k in range(parts + 1)]
     taken = itertools.count()  # next() on it is atomic under the GIL: each part runs once
