@@ -281,9 +281,14 @@ def test_warming_covers_every_cpu_kernel_auto_can_pick(monkeypatch):
     for dtype, writeable, shape, backend, axis in calls[:-1]:
         assert not writeable and axis == (-1 if len(shape) == 3 else None)  # as filter_pixels gives the core images
         samples = (shape[0] + 2) * (shape[1] + 2) * (shape[2] if len(shape) == 3 else 1)
-        size = "rows" if samples > cpu.FLAT_PIXELS else "gray in place" if len(shape) == 2 else "whole"
+        if len(shape) == 2:  # direct np.eye(3): 3 taps, in place on threads from SERIAL_WORK multiply-adds
+            size = "gray in place" if samples <= cpu.FLAT_PIXELS else "gray in place, threads"
+            assert size == "gray in place" or 3 * samples >= cpu.SERIAL_WORK
+        else:
+            size = "rows" if samples > cpu.FLAT_PIXELS else "whole"
         kinds.add((np.dtype(dtype).name, size, backend))
-    assert kinds == {(d, size, b) for d in ("uint8", "float32") for size in ("rows", "whole", "gray in place")
+    assert kinds == {(d, size, b) for d in ("uint8", "float32")
+                     for size in ("rows", "whole", "gray in place", "gray in place, threads")
                      for b in ("direct", "separable")}
     assert calls[-1] == (np.float32, "pool", "direct")
 
