@@ -79,7 +79,8 @@ IN_PLACE = True
 # each (_in_place_part; 4096^2 Sobel into an existing array 8.8-9.5 ms against 10.5-11.2 on a ring of rows,
 # a two-thread copy 9.6). More taps keep the ring (the blob's mirrored rows are added once there).
 IN_PLACE_THREADED_TAPS = 6
-IN_PLACE_CHUNK = 4096  # outputs per pass of the in-place taps: every group of taps while they are in L1
+IN_PLACE_CHUNK = 4096  # outputs per pass of the threaded in-place taps: every group of taps while they are in L1
+# (an argument of the jitted kernels, never a global they read: Numba would freeze its value into its disk cache)
 IN_PLACE_STACKED = 1 << 14  # padded pixels from which planes of a stack go in place too (256 x 28^2: 0.7 vs 0.5 ms)
 SERIAL_WORK = conv.SERIAL_WORK  # multiply-adds below which one thread is faster (about 0.5 ms of work)
 RING_BYTES = 1 << 18  # the separable ring of horizontal results is kept below this (L2: 512 KB per core)
@@ -563,15 +564,15 @@ def _in_place(image, params, out):  # pragma: no cover - jitted
     """
     tap_rows, tap_cols, weights, offsets, top, left, mode, cval = _unpack(params, image.shape[2])
     scratch = np.empty(int(params[4]), dtype=np.float32)
-    for b in range(out.shape[0]):
+    for b in range(out.shape[0]):  # small images: each inside run whole (in cache anyway)
         _in_place_rows_of(image, b, 0, out.shape[1], tap_rows, tap_cols, weights, offsets, top, left, mode, cval,
-                          scratch, out)
+                          out[0].size, scratch, out)
 
 
 @njit(cache=True, nogil=True)
-def _in_place_part(image, params, rows, out, first_job, last_job):  # pragma: no cover - jitted
+def _in_place_part(image, params, rows, chunk, out, first_job, last_job):  # pragma: no cover - jitted
     """:func:`_in_place` over jobs first..last-1 of (image, block of ``rows`` output rows), for threads
-    (``params[4]``: the scratch of a block of ``rows`` rows, :func:`in_place_scratch`)."""
+    (``params[4]``: the scratch of a block of ``rows`` rows, :func:`in_place_scratch`); inside runs in ``chunk``s."""
     tap_rows, tap_cols, weights, offsets, top, left, mode, cval = _unpack(params, image.shape[2])
     scratch = np.empty(int(params[4]), dtype=np.float32)
     oh = out.shape[1]
@@ -579,7 +580,7 @@ def _in_place_part(image, params, rows, out, first_job, last_job):  # pragma: no
     for job in range(first_job, last_job):
         y0 = (job % blocks) * rows
         _in_place_rows_of(image, job // blocks, y0, min(oh, y0 + rows), tap_rows, tap_cols, weights, offsets, top,
-                          left, mode, cval, scratch, out)
+                          left, mode, cval, chunk, scratch, out)
 
 
 @njit(cache=True, nogil=True)
@@ -593,12 +594,12 @@ def _unpack(params, width):  # pragma: no cover - jitted
 
 
 @njit(cache=True, nogil=True)
-def _in_place_rows_of(image, b, y0, y1, tap_rows, tap_cols, weights, offsets, top, left, mode, cval, scratch,
+def _in_place_rows_of(image, b, y0, y1, tap_rows, tap_cols, weights, offsets, top, left, mode, cval, chunk, scratch,
                       out):  # pragma: no cover - jitted
     """Output rows y0..y1-1 of image ``b``, read where it lies.
 
     Outputs whose taps all fall inside the image are one flat pass over the image itself, in chunks
-    of ``IN_PLACE_CHUNK`` outputs (each chunk takes every group of taps while it is in L1), when output
+    of ``chunk`` outputs (each chunk takes every group of taps while it is in L1), when output
     and image rows are equally wide ("same" padding: the junk computed where a row's last outputs meet
     the next row's first is overwritten below), else one pass per row. Only the border outputs (rows
     above and below, columns left and right) are computed from small padded blocks in ``scratch``
@@ -618,9 +619,9 @@ def _in_place_rows_of(image, b, y0, y1, tap_rows, tap_cols, weights, offsets, to
     if z > a and x_hi > x_lo:
         if ow == width:  # rows a..z-1 as one run; image index = output index - top * width - left
             first, last = a * ow + x_lo, (z - 1) * ow + x_hi
-            for start in range(first, last, IN_PLACE_CHUNK):
+            for start in range(first, last, chunk):
                 _taps(source, start - top * width - left, offsets, weights, flat_out, base + start,
-                      min(IN_PLACE_CHUNK, last - start))
+                      min(chunk, last - start))
         else:
             for y in range(a, z):
                 _taps(source, (y - top) * width + x_lo - left, offsets, weights, flat_out,
@@ -854,7 +855,7 @@ def prepare(taps: Taps, image_hw: tuple[int, ...], stride: tuple[int, int], pads
             work = image.shape[0] * plane_work
             if work >= SERIAL_WORK and threaded_in_place and image.dtype == np.float32:
                 jobs = image.shape[0] * -(-out.shape[1] // rows_per_job)
-                _run(_in_place_part, jobs, work, image, part_params, rows_per_job, out)
+                _run(_in_place_part, jobs, work, image, part_params, rows_per_job, IN_PLACE_CHUNK, out)
                 return
             if work >= SERIAL_WORK or (image.shape[0] > 1 and ph * pw < IN_PLACE_STACKED):
                 correlate(image, out)  # threads pay (a ring of rows, padded planes), or small planes of a stack
