@@ -566,7 +566,7 @@ def _in_place(image, params, out):  # pragma: no cover - jitted
     scratch = np.empty(int(params[4]), dtype=np.float32)
     for b in range(out.shape[0]):  # small images: each inside run whole (in cache anyway)
         _in_place_rows_of(image, b, 0, out.shape[1], tap_rows, tap_cols, weights, offsets, top, left, mode, cval,
-                          out[0].size, scratch, out)
+                          out.shape[1] * out.shape[2], scratch, out)
 
 
 @njit(cache=True, nogil=True)
@@ -589,7 +589,9 @@ def _unpack(params, width):  # pragma: no cover - jitted
     count = int(params[3])
     tap_rows, tap_cols = params[6: 6 + count].astype(np.int64), params[6 + count: 6 + 2 * count].astype(np.int64)
     weights = params[6 + 2 * count: 6 + 3 * count].astype(np.float32)
-    offsets = tap_rows * width + tap_cols
+    offsets = np.empty_like(tap_rows)  # a loop: one allocation (a small image's call is a few microseconds)
+    for t in range(count):
+        offsets[t] = tap_rows[t] * width + tap_cols[t]
     return tap_rows, tap_cols, weights, offsets, int(params[0]), int(params[1]), int(params[2]), np.float32(params[5])
 
 
