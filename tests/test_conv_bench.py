@@ -49,7 +49,7 @@ def test_bad_thread_count_is_a_usage_error():
     assert "--threads and --repeat must be at least 1, got 0" in result.output
 
 
-def test_every_case_has_both_floors_in_the_same_rounds_and_a_percentage_of_them(monkeypatch):
+def test_every_case_has_both_floors_timed_as_often_and_a_percentage_of_them(monkeypatch):
     from convtool import conv
 
     monkeypatch.setattr(benchmark, "images", lambda quick: {"64^2 gray f32": np.ones((64, 64), np.float32)})
