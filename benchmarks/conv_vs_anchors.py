@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 import convtool.bench_harness as benchmark
-from convtool.bench_harness.timing import Rounds
+from convtool.bench_harness.timing import QUICK_ROUNDS, Rounds
 from convtool.cli.bench import render
 
 
@@ -20,7 +20,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=Rounds.repeat)
     args = parser.parse_args()
-    rounds = Rounds(repeat=2, budget=0.2, warmup=0.0) if args.quick else Rounds(repeat=args.repeat)
+    rounds = QUICK_ROUNDS if args.quick else Rounds(repeat=args.repeat)
     results = benchmark.run(quick=args.quick, threads=args.threads, rounds=rounds)
     print("\n".join(render(results)))
 

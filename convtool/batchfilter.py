@@ -448,9 +448,9 @@ def _load_numba(settings: FilterSettings, sample: tuple[int, ...] | None) -> Non
 # values (a chain's second kernel reads floats), small planes (padded whole: up to conv/cpu.py's FLAT_PIXELS; a
 # small gray image's direct kernel reads it in place) and large ones (a ring of rows; a large float32 gray plane's
 # direct kernel of few taps is read in place on threads, from conv/cpu.py's SERIAL_WORK), separable and direct
-# kernels, and pooling. Shapes are just past each limit.
-WARM_SHAPES = ((48, 64), (48, 64, 3), (400, 400, 3), (1000, 1000))  # gray in place; 48x192 whole; 400x1200 rows;
-# 1000x1000 in place on threads
+# kernels, and pooling. Shapes are just past each limit: gray in place; 48x192 interleaved samples whole;
+# 400x1200 rows; 1000x1000 in place on threads.
+WARM_SHAPES = ((48, 64), (48, 64, 3), (400, 400, 3), (1000, 1000))
 WARM_KERNELS = (("separable", np.outer([1.0, 2.0, 1.0], [1.0, 0.0, -1.0])), ("direct", np.eye(3)))
 
 

@@ -133,10 +133,15 @@ def test_warm_up_rounds_last_the_warm_up_time_and_are_not_timed():
 
 
 def test_paired_ratio_is_the_median_of_the_per_round_ratios():
+    import statistics
+
     from convtool.bench_harness.timing import Stats, paired_ratio
 
-    theirs = Stats(median=2.0, minimum=1.0, runs=3, times=(2.0, 1.0, 9.0))
-    ours = Stats(median=1.0, minimum=1.0, runs=3, times=(1.0, 1.0, 3.0))
-    assert paired_ratio(theirs, ours) == 2.0  # ratios 2, 1, 3 -> median 2 (the medians' ratio would be 2 too)
-    drifted = Stats(median=4.0, minimum=1.0, runs=3, times=(1.0, 4.0, 8.0))
-    assert paired_ratio(drifted, Stats(2.0, 1.0, 3, (1.0, 2.0, 4.0))) == 2.0  # 1, 2, 2: a slow round cancels
+    def stats(times: tuple[float, ...]) -> Stats:
+        return Stats(statistics.median(times), min(times), len(times), times)
+
+    theirs, ours = stats((2.0, 3.0, 10.0)), stats((1.0, 3.0, 4.0))  # per-round ratios 2, 1, 2.5
+    assert paired_ratio(theirs, ours) == 2.0
+    assert theirs.median / ours.median == 1.0  # the ratio of medians says something else: the oracle tells them apart
+    slow_round = stats((1.0, 8.0, 2.0)), stats((0.5, 4.0, 1.0))  # round 2 slowed both calls alike
+    assert paired_ratio(*slow_round) == 2.0

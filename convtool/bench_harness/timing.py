@@ -21,8 +21,6 @@ import numpy as np
 FLOOR_NEW, FLOOR_EXISTING = "floor: copy into a new array", "floor: copy into an existing array"
 
 
-
-
 @dataclass(frozen=True)
 class Rounds:
     """How a comparison is timed: at most ``repeat`` rounds, fewer (but at least 5) once they have taken
@@ -31,6 +29,9 @@ class Rounds:
     repeat: int = 21
     budget: float = 3.0
     warmup: float = 1.0
+
+
+QUICK_ROUNDS = Rounds(repeat=2, budget=0.2, warmup=0.0)  # a smoke run (--quick)
 
 
 @dataclass(frozen=True)

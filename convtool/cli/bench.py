@@ -95,9 +95,9 @@ def command(quick: bool, threads: int, repeat: int, auto_only: bool, no_jit: boo
     if threads < 1 or repeat < 1:
         raise UsageError(f"--threads and --repeat must be at least 1, got {threads} and {repeat}")
     import convtool.bench_harness as harness
-    from convtool.bench_harness.timing import Rounds
+    from convtool.bench_harness.timing import QUICK_ROUNDS, Rounds
 
-    rounds = Rounds(repeat=2, budget=0.2, warmup=0.0) if quick else Rounds(repeat=repeat)
+    rounds = QUICK_ROUNDS if quick else Rounds(repeat=repeat)
     results = harness.run(quick=quick, threads=threads, rounds=rounds, backends=not auto_only, jit=not no_jit,
                           small=not no_small, only=only)
     click.echo(harness.dumps(results) if as_json else "\n".join(render(results)))
