@@ -83,6 +83,7 @@ IN_PLACE_CHUNK = 4096  # outputs per pass of the threaded in-place taps: every g
 # (an argument of the jitted kernels, never a global they read: Numba would freeze its value into its disk cache)
 IN_PLACE_STACKED = 1 << 14  # padded pixels from which planes of a stack go in place too (256 x 28^2: 0.7 vs 0.5 ms)
 SERIAL_WORK = conv.SERIAL_WORK  # multiply-adds below which one thread is faster (about 0.5 ms of work)
+RING_SKEW = 16  # floats added to each ring row: see _separable
 RING_BYTES = 1 << 18  # the separable ring of horizontal results is kept below this (L2: 512 KB per core)
 _pool_executor: ThreadPoolExecutor | None = None
 _scratch = threading.local()  # per thread: the flat path's padded plane and pass buffers
@@ -444,7 +445,8 @@ def _separable(image, v_taps, col_w, h_taps, row_w, sh, sw, top, left, mode, cva
     x_hi = max(x_lo, min(ow, width - span_w + 1 + left))
     line = np.empty(sw * phase, dtype=np.float32)
     slots = ring + group - 1  # rows of the ring
-    horizontal = np.empty(slots * strip, dtype=np.float32)
+    lane = strip + RING_SKEW  # ring rows a page apart would share the L1 sets their columns map to
+    horizontal = np.empty(slots * lane, dtype=np.float32)
     v_offsets = np.empty(kh, dtype=np.int64)
     group_rows = np.empty(kh + 3, dtype=np.int64)  # the start of each padded row four output rows read
     for job in range(first_job, last_job):
@@ -464,7 +466,7 @@ def _separable(image, v_taps, col_w, h_taps, row_w, sh, sw, top, left, mode, cva
                 if sw != 1 or source < 0:
                     _fill_row(image, b, r, top, left, mode, cval, channels, pitch, sw, phase, line)
                     for x in range(x0, x1, TILE):
-                        _taps(line, x, h_offsets, row_w, horizontal, k * strip + x - x0, min(TILE, x1 - x))
+                        _taps(line, x, h_offsets, row_w, horizontal, k * lane + x - x0, min(TILE, x1 - x))
                     continue
                 if convert_first:  # many taps on uint8: convert each tile once, just ahead of its taps
                     done = x0
@@ -473,20 +475,20 @@ def _separable(image, v_taps, col_w, h_taps, row_w, sh, sw, top, left, mode, cva
                         upto = pitch if x + n >= ow else x + n + span_w - 1
                         _fill_columns(image, b, r, top, left, mode, cval, channels, done, upto, line, 0)
                         done = upto
-                        _taps(line, x, h_offsets, row_w, horizontal, k * strip + x - x0, n)
+                        _taps(line, x, h_offsets, row_w, horizontal, k * lane + x - x0, n)
                     continue
                 _row_in_place(image[b, source], left, mode, cval, channels, pitch, span_w, x_lo, x_hi, x0, x1,
-                              h_offsets, row_w, line, horizontal[k * strip: k * strip + x1 - x0])
+                              h_offsets, row_w, line, horizontal[k * lane: k * lane + x1 - x0])
             filled = need
             if step > 1:  # rows y .. y + 3 (consecutive taps, sh == 1)
                 for i in range(kh + 3):
-                    group_rows[i] = ((y + i) % slots) * strip
+                    group_rows[i] = ((y + i) % slots) * lane
                 flat = out[b].reshape(oh * ow)
                 for x in range(x0, x1, TILE):
                     _columns4(horizontal, x - x0, group_rows, col_w, flat, y * ow + x, ow, min(TILE, x1 - x))
             else:
                 for i in range(kh):
-                    v_offsets[i] = ((y * sh + v_taps[i]) % slots) * strip
+                    v_offsets[i] = ((y * sh + v_taps[i]) % slots) * lane
                 row = out[b, y]
                 for x in range(x0, x1, TILE):
                     n = min(TILE, x1 - x)
