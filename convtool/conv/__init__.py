@@ -50,7 +50,7 @@ PASS_OVERHEAD = 3.0
 ROW_PASS_OVERHEAD = 2.0
 LARGE_PLANE = 1 << 17  # padded pixels from which the Numba kernels keep a ring of rows (cpu.FLAT_PIXELS)
 # Below SERIAL_WORK multiply-adds a job runs on one thread (cpu.SERIAL_WORK); there a single-channel direct
-# kernel at stride 1 reads the image in place in one pass (cpu._in_place: no pass overhead), and separable
+# kernel at stride 1 reads the image in place in one pass (_cpu_kernels._in_place: no pass overhead), and separable
 # passes over a ring of rows pay per-row costs like a flat pass (512^2 Sobel: 129 us direct in place, 300 us
 # separable on the ring).
 SERIAL_WORK = 2_000_000
