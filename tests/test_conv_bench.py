@@ -71,6 +71,27 @@ def test_every_case_has_both_floors_timed_as_often_and_a_percentage_of_them(monk
     assert all(row["median_us"]["convtool auto"] >= row["min_us"]["convtool auto"] > 0 for row in data["small"])
 
 
+def test_the_out_call_is_timed_in_the_rounds_of_the_floor_it_is_read_against(monkeypatch):
+    from convtool.bench_harness import timing
+
+    groups: list[set[str]] = []
+
+    def recording(calls, rounds):
+        groups.append(set(calls))
+        return timing.interleaved(calls, rounds)
+
+    monkeypatch.setattr(benchmark, "interleaved", recording)
+    monkeypatch.setattr(benchmark, "images", lambda quick: {"64^2 gray f32": np.ones((64, 64), np.float32)})
+    result = CliRunner().invoke(cli, ["bench", "--quick", "--auto-only", "--json", "--threads", "2", "--no-jit",
+                                      "--no-small"])
+    assert result.exit_code == 0, result.output
+    existing = {f"floor: copy into an existing array [{n}]" for n in ("1 thread", "2 threads")}
+    new = {f"floor: copy into a new array [{n}]" for n in ("1 thread", "2 threads")}
+    assert {"convtool auto, out="} | existing in groups  # the same rounds: the host's drift moves both
+    assert new in groups
+    assert all("convtool auto, out=" not in group for group in groups if "convtool auto" in group)
+
+
 def test_the_core_imports_neither_opencv_nor_scipy():
     script = ("import sys, numpy as np; from convtool.conv import correlate2d, pool2d; "
               "correlate2d(np.ones((9, 9), np.float32), np.ones((3, 3)), backend='numpy'); pool2d(np.ones((4, 4)), 2); "

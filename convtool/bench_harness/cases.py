@@ -4,13 +4,16 @@ Every library gets the same thread count (:func:`timing.same_threads`), the same
 without repeating the edge: OpenCV's BORDER_REFLECT_101, scipy's "mirror") and the same float32-output
 task. Each case also times the memory floor (a converting copy into a new array and into an existing
 one) right after the libraries, in rounds of its own, so every figure can be read as a percentage of
-what memory allows right now. The floors are not in the libraries' rounds: their four copies (two of
-them fresh 67 MB arrays, two on one thread) slowed convtool's new-array calls there (4096^2 Gaussian
-5x5 ratio 1.41-1.51 in five runs with them, 1.54-1.72 in two without; the standalone script, which
-has none, 1.58-1.74). A scipy.ndimage call (single-threaded) that takes longer than ``LONG_CALL`` is
-also timed in rounds of its own: between rounds of two-thread calls such calls left the second core
-idle for 0.4 s at a time, and every two-thread call after them ran slower (4096^2 Gaussian 5x5:
-convtool 15 -> 18 ms, OpenCV 19-20 -> 24 ms, medians of 30 rounds in one process each).
+what memory allows right now. convtool's call into an existing array (``out=``) is timed in the rounds
+of the existing-array floor it is read against: in separate rounds the host's drift moved its percentage
+between 77% and 105% (4096^2 Sobel, four runs), in the same rounds 91-96%. The floors are not in the
+libraries' rounds: their four copies (two of them fresh 67 MB arrays, two on one thread) slowed
+convtool's new-array calls there (4096^2 Gaussian 5x5 ratio 1.41-1.51 in five runs with them, 1.54-1.72
+in two without; the standalone script, which has none, 1.58-1.74). A scipy.ndimage call
+(single-threaded) that takes longer than ``LONG_CALL`` is also timed in rounds of its own: between rounds
+of two-thread calls such calls left the second core idle for 0.4 s at a time, and every two-thread call
+after them ran slower (4096^2 Gaussian 5x5: convtool 15 -> 18 ms, OpenCV 19-20 -> 24 ms, medians of 30
+rounds in one process each).
 OpenCV and scipy are optional anchors: a missing one is named and the run goes on.
 """
 
@@ -147,8 +150,9 @@ def _colour(image: np.ndarray) -> bool:
 
 def run_case(label: str, image: np.ndarray, kname: str, kernel: np.ndarray, found: dict, rounds: Rounds,
              backends: bool, threads: int) -> CaseResult:
-    """Time convtool (auto, auto into an existing array and, with ``backends``, every applicable back-end)
-    and OpenCV on one case in the same interleaved rounds, then the two memory floors, then long scipy calls.
+    """Time convtool (auto and, with ``backends``, every applicable back-end) and OpenCV on one case in the
+    same interleaved rounds, then the new-array floor, then convtool's ``out=`` call in the rounds of the
+    existing-array floor it is read against, then long scipy calls.
 
     A colour image is given to every library as the interleaved H,W,3 array it was read as, and every
     library returns H,W,3 float32 (convtool with ``channel_axis=-1``): the same task for all.
@@ -222,8 +226,12 @@ def run_case(label: str, image: np.ndarray, kname: str, kernel: np.ndarray, foun
                 image, SIGMAS[kname], axes=axes, output=np.float32, mode="mirror", truncate=radius / SIGMAS[kname]))
         if kname not in SIGMAS or kernel.shape[0] <= 5:
             timed("scipy correlate", lambda: ndimage.correlate(image, k3, output=np.float32, mode="mirror"))
-    timed_rounds = interleaved(calls, rounds)
-    timed_rounds.update(interleaved(copy_calls(image, threads), rounds))
+    into = "convtool auto" + OUT_SUFFIX  # timed beside the existing-array floor it is read against
+    floors = copy_calls(image, threads)
+    existing = {name: call for name, call in floors.items() if name.startswith(FLOOR_EXISTING)}
+    timed_rounds = interleaved({name: call for name, call in calls.items() if name != into}, rounds)
+    timed_rounds.update(interleaved({name: call for name, call in floors.items() if name not in existing}, rounds))
+    timed_rounds.update(interleaved({into: calls[into], **existing}, rounds))
     if single:  # single-threaded: no warm-up drift to wait out (the check above was its warm-up call)
         timed_rounds.update(interleaved(single, dataclasses.replace(rounds, warmup=0.0)))
     for name, (stats, variant) in fastest_floors(timed_rounds).items():
