@@ -36,7 +36,7 @@ PIXEL_SECONDS = 12e-9  # decode + scale + encode per pixel and channel, measured
 # path 0.75e9 (9x9 blob, 65 taps: 80 ms: memory-bound, two workers share the bandwidth), Numba 4e9 or more (Sobel
 # 2.2 ms, Gaussian 0.8 ms, blob 2.7 ms).
 NUMPY_RATE, NUMPY_DIRECT_RATE, NUMBA_RATE = 1.2e9, 0.75e9, 4e9
-# Loading the Numba core costs a process about 0.85 s while the other core idles (import 0.43 s, the conv/cpu.py kernels 0.12 s,
+# Loading the Numba core costs a process about 0.85 s while the other core idles (import 0.43 s, conv's CPU kernels 0.12 s,
 # the batch's kernels from the cache 0.3 s; Numba's BLAS probe skipped). It pays when NumPy would take longer than
 # that more: 200 photos give each of 2 workers 0.5 s more with NumPy for Sobel or the 5x5 Gaussian (NumPy: 200
 # Sobel 2.7-3.3 s against 2.9-3.4 s with Numba), 6.5 s for the blob (Numba); one 4000x3000 RGB Gaussian sigma 3

@@ -19,7 +19,8 @@ def render(results: dict) -> list[str]:
     """Plain-text tables: every timing per case, convtool's ratios to the best anchors, small images."""
     lines = [f"convtool bench: {results['threads']} thread(s) for every library, reflect border, float32 output; "
              f"interleaved runs; Mpix/s counts samples (H x W x channels); median and best run; "
-             f"% floor = median against a copy into a new (or, for out=, an existing) array timed right after"]
+             f"% floor = median against a copy into a new array timed right after (out=: into an existing array, "
+             f"in the same rounds)"]
     for section, title in (("cases", "Correlation"), ("pooling", "Pooling")):
         if not results[section]:
             continue

@@ -442,13 +442,10 @@ def _in_place(image, params, out):  # pragma: no cover - jitted
     the constant border value, then the n tap rows, the n tap columns and the n weights: three arguments,
     because Numba's dispatch costs about 0.2 us per argument (a fifth of a 64x64 call with the eleven
     it would take spelled out); the scratch of the border blocks is allocated here (tens of floats).
-    Every image is done whole by :func:`_in_place_rows_of`.
+    Every image is one job of :func:`_in_place_part`, its inside outputs one run (in cache anyway).
     """
-    tap_rows, tap_cols, weights, offsets, top, left, mode, cval = _unpack(params, image.shape[2])
-    scratch = np.empty(int(params[4]), dtype=np.float32)
-    for b in range(out.shape[0]):  # small images: each inside run whole (in cache anyway)
-        _in_place_rows_of(image, b, 0, out.shape[1], tap_rows, tap_cols, weights, offsets, top, left, mode, cval,
-                          out.shape[1] * out.shape[2], scratch, out)
+    rows = max(1, out.shape[1])
+    _in_place_part(image, params, rows, rows * max(1, out.shape[2]), out, 0, out.shape[0])
 
 
 @njit(cache=True, nogil=True)
